@@ -1,0 +1,108 @@
+-- easymo bootstrap: roles and the helpers every domain file relies on.
+-- Runs first (pgrx `bootstrap`). Every object is created in the schema CREATE EXTENSION was given
+-- and referenced through @extschema@, so nothing assumes `public`.
+
+-- The Supabase role names. Roles are cluster-wide and may already exist (Supabase, a second
+-- database): create them only when absent, NOLOGIN, and never drop them with the extension.
+DO $roles$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['anon', 'authenticated', 'service_role'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
+            EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+    END LOOP;
+END
+$roles$;
+
+-- Exactly Supabase's auth.uid(): the `sub` claim PostgREST puts in the request settings.
+CREATE FUNCTION @extschema@.request_user_id() RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce(
+        nullif(current_setting('request.jwt.claim.sub', true), ''),
+        (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub')
+    )::uuid
+$$;
+COMMENT ON FUNCTION @extschema@.request_user_id() IS
+    'The calling user''s id as Supabase auth.uid() gives it: request.jwt.claim.sub, else request.jwt.claims->>''sub'', as uuid; NULL when neither is set. Used by every RLS policy.';
+
+-- One trigger function keeps updated_at honest on every table that has it.
+CREATE FUNCTION @extschema@._touch_updated_at() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    NEW.updated_at := pg_catalog.now();
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._touch_updated_at() IS
+    'Internal trigger function: sets updated_at to now() on every UPDATE.';
+
+-- Secures a table the way the contract says every table is secured, right after it is created
+-- (so Supabase-style default privileges granted at creation are revoked too):
+-- RLS on; service_role may do anything; when p_owner_column is given, `authenticated` may read
+-- the rows whose owner column equals request_user_id(); anon and PUBLIC get nothing. Existing
+-- partitions are locked down as well: they are only ever reached through their parent.
+CREATE FUNCTION @extschema@._secure_table(p_table regclass, p_owner_column name DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    part regclass;
+BEGIN
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', p_table);
+    EXECUTE format('CREATE POLICY service_role_all ON %s FOR ALL TO service_role USING (true) WITH CHECK (true)',
+                   p_table);
+    EXECUTE format('REVOKE ALL ON TABLE %s FROM PUBLIC, anon, authenticated', p_table);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE %s TO service_role', p_table);
+    IF p_owner_column IS NOT NULL THEN
+        EXECUTE format('CREATE POLICY owner_read ON %s FOR SELECT TO authenticated USING (%I = (SELECT @extschema@.request_user_id()))',
+                       p_table, p_owner_column);
+        EXECUTE format('GRANT SELECT ON TABLE %s TO authenticated', p_table);
+    END IF;
+    FOR part IN SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = p_table LOOP
+        PERFORM @extschema@._secure_partition(part);
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._secure_table(regclass, name) IS
+    'Internal: enables RLS with the service_role and (optional) owner-read policies and sets the table''s grants.';
+
+-- A partition is reached only through its parent, whose policies then apply; reading it
+-- directly would bypass them, so nobody but the owner gets any privilege on it, and RLS is on
+-- (with no policy) in case a default privilege grants one later.
+CREATE FUNCTION @extschema@._secure_partition(p_partition regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', p_partition);
+    EXECUTE format('REVOKE ALL ON TABLE %s FROM PUBLIC, anon, authenticated, service_role', p_partition);
+END
+$$;
+COMMENT ON FUNCTION @extschema@._secure_partition(regclass) IS
+    'Internal: locks a partition down (RLS on, no privileges) so it can only be read through its parent.';
+
+-- Views are security_invoker, so the caller's table privileges and RLS apply beneath them; the
+-- view itself is readable by service_role, and by authenticated only when it says so.
+CREATE FUNCTION @extschema@._secure_view(p_view regclass, p_authenticated boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('REVOKE ALL ON TABLE %s FROM PUBLIC, anon, authenticated', p_view);
+    EXECUTE format('GRANT SELECT ON TABLE %s TO service_role', p_view);
+    IF p_authenticated THEN
+        EXECUTE format('GRANT SELECT ON TABLE %s TO authenticated', p_view);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._secure_view(regclass, boolean) IS
+    'Internal: sets a view''s grants: service_role always, authenticated when asked.';

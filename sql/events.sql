@@ -1,0 +1,158 @@
+-- Events and work: the event store (monthly partitions) with its stream heads, the message queue
+-- and background jobs.
+
+CREATE TABLE @extschema@.event_store (
+    id             uuid NOT NULL DEFAULT gen_random_uuid(),
+    aggregate_type text NOT NULL CHECK (length(aggregate_type) BETWEEN 1 AND 128),
+    aggregate_id   text NOT NULL CHECK (length(aggregate_id) BETWEEN 1 AND 255),
+    event_type     text NOT NULL CHECK (length(event_type) BETWEEN 1 AND 255),
+    version        bigint NOT NULL CHECK (version >= 1),
+    payload        jsonb NOT NULL DEFAULT '{}',
+    metadata       jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+    correlation_id text CHECK (length(correlation_id) <= 128),
+    causation_id   uuid,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (id, created_at)
+) PARTITION BY RANGE (created_at);
+CREATE TABLE @extschema@.event_store_default PARTITION OF @extschema@.event_store DEFAULT;
+CREATE INDEX event_store_stream_idx
+    ON @extschema@.event_store (aggregate_type, aggregate_id, version);
+CREATE INDEX event_store_type_created_idx
+    ON @extschema@.event_store (event_type, created_at DESC);
+CREATE INDEX event_store_correlation_idx
+    ON @extschema@.event_store (correlation_id)
+    WHERE correlation_id IS NOT NULL;
+COMMENT ON TABLE @extschema@.event_store IS
+    'Domain events for event sourcing: per (aggregate_type, aggregate_id) stream, versions 1, 2, 3 ... without gaps. Monthly partitions on created_at (UTC); write with append_event(), read with get_aggregate_events().';
+COMMENT ON TABLE @extschema@.event_store_default IS
+    'DEFAULT partition of event_store: catches rows whose month has no partition yet; ensure_partitions() moves them out.';
+
+-- A stream's version cannot be made unique on the partitioned table (the key would have to
+-- include created_at), so each stream has one head row here: appenders lock it, read the current
+-- version and advance it, which makes versions unique and gapless under any concurrency.
+CREATE TABLE @extschema@.event_streams (
+    aggregate_type  text NOT NULL,
+    aggregate_id    text NOT NULL,
+    current_version bigint NOT NULL DEFAULT 0 CHECK (current_version >= 0),
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (aggregate_type, aggregate_id)
+);
+COMMENT ON TABLE @extschema@.event_streams IS
+    'One head row per event stream holding its current version: the lock that keeps event_store versions unique and gapless.';
+
+CREATE TABLE @extschema@.message_queue (
+    id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    queue_name       text NOT NULL CHECK (length(queue_name) BETWEEN 1 AND 255),
+    message_type     text NOT NULL CHECK (length(message_type) BETWEEN 1 AND 255),
+    payload          jsonb NOT NULL,
+    priority         integer NOT NULL DEFAULT 5 CHECK (priority BETWEEN 1 AND 10),
+    status           text NOT NULL DEFAULT 'pending'
+                         CHECK (status IN ('pending', 'processing', 'completed', 'dead_letter')),
+    retry_count      integer NOT NULL DEFAULT 0 CHECK (retry_count >= 0),
+    max_retries      integer NOT NULL DEFAULT 3 CHECK (max_retries >= 0),
+    -- When the message is due: set at enqueue, pushed back by each nack's backoff.
+    scheduled_at     timestamptz NOT NULL DEFAULT now(),
+    -- A read message is invisible to other consumers until locked_until passes.
+    locked_until     timestamptz,
+    idempotency_key  text CHECK (length(idempotency_key) BETWEEN 1 AND 255),
+    last_error       text,
+    completed_at     timestamptz,
+    dead_lettered_at timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (queue_name, idempotency_key)
+);
+CREATE INDEX message_queue_due_idx
+    ON @extschema@.message_queue (queue_name, priority, scheduled_at)
+    WHERE status = 'pending';
+CREATE INDEX message_queue_locked_idx
+    ON @extschema@.message_queue (locked_until)
+    WHERE status = 'processing';
+CREATE INDEX message_queue_status_idx ON @extschema@.message_queue (queue_name, status);
+CREATE TRIGGER message_queue_touch BEFORE UPDATE ON @extschema@.message_queue
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._touch_updated_at();
+COMMENT ON TABLE @extschema@.message_queue IS
+    'Named asynchronous message queues: priority 1 (most urgent) to 10, visibility timeout, retries with backoff and a dead letter state; idempotent by (queue_name, idempotency_key).';
+
+CREATE TABLE @extschema@.background_jobs (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    job_type        text NOT NULL CHECK (length(job_type) BETWEEN 1 AND 255),
+    job_name        text NOT NULL CHECK (length(job_name) BETWEEN 1 AND 255),
+    payload         jsonb NOT NULL DEFAULT '{}',
+    status          text NOT NULL DEFAULT 'pending'
+                        CHECK (status IN ('pending', 'running', 'completed', 'failed', 'cancelled', 'timeout')),
+    priority        integer NOT NULL DEFAULT 5 CHECK (priority BETWEEN 1 AND 10),
+    attempts        integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    max_attempts    integer NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+    timeout_seconds integer NOT NULL DEFAULT 300 CHECK (timeout_seconds > 0),
+    scheduled_at    timestamptz NOT NULL DEFAULT now(),
+    -- A claimed job's lease: started_at + timeout_seconds.
+    locked_until    timestamptz,
+    worker_id       text CHECK (length(worker_id) <= 255),
+    idempotency_key text CHECK (length(idempotency_key) BETWEEN 1 AND 255),
+    result          jsonb,
+    last_error      text,
+    started_at      timestamptz,
+    completed_at    timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (job_type, idempotency_key)
+);
+CREATE INDEX background_jobs_due_idx
+    ON @extschema@.background_jobs (priority, scheduled_at)
+    WHERE status = 'pending';
+CREATE INDEX background_jobs_running_idx
+    ON @extschema@.background_jobs (locked_until)
+    WHERE status = 'running';
+CREATE INDEX background_jobs_type_status_idx ON @extschema@.background_jobs (job_type, status);
+CREATE TRIGGER background_jobs_touch BEFORE UPDATE ON @extschema@.background_jobs
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._touch_updated_at();
+COMMENT ON TABLE @extschema@.background_jobs IS
+    'Background jobs: scheduled, claimed with a lease of timeout_seconds, retried up to max_attempts; status pending, running, completed, failed, cancelled or timeout.';
+
+CREATE VIEW @extschema@.event_store_stats WITH (security_invoker = true) AS
+SELECT aggregate_type,
+       event_type,
+       count(*)                     AS events,
+       count(DISTINCT aggregate_id) AS aggregates,
+       min(created_at)              AS first_event_at,
+       max(created_at)              AS last_event_at
+  FROM @extschema@.event_store
+ GROUP BY aggregate_type, event_type;
+COMMENT ON VIEW @extschema@.event_store_stats IS
+    'Events per aggregate type and event type: count, distinct aggregates, first and last event time.';
+
+CREATE VIEW @extschema@.message_queue_stats WITH (security_invoker = true) AS
+SELECT queue_name,
+       status,
+       count(*)                                       AS messages,
+       count(*) FILTER (WHERE scheduled_at <= now())  AS due,
+       min(created_at)                                AS oldest_created_at,
+       avg(retry_count)                               AS avg_retries,
+       max(retry_count)                               AS max_retries_seen
+  FROM @extschema@.message_queue
+ GROUP BY queue_name, status;
+COMMENT ON VIEW @extschema@.message_queue_stats IS
+    'Messages per queue and status: count, due now, oldest, average and highest retry count.';
+
+CREATE VIEW @extschema@.background_job_stats WITH (security_invoker = true) AS
+SELECT job_type,
+       status,
+       count(*)                                                          AS jobs,
+       avg(extract(epoch FROM completed_at - started_at))
+           FILTER (WHERE completed_at IS NOT NULL AND started_at IS NOT NULL) AS avg_duration_seconds,
+       avg(attempts)                                                     AS avg_attempts,
+       min(scheduled_at) FILTER (WHERE status = 'pending')              AS oldest_pending_at
+  FROM @extschema@.background_jobs
+ GROUP BY job_type, status;
+COMMENT ON VIEW @extschema@.background_job_stats IS
+    'Jobs per type and status: count, average run time, average attempts, oldest pending schedule.';
+
+SELECT @extschema@._secure_table('@extschema@.event_store');
+SELECT @extschema@._secure_table('@extschema@.event_streams');
+SELECT @extschema@._secure_table('@extschema@.message_queue');
+SELECT @extschema@._secure_table('@extschema@.background_jobs');
+SELECT @extschema@._secure_view('@extschema@.event_store_stats');
+SELECT @extschema@._secure_view('@extschema@.message_queue_stats');
+SELECT @extschema@._secure_view('@extschema@.background_job_stats');

@@ -1,0 +1,80 @@
+-- Observability: time-series metrics and the audit trail.
+-- Both are range-partitioned by month on created_at (UTC months) with a DEFAULT partition, so an
+-- insert never fails for lack of a partition; ensure_partitions() adds months and empties DEFAULT.
+
+CREATE TABLE @extschema@.system_metrics (
+    id           uuid NOT NULL DEFAULT gen_random_uuid(),
+    service_name text NOT NULL CHECK (length(service_name) BETWEEN 1 AND 255),
+    metric_type  text NOT NULL CHECK (metric_type IN
+                     ('latency', 'error_rate', 'throughput', 'memory', 'cpu', 'counter', 'gauge')),
+    metric_name  text NOT NULL CHECK (length(metric_name) BETWEEN 1 AND 255),
+    -- NaN and +-Infinity would poison every aggregate in the views.
+    value        double precision NOT NULL
+                     CHECK (value <> 'NaN'::float8 AND value <> 'Infinity'::float8 AND value <> '-Infinity'::float8),
+    unit         text CHECK (length(unit) <= 32),
+    tags         jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(tags) = 'object'),
+    metadata     jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (id, created_at)
+) PARTITION BY RANGE (created_at);
+CREATE TABLE @extschema@.system_metrics_default PARTITION OF @extschema@.system_metrics DEFAULT;
+CREATE INDEX system_metrics_service_type_created_idx
+    ON @extschema@.system_metrics (service_name, metric_type, created_at DESC);
+CREATE INDEX system_metrics_name_created_idx
+    ON @extschema@.system_metrics (metric_name, created_at DESC);
+CREATE INDEX system_metrics_tags_idx
+    ON @extschema@.system_metrics USING gin (tags jsonb_path_ops);
+COMMENT ON TABLE @extschema@.system_metrics IS
+    'Time-series metrics from every service (latency, error_rate, throughput, memory, cpu, counter, gauge). Monthly partitions on created_at (UTC); write with record_metric().';
+COMMENT ON TABLE @extschema@.system_metrics_default IS
+    'DEFAULT partition of system_metrics: catches rows whose month has no partition yet; ensure_partitions() moves them out.';
+
+CREATE TABLE @extschema@.system_audit_logs (
+    id               uuid NOT NULL DEFAULT gen_random_uuid(),
+    actor_type       text NOT NULL CHECK (actor_type IN ('user', 'service', 'system', 'admin')),
+    actor_identifier text NOT NULL CHECK (length(actor_identifier) BETWEEN 1 AND 255),
+    action           text NOT NULL CHECK (length(action) BETWEEN 1 AND 255),
+    resource_type    text CHECK (length(resource_type) <= 255),
+    resource_id      text CHECK (length(resource_id) <= 255),
+    old_data         jsonb,
+    new_data         jsonb,
+    metadata         jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
+    correlation_id   text CHECK (length(correlation_id) <= 128),
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (id, created_at)
+) PARTITION BY RANGE (created_at);
+CREATE TABLE @extschema@.system_audit_logs_default PARTITION OF @extschema@.system_audit_logs DEFAULT;
+CREATE INDEX system_audit_logs_actor_created_idx
+    ON @extschema@.system_audit_logs (actor_type, actor_identifier, created_at DESC);
+CREATE INDEX system_audit_logs_resource_created_idx
+    ON @extschema@.system_audit_logs (resource_type, resource_id, created_at DESC)
+    WHERE resource_type IS NOT NULL;
+CREATE INDEX system_audit_logs_action_created_idx
+    ON @extschema@.system_audit_logs (action, created_at DESC);
+CREATE INDEX system_audit_logs_correlation_idx
+    ON @extschema@.system_audit_logs (correlation_id)
+    WHERE correlation_id IS NOT NULL;
+COMMENT ON TABLE @extschema@.system_audit_logs IS
+    'Central audit trail of user, service, system and admin actions, with old/new data and correlation ids. Monthly partitions on created_at (UTC); write with log_audit_event().';
+COMMENT ON TABLE @extschema@.system_audit_logs_default IS
+    'DEFAULT partition of system_audit_logs: catches rows whose month has no partition yet; ensure_partitions() moves them out.';
+
+CREATE VIEW @extschema@.recent_metrics_by_service WITH (security_invoker = true) AS
+SELECT service_name,
+       metric_type,
+       metric_name,
+       count(*)                                                  AS samples,
+       avg(value)                                                AS avg_value,
+       min(value)                                                AS min_value,
+       max(value)                                                AS max_value,
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY value)       AS p95_value,
+       max(created_at)                                           AS last_recorded_at
+  FROM @extschema@.system_metrics
+ WHERE created_at > now() - interval '1 hour'
+ GROUP BY service_name, metric_type, metric_name;
+COMMENT ON VIEW @extschema@.recent_metrics_by_service IS
+    'Per service, metric type and name over the last hour: sample count, avg, min, max, p95 and the latest sample time.';
+
+SELECT @extschema@._secure_table('@extschema@.system_metrics');
+SELECT @extschema@._secure_table('@extschema@.system_audit_logs');
+SELECT @extschema@._secure_view('@extschema@.recent_metrics_by_service');

@@ -1,0 +1,189 @@
+-- Operations: monthly partitions.
+--
+-- Partitions are monthly in UTC, named <table>_pYYYY_MM, and are members of the extension: DROP
+-- EXTENSION removes them, pg_dump does not try to re-create them (the install does), and each is
+-- registered with pg_extension_config_dump so pg_dump keeps its rows. (pg_dump never dumps the
+-- rows of a partitioned parent itself, only those of its leaf partitions.)
+
+-- The bounds of every non-default partition of p_parent, as instants. pg_get_expr prints them in
+-- the session time zone with the offset, so the cast back is exact whatever TimeZone says.
+CREATE FUNCTION @extschema@._partition_bounds(p_parent regclass)
+RETURNS TABLE (partition regclass, lower_bound timestamptz, upper_bound timestamptz)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT b.relid::regclass,
+           CASE b.bounds[1] WHEN 'MINVALUE' THEN '-infinity'
+                            ELSE btrim(b.bounds[1], '''') END::timestamptz,
+           CASE b.bounds[2] WHEN 'MAXVALUE' THEN 'infinity'
+                            ELSE btrim(b.bounds[2], '''') END::timestamptz
+      FROM (SELECT c.oid AS relid,
+                   regexp_match(pg_get_expr(c.relpartbound, c.oid), '^FOR VALUES FROM \((.*)\) TO \((.*)\)$') AS bounds
+              FROM pg_inherits i
+              JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = p_parent) b
+     WHERE b.bounds IS NOT NULL
+$$;
+COMMENT ON FUNCTION @extschema@._partition_bounds(regclass) IS
+    'Internal: the lower and upper bound of each non-default range partition of a table.';
+
+-- Creates the partition of p_parent for the UTC month starting p_month, moving the rows of that
+-- month out of the DEFAULT partition first: attaching (or creating) a partition whose range has
+-- rows in DEFAULT is refused by Postgres, the failure pg_partman users know.
+CREATE FUNCTION @extschema@._create_month_partition(p_parent regclass, p_month date)
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    nsp        name;
+    relname    name;
+    default_rel regclass;
+    part       regclass;
+    lo         timestamptz := p_month::timestamp AT TIME ZONE 'UTC';
+    hi         timestamptz := (p_month + interval '1 month')::timestamp AT TIME ZONE 'UTC';
+    cols       text;
+    fks        text;
+    moved      bigint;
+BEGIN
+    SELECT n.nspname, c.relname, pt.partdefid::regclass
+      INTO nsp, relname, default_rel
+      FROM pg_class c
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
+     WHERE c.oid = p_parent;
+
+    -- Foreign keys that point at this table are NO ACTION and deferrable; defer them while a
+    -- row leaves DEFAULT and comes back in its month, then check them again before returning.
+    SELECT string_agg(format('%I.%I', cn.nspname, con.conname), ', ')
+      INTO fks
+      FROM pg_constraint con
+      JOIN pg_namespace cn ON cn.oid = con.connamespace
+     WHERE con.contype = 'f' AND con.confrelid = p_parent AND con.conparentid = 0 AND con.condeferrable;
+    IF fks IS NOT NULL THEN
+        EXECUTE 'SET CONSTRAINTS ' || fks || ' DEFERRED';
+    END IF;
+
+    -- No new row may land in DEFAULT between the move and the attach.
+    IF default_rel IS NOT NULL THEN
+        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', default_rel);
+    END IF;
+
+    EXECUTE format('CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)',
+                   nsp, relname || '_p' || to_char(p_month, 'YYYY_MM'), p_parent);
+    part := format('%I.%I', nsp, relname || '_p' || to_char(p_month, 'YYYY_MM'))::regclass;
+
+    IF default_rel IS NOT NULL THEN
+        SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
+          INTO cols
+          FROM pg_attribute
+         WHERE attrelid = p_parent AND attnum > 0 AND NOT attisdropped;
+        EXECUTE format('WITH moved AS (DELETE FROM %s WHERE created_at >= $1 AND created_at < $2 RETURNING %s) '
+                       'INSERT INTO %s (%s) SELECT %s FROM moved',
+                       default_rel, cols, part, cols, cols)
+          USING lo, hi;
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        IF moved > 0 THEN
+            RAISE NOTICE 'moved % row(s) of % from % into %', moved, to_char(p_month, 'YYYY-MM'), default_rel, part;
+        END IF;
+    END IF;
+
+    -- Attaching after the load builds the partition's indexes once, over all moved rows.
+    EXECUTE format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%L) TO (%L)', p_parent, part, lo, hi);
+    IF fks IS NOT NULL THEN
+        EXECUTE 'SET CONSTRAINTS ' || fks || ' IMMEDIATE';
+    END IF;
+
+    PERFORM @extschema@._secure_partition(part);
+    EXECUTE format('COMMENT ON TABLE %s IS %L', part,
+                   format('Monthly partition of %s for %s (UTC); created by ensure_partitions().',
+                          relname, to_char(p_month, 'YYYY-MM')));
+    -- Inside CREATE/ALTER EXTENSION the new table is a member already; at run time it is added.
+    IF NOT EXISTS (SELECT 1 FROM pg_depend
+                    WHERE classid = 'pg_class'::regclass AND objid = part
+                      AND refclassid = 'pg_extension'::regclass AND deptype = 'e') THEN
+        EXECUTE format('ALTER EXTENSION easymo ADD TABLE %s', part);
+    END IF;
+    PERFORM @extschema@._register_config_table(part);
+    RETURN part;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._create_month_partition(regclass, date) IS
+    'Internal: creates one UTC-month partition, moving that month''s rows out of the DEFAULT partition, and registers it with the extension and pg_dump.';
+
+CREATE FUNCTION @extschema@.ensure_partitions(p_months_ahead integer DEFAULT 3)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent   record;
+    m        date;
+    lo       timestamptz;
+    hi       timestamptz;
+    this_month date := date_trunc('month', now() AT TIME ZONE 'UTC')::date;
+    covering integer;
+    overlapping integer;
+    created  integer := 0;
+    default_months date[];
+BEGIN
+    IF p_months_ahead IS NULL THEN
+        RAISE EXCEPTION 'ensure_partitions: p_months_ahead must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF p_months_ahead < 0 OR p_months_ahead > 120 THEN
+        RAISE EXCEPTION 'ensure_partitions: p_months_ahead must be between 0 and 120, got %', p_months_ahead
+            USING ERRCODE = '22023';
+    END IF;
+    -- One caller at a time (the maintenance worker and a DBA may well meet here).
+    PERFORM pg_advisory_xact_lock(7310309163452661761);
+
+    FOR parent IN
+        SELECT c.oid::regclass AS rel, pt.partdefid::regclass AS default_rel
+          FROM pg_depend d
+          JOIN pg_class c ON c.oid = d.objid
+          JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
+         WHERE d.classid = 'pg_class'::regclass
+           AND d.refclassid = 'pg_extension'::regclass
+           AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'easymo')
+           AND d.deptype = 'e'
+           AND c.relkind = 'p'
+         ORDER BY c.relname
+    LOOP
+        default_months := '{}';
+        IF parent.default_rel IS NOT NULL THEN
+            EXECUTE format('SELECT coalesce(array_agg(DISTINCT date_trunc(''month'', created_at AT TIME ZONE ''UTC'')::date), ''{}'') '
+                           'FROM %s WHERE isfinite(created_at)', parent.default_rel)
+              INTO default_months;
+        END IF;
+
+        FOR m IN
+            SELECT g::date FROM generate_series(this_month,
+                                                this_month + make_interval(months => p_months_ahead),
+                                                interval '1 month') g
+            UNION
+            SELECT unnest(default_months)
+            ORDER BY 1
+        LOOP
+            lo := m::timestamp AT TIME ZONE 'UTC';
+            hi := (m + interval '1 month')::timestamp AT TIME ZONE 'UTC';
+            SELECT count(*) FILTER (WHERE b.lower_bound <= lo AND hi <= b.upper_bound),
+                   count(*) FILTER (WHERE b.lower_bound < hi AND lo < b.upper_bound)
+              INTO covering, overlapping
+              FROM @extschema@._partition_bounds(parent.rel) b;
+            IF covering > 0 THEN
+                CONTINUE;
+            ELSIF overlapping > 0 THEN
+                -- A partition someone made by hand covers part of this month: leave it alone.
+                RAISE WARNING 'ensure_partitions: % already has a partition overlapping % (UTC); no monthly partition created, rows of that month stay where they are',
+                    parent.rel, to_char(m, 'YYYY-MM');
+                CONTINUE;
+            END IF;
+            PERFORM @extschema@._create_month_partition(parent.rel, m);
+            created := created + 1;
+        END LOOP;
+    END LOOP;
+    RETURN created;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.ensure_partitions(integer) IS
+    'Creates the missing monthly (UTC) partitions of every partitioned easymo table, from this month to p_months_ahead months ahead and for every month that has rows in a DEFAULT partition, moving those rows into their new partition. Returns how many partitions it created.';

@@ -1,0 +1,58 @@
+-- Finalize: runs after every domain file and every Rust function exists.
+
+-- Partitions for this month and the three ahead (ensure_partitions registers each with pg_dump).
+SELECT @extschema@.ensure_partitions(3);
+
+-- pg_dump skips the rows of extension tables unless they are registered as configuration
+-- tables; register every plain table (DEFAULT partitions included). Partitioned parents hold
+-- no rows of their own: pg_dump dumps their leaf partitions.
+DO $config_dump$
+DECLARE
+    rel regclass;
+BEGIN
+    FOR rel IN
+        SELECT c.oid::regclass
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid
+         WHERE d.classid = 'pg_catalog.pg_class'::regclass
+           AND d.refclassid = 'pg_catalog.pg_extension'::regclass
+           AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'easymo')
+           AND d.deptype = 'e'
+           AND c.relkind = 'r'
+    LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(rel, '');
+    END LOOP;
+END
+$config_dump$;
+
+-- Function privileges. Postgres grants EXECUTE to PUBLIC on every new function (and a Supabase
+-- database adds default grants to anon and authenticated), so take everything back, then give
+-- service_role every public helper and authenticated only the ones safe for an end user.
+-- Internal functions (name starting with `_`) are executed by nobody but their owner.
+DO $function_privileges$
+DECLARE
+    fn regprocedure;
+    fname name;
+    -- The end-user surface (contract: "Calling conventions"); request_user_id is needed by the
+    -- RLS policies themselves.
+    end_user_helpers name[] := ARRAY['request_user_id', 'is_feature_enabled', 'get_feature_variant',
+                                     'find_nearby_locations', 'get_cache', 'get_cached_route'];
+BEGIN
+    FOR fn, fname IN
+        SELECT p.oid::regprocedure, p.proname
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+         WHERE d.classid = 'pg_catalog.pg_proc'::regclass
+           AND d.refclassid = 'pg_catalog.pg_extension'::regclass
+           AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'easymo')
+           AND d.deptype = 'e'
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, anon, authenticated, service_role', fn);
+        CONTINUE WHEN fname LIKE '\_%';
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO service_role', fn);
+        IF fname = ANY (end_user_helpers) THEN
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO authenticated', fn);
+        END IF;
+    END LOOP;
+END
+$function_privileges$;

@@ -1,0 +1,54 @@
+//! easymo: the data platform of a WhatsApp mobility and payments service as one extension.
+//!
+//! The schema lives in `sql/`, one file per domain, pulled into the install script here in
+//! dependency order; the native hot paths live in one Rust module per domain.
+
+use pgrx::prelude::*;
+
+::pgrx::pg_module_magic!(name, version);
+
+mod operations;
+
+extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+extension_sql_file!("../sql/observability.sql", name = "observability", requires = ["bootstrap"]);
+extension_sql_file!("../sql/whatsapp.sql", name = "whatsapp", requires = ["bootstrap"]);
+extension_sql_file!("../sql/money.sql", name = "money", requires = ["bootstrap"]);
+extension_sql_file!("../sql/coordination.sql", name = "coordination", requires = ["bootstrap"]);
+extension_sql_file!("../sql/events.sql", name = "events", requires = ["bootstrap"]);
+extension_sql_file!("../sql/location.sql", name = "location", requires = ["bootstrap"]);
+extension_sql_file!("../sql/analytics.sql", name = "analytics", requires = ["bootstrap"]);
+extension_sql_file!(
+    "../sql/operations.sql",
+    name = "operations",
+    requires = ["bootstrap", operations::register_config_table]
+);
+extension_sql_file!("../sql/security.sql", name = "security", finalize);
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn install_creates_current_month_partitions() {
+        // The install script ran ensure_partitions(3): 5 partitioned tables x 4 months.
+        let n = Spi::get_one::<i64>(
+            "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             WHERE c.relname ~ '_p[0-9]{4}_[0-9]{2}$'",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(n, 20);
+    }
+}
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}
