@@ -82,11 +82,7 @@ CREATE TABLE @extschema@.transaction_idempotency_keys (
     currency               text NOT NULL,
     created_at             timestamptz NOT NULL DEFAULT now(),
     FOREIGN KEY (transaction_id, transaction_created_at)
-        REFERENCES @extschema@.transactions (id, created_at)
-        -- NO ACTION and deferrable, not CASCADE: ensure_partitions() moves transactions out of
-        -- the DEFAULT partition by delete and re-insert in one transaction; a cascade would
-        -- destroy this row on the way.
-        DEFERRABLE INITIALLY IMMEDIATE
+        REFERENCES @extschema@.transactions (id, created_at) ON DELETE CASCADE
 );
 CREATE INDEX transaction_idempotency_keys_txn_idx
     ON @extschema@.transaction_idempotency_keys (transaction_id, transaction_created_at);
@@ -109,10 +105,9 @@ CREATE TABLE @extschema@.transaction_events (
     error_message          text,
     metadata               jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
     created_at             timestamptz NOT NULL DEFAULT now(),
-    -- NO ACTION and deferrable, as for transaction_idempotency_keys.
+    -- NO ACTION: a transaction cannot be deleted while its audit trail exists.
     FOREIGN KEY (transaction_id, transaction_created_at)
         REFERENCES @extschema@.transactions (id, created_at)
-        DEFERRABLE INITIALLY IMMEDIATE
 );
 CREATE INDEX transaction_events_txn_idx
     ON @extschema@.transaction_events (transaction_id, transaction_created_at, created_at);

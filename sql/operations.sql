@@ -36,15 +36,20 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    nsp        name;
-    relname    name;
+    nsp         name;
+    relname     name;
+    part_name   name;
     default_rel regclass;
-    part       regclass;
-    lo         timestamptz := p_month::timestamp AT TIME ZONE 'UTC';
-    hi         timestamptz := (p_month + interval '1 month')::timestamp AT TIME ZONE 'UTC';
-    cols       text;
-    fks        text;
-    moved      bigint;
+    part        regclass;
+    lo          timestamptz := p_month::timestamp AT TIME ZONE 'UTC';
+    hi          timestamptz := (p_month + interval '1 month')::timestamp AT TIME ZONE 'UTC';
+    cols        text;
+    moving      bigint := 0;
+    fk          record;
+    fk_tables   regclass[] := '{}';
+    fk_names    name[] := '{}';
+    fk_defs     text[] := '{}';
+    i           integer;
 BEGIN
     SELECT n.nspname, c.relname, pt.partdefid::regclass
       INTO nsp, relname, default_rel
@@ -52,28 +57,36 @@ BEGIN
       JOIN pg_namespace n ON n.oid = c.relnamespace
       JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
      WHERE c.oid = p_parent;
+    part_name := relname || '_p' || to_char(p_month, 'YYYY_MM');
 
-    -- Foreign keys that point at this table are NO ACTION and deferrable; defer them while a
-    -- row leaves DEFAULT and comes back in its month, then check them again before returning.
-    SELECT string_agg(format('%I.%I', cn.nspname, con.conname), ', ')
-      INTO fks
-      FROM pg_constraint con
-      JOIN pg_namespace cn ON cn.oid = con.connamespace
-     WHERE con.contype = 'f' AND con.confrelid = p_parent AND con.conparentid = 0 AND con.condeferrable;
-    IF fks IS NOT NULL THEN
-        EXECUTE 'SET CONSTRAINTS ' || fks || ' DEFERRED';
+    IF default_rel IS NOT NULL THEN
+        -- No new row may land in DEFAULT between the move and the attach.
+        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', default_rel);
+        EXECUTE format('SELECT count(*) FROM %s WHERE created_at >= $1 AND created_at < $2', default_rel)
+          INTO moving USING lo, hi;
     END IF;
 
-    -- No new row may land in DEFAULT between the move and the attach.
-    IF default_rel IS NOT NULL THEN
-        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', default_rel);
+    IF moving > 0 THEN
+        -- Postgres checks a foreign key into a partitioned table per referenced partition, so a
+        -- referenced row cannot leave DEFAULT while such a key exists. Set the keys aside for the
+        -- move and add them back afterwards, validated again, in this same transaction.
+        FOR fk IN
+            SELECT con.conrelid::regclass AS rel, con.conname, pg_get_constraintdef(con.oid) AS def
+              FROM pg_constraint con
+             WHERE con.contype = 'f' AND con.confrelid = p_parent AND con.conparentid = 0
+        LOOP
+            fk_tables := fk_tables || fk.rel;
+            fk_names := fk_names || fk.conname;
+            fk_defs := fk_defs || fk.def;
+            EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', fk.rel, fk.conname);
+        END LOOP;
     END IF;
 
     EXECUTE format('CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)',
-                   nsp, relname || '_p' || to_char(p_month, 'YYYY_MM'), p_parent);
-    part := format('%I.%I', nsp, relname || '_p' || to_char(p_month, 'YYYY_MM'))::regclass;
+                   nsp, part_name, p_parent);
+    part := format('%I.%I', nsp, part_name)::regclass;
 
-    IF default_rel IS NOT NULL THEN
+    IF moving > 0 THEN
         SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
           INTO cols
           FROM pg_attribute
@@ -82,17 +95,15 @@ BEGIN
                        'INSERT INTO %s (%s) SELECT %s FROM moved',
                        default_rel, cols, part, cols, cols)
           USING lo, hi;
-        GET DIAGNOSTICS moved = ROW_COUNT;
-        IF moved > 0 THEN
-            RAISE NOTICE 'moved % row(s) of % from % into %', moved, to_char(p_month, 'YYYY-MM'), default_rel, part;
-        END IF;
+        RAISE NOTICE 'moved % row(s) of % from % into %', moving, to_char(p_month, 'YYYY-MM'), default_rel, part;
     END IF;
 
     -- Attaching after the load builds the partition's indexes once, over all moved rows.
     EXECUTE format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%L) TO (%L)', p_parent, part, lo, hi);
-    IF fks IS NOT NULL THEN
-        EXECUTE 'SET CONSTRAINTS ' || fks || ' IMMEDIATE';
-    END IF;
+
+    FOR i IN 1 .. cardinality(fk_names) LOOP
+        EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', fk_tables[i], fk_names[i], fk_defs[i]);
+    END LOOP;
 
     PERFORM @extschema@._secure_partition(part);
     EXECUTE format('COMMENT ON TABLE %s IS %L', part,
@@ -187,3 +198,6 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.ensure_partitions(integer) IS
     'Creates the missing monthly (UTC) partitions of every partitioned easymo table, from this month to p_months_ahead months ahead and for every month that has rows in a DEFAULT partition, moving those rows into their new partition. Returns how many partitions it created.';
+
+COMMENT ON FUNCTION @extschema@._register_config_table(oid) IS
+    'Internal: registers a member table with pg_extension_config_dump() outside the extension script, so pg_dump keeps the rows of partitions created at run time.';
