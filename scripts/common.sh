@@ -24,6 +24,8 @@ ensure_toolchain() {
         as_root apt-get update -qq
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
+    # rustup's cargo may not be on PATH in a non-interactive shell.
+    if ! command -v cargo >/dev/null && [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
     command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
     if ! cargo pgrx --version 2>/dev/null | grep -q " $PGRX_VERSION\$"; then
         log "installing cargo-pgrx $PGRX_VERSION (about 4 minutes)"
