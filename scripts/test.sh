@@ -2,7 +2,8 @@
 # Runs every test of easymo and exits non-zero on any failure:
 #   1. the Rust-level #[pg_test] units (cargo pgrx test, its own throw-away cluster);
 #   2. the release build, installed into the system PostgreSQL 15;
-#   3. every pg_regress suite under tests/pg_regress, against a fresh private cluster.
+#   3. every pg_regress suite (tests/pg_regress) and isolation spec (tests/isolation), against a
+#      fresh private cluster.
 # On a fresh Debian 12 machine it first installs what is missing (see scripts/common.sh).
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
@@ -31,30 +32,41 @@ count_result "$rc" "$units"
 # 2. The release build the suites run against.
 install_extension
 
-# 3. pg_regress: one suite per file in tests/pg_regress/sql, against a fresh private cluster.
-log "pg_regress"
+# 3. pg_regress and pg_isolation_regress suites against a fresh private cluster.
 EXTRA_PG_CONF="fsync = off" cluster_start test "$PORT" fresh
 trap 'cluster_stop test' EXIT
-# Every suite must be in the schedule: a forgotten file would silently never run.
-for f in tests/pg_regress/sql/*.sql; do
-    grep -qx "test: $(basename "$f" .sql)" tests/pg_regress/schedule \
-        || die "$f is not listed in tests/pg_regress/schedule"
-done
-suites=$(grep -c '^test: ' tests/pg_regress/schedule)
-out="$ROOT/target/pg_regress"
-rm -rf "$out"; mkdir -p "$out"
-set +e
-/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
-    --host="$CLUSTER_SOCK" --port="$PORT" --user=postgres \
-    --inputdir=tests/pg_regress --outputdir="$out" --dbname=easymo_regress \
-    --schedule=tests/pg_regress/schedule 2>&1 | tee "$out/summary.txt"
-rc=${PIPESTATUS[0]}
-set -e
-if [ "$rc" -ne 0 ] && [ -f "$out/regression.diffs" ]; then
-    log "regression.diffs"; cat "$out/regression.diffs"
-fi
-regress_failed=$(grep -c 'FAILED\|^not ok' "$out/summary.txt" || true)
-count_result "$rc" "$suites" "${regress_failed:-1}"
+PGXS_TEST=/usr/lib/postgresql/15/lib/pgxs/src/test
+
+# run_suites KIND DRIVER DIR [driver options]: every spec or sql file of DIR must be in
+# DIR/schedule (a forgotten file would silently never run); the driver runs the schedule.
+run_suites() {
+    local kind="$1" driver="$2" dir="$3"; shift 3
+    local f name out="$ROOT/target/$kind"
+    log "$kind"
+    for f in "$dir"/sql/*.sql "$dir"/specs/*.spec; do
+        [ -e "$f" ] || continue
+        name="$(basename "${f%.*}")"
+        grep -qx "test: $name" "$dir/schedule" || die "$f is not listed in $dir/schedule"
+    done
+    rm -rf "$out"; mkdir -p "$out"
+    set +e
+    "$driver" --host="$CLUSTER_SOCK" --port="$PORT" --user=postgres \
+        --inputdir="$dir" --outputdir="$out" --schedule="$dir/schedule" "$@" 2>&1 | tee "$out/summary.txt"
+    local rc=${PIPESTATUS[0]}
+    set -e
+    if [ "$rc" -ne 0 ] && [ -f "$out/regression.diffs" ]; then
+        log "$kind: regression.diffs"; cat "$out/regression.diffs"
+    fi
+    local total failures
+    total=$(grep -c '^test: ' "$dir/schedule")
+    failures=$(grep -c 'FAILED\|^not ok' "$out/summary.txt" || true)
+    count_result "$rc" "$total" "${failures:-1}"
+}
+
+run_suites pg_regress "$PGXS_TEST/regress/pg_regress" tests/pg_regress --dbname=easymo_regress
+# The isolation specs get a database with the extension created.
+run_suites isolation "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation \
+    --dbname=easymo_isolation --load-extension=easymo
 
 echo
 echo "easymo tests: $passed passed, $failed failed"

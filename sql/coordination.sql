@@ -44,10 +44,15 @@ CREATE TABLE @extschema@.feature_flags (
     created_at         timestamptz NOT NULL DEFAULT now(),
     updated_at         timestamptz NOT NULL DEFAULT now(),
     -- A key may carry one row for `all` and one per specific environment; the specific row wins.
-    UNIQUE (key, environment)
+    UNIQUE (key, environment),
+    -- Rules that cannot be evaluated are refused when written (22023 saying what is wrong).
+    CONSTRAINT feature_flags_rules_check CHECK (@extschema@._check_flag_rules(conditions, variants))
 );
 CREATE TRIGGER feature_flags_touch BEFORE UPDATE ON @extschema@.feature_flags
     FOR EACH ROW EXECUTE FUNCTION @extschema@._touch_updated_at();
+-- Every session caches flag definitions; a change invalidates the caches when it commits.
+CREATE TRIGGER feature_flags_invalidate AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON @extschema@.feature_flags
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._feature_flags_changed();
 COMMENT ON TABLE @extschema@.feature_flags IS
     'Feature flags: strategy all, none, percentage (0.01 % steps), user_list or condition; per environment (development, staging, production, all), with weighted variants. Evaluate with is_feature_enabled() and get_feature_variant().';
 
@@ -115,3 +120,100 @@ SELECT @extschema@._secure_table('@extschema@.feature_flags');
 SELECT @extschema@._secure_table('@extschema@.feature_flag_evaluations', 'user_id');
 SELECT @extschema@._secure_view('@extschema@.service_health_overview');
 SELECT @extschema@._secure_view('@extschema@.feature_flag_overview');
+
+-- Evaluation (Rust, src/coordination).
+COMMENT ON FUNCTION @extschema@.is_feature_enabled(text, uuid, text, jsonb) IS
+    'Whether flag p_flag_key is on for p_user_id in p_environment (development, staging, production): strategies all, none, user_list, percentage (xxh3_64(key:user) mod 10000 < percentage*100) and condition (every rule holds for p_context). Unknown or disabled flags are off. Evaluated from a per-session cache that a committed change to feature_flags invalidates.';
+COMMENT ON FUNCTION @extschema@.get_feature_variant(text, uuid, text) IS
+    'The weighted variant of p_flag_key for p_user_id (bucketed independently of the on/off decision), or NULL when the flag is off for that user or has no variants.';
+COMMENT ON FUNCTION @extschema@._check_flag_rules(jsonb, jsonb) IS
+    'Internal: CHECK constraint of feature_flags; raises 22023 unless conditions and variants are well-formed.';
+COMMENT ON FUNCTION @extschema@._feature_flags_changed() IS
+    'Internal trigger: invalidates every session''s flag cache when a change to feature_flags commits.';
+
+-- Service registry.
+CREATE FUNCTION @extschema@.register_service(
+    p_service_name text,
+    p_service_type text,
+    p_version text,
+    p_endpoint text DEFAULT NULL,
+    p_health_check_url text DEFAULT NULL,
+    p_capabilities jsonb DEFAULT '[]',
+    p_dependencies jsonb DEFAULT '[]'
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    service_id uuid;
+BEGIN
+    IF p_service_name IS NULL THEN
+        RAISE EXCEPTION 'p_service_name must not be NULL' USING ERRCODE = '22004';
+    ELSIF p_service_type IS NULL THEN
+        RAISE EXCEPTION 'p_service_type must not be NULL' USING ERRCODE = '22004';
+    ELSIF p_version IS NULL THEN
+        RAISE EXCEPTION 'p_version must not be NULL' USING ERRCODE = '22004';
+    ELSIF length(p_service_name) NOT BETWEEN 1 AND 255 THEN
+        RAISE EXCEPTION 'p_service_name: must be 1 to 255 characters, got %', length(p_service_name) USING ERRCODE = '22023';
+    ELSIF length(p_service_type) NOT BETWEEN 1 AND 64 THEN
+        RAISE EXCEPTION 'p_service_type: must be 1 to 64 characters, got %', length(p_service_type) USING ERRCODE = '22023';
+    ELSIF length(p_version) NOT BETWEEN 1 AND 64 THEN
+        RAISE EXCEPTION 'p_version: must be 1 to 64 characters, got %', length(p_version) USING ERRCODE = '22023';
+    ELSIF length(p_endpoint) > 2048 OR length(p_health_check_url) > 2048 THEN
+        RAISE EXCEPTION 'p_endpoint and p_health_check_url: at most 2048 characters' USING ERRCODE = '22023';
+    ELSIF jsonb_typeof(coalesce(p_capabilities, '[]')) <> 'array' THEN
+        RAISE EXCEPTION 'p_capabilities: must be a JSON array, got %', p_capabilities USING ERRCODE = '22023';
+    ELSIF jsonb_typeof(coalesce(p_dependencies, '[]')) <> 'array' THEN
+        RAISE EXCEPTION 'p_dependencies: must be a JSON array, got %', p_dependencies USING ERRCODE = '22023';
+    END IF;
+    -- Upsert by name: a restarted service re-registers and keeps its id.
+    INSERT INTO @extschema@.service_registry AS s
+           (service_name, service_type, version, endpoint, health_check_url, capabilities, dependencies, status)
+    VALUES (p_service_name, p_service_type, p_version, p_endpoint, p_health_check_url,
+            coalesce(p_capabilities, '[]'), coalesce(p_dependencies, '[]'), 'starting')
+    ON CONFLICT (service_name) DO UPDATE
+       SET service_type = excluded.service_type,
+           version = excluded.version,
+           endpoint = excluded.endpoint,
+           health_check_url = excluded.health_check_url,
+           capabilities = excluded.capabilities,
+           dependencies = excluded.dependencies,
+           status = 'starting',
+           registered_at = now()
+    RETURNING s.id INTO service_id;
+    RETURN service_id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.register_service(text, text, text, text, text, jsonb, jsonb) IS
+    'Registers a service (upsert by name; a re-registering service keeps its id) with status starting; returns its id.';
+
+CREATE FUNCTION @extschema@.service_heartbeat(
+    p_service_name text,
+    p_status text DEFAULT 'healthy',
+    p_metrics jsonb DEFAULT '{}'
+) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_service_name IS NULL THEN
+        RAISE EXCEPTION 'p_service_name must not be NULL' USING ERRCODE = '22004';
+    ELSIF p_status IS NULL THEN
+        RAISE EXCEPTION 'p_status must not be NULL' USING ERRCODE = '22004';
+    ELSIF p_status NOT IN ('healthy', 'unhealthy', 'starting', 'stopping', 'stopped') THEN
+        RAISE EXCEPTION 'p_status: must be healthy, unhealthy, starting, stopping or stopped, got %', quote_literal(p_status)
+            USING ERRCODE = '22023';
+    ELSIF jsonb_typeof(coalesce(p_metrics, '{}')) <> 'object' THEN
+        RAISE EXCEPTION 'p_metrics: must be a JSON object, got %', p_metrics USING ERRCODE = '22023';
+    END IF;
+    UPDATE @extschema@.service_registry
+       SET status = p_status, metrics = coalesce(p_metrics, '{}'), last_heartbeat_at = now()
+     WHERE service_name = p_service_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'service % is not registered', quote_literal(p_service_name) USING ERRCODE = 'P0002';
+    END IF;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.service_heartbeat(text, text, jsonb) IS
+    'Records a heartbeat: status (healthy, unhealthy, starting, stopping, stopped), metrics and time. Unknown service: P0002.';

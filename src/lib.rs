@@ -7,13 +7,33 @@ use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
+mod catalog;
+mod coordination;
+mod error;
 mod operations;
+
+/// Runs once per backend, when the library is first loaded.
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    coordination::init();
+    // Typos in easymo.* settings are reported instead of silently creating placeholders.
+    // SAFETY: a valid C string; called from _PG_init after our GUCs are defined.
+    unsafe { pg_sys::MarkGUCPrefixReserved(c"easymo".as_ptr()) };
+}
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/observability.sql", name = "observability", requires = ["bootstrap"]);
 extension_sql_file!("../sql/whatsapp.sql", name = "whatsapp", requires = ["bootstrap"]);
 extension_sql_file!("../sql/money.sql", name = "money", requires = ["bootstrap"]);
-extension_sql_file!("../sql/coordination.sql", name = "coordination", requires = ["bootstrap"]);
+extension_sql_file!(
+    "../sql/coordination.sql",
+    name = "coordination",
+    requires = [
+        "bootstrap",
+        coordination::check_flag_rules,
+        coordination::cache::_feature_flags_changed
+    ]
+);
 extension_sql_file!("../sql/events.sql", name = "events", requires = ["bootstrap"]);
 extension_sql_file!("../sql/location.sql", name = "location", requires = ["bootstrap"]);
 extension_sql_file!("../sql/analytics.sql", name = "analytics", requires = ["bootstrap"]);

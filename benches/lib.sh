@@ -1,0 +1,30 @@
+# Helpers for the benchmark scripts (sourced by benches/run.sh, after cluster_start).
+BENCH_DB=easymo_bench
+
+bsql() { cpsql -q -d "$BENCH_DB" "$@"; }
+
+# pgbench_run FILE CLIENTS SECONDS [extra pgbench options]: prints the TPS.
+pgbench_tps() {
+    local file="$1" clients="$2" seconds="$3"; shift 3
+    "$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared \
+        -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$seconds" -f "$file" "$@" "$BENCH_DB" 2>&1 \
+        | awk '/^tps = / {printf "%.0f\n", $3}'
+}
+
+# statement_ms FILE RUNS: average latency in ms of a single statement run RUNS times in a row.
+statement_ms() {
+    "$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared \
+        -c 1 -t "$2" -f "$1" "$BENCH_DB" 2>&1 | awk '/^latency average = / {print $4}'
+}
+
+# ratio A B: A / B with two decimals.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+# result BENCH MEASURE VALUE GOAL: one line of the final table (also shown as it comes).
+result() {
+    printf '%s|%s|%s|%s\n' "$1" "$2" "$3" "$4" >> "$BENCH_RESULTS"
+    printf '  %-62s %12s   (goal: %s)\n' "$2" "$3" "$4" >&2
+}
+
+# median V1 V2 ...: the middle value (for alternating rounds that even out machine noise).
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Benchmarks: builds and installs the release build, starts a private cluster (port 28817),
+# runs each hot path's benchmark against its baselines in the same run, and prints one table of
+# ratios. `benches/run.sh flags` runs one; no argument runs them all. Figures vary with the
+# machine: the ratios are what to compare. Not a test: nothing here fails on a slow machine.
+source "$(dirname "$0")/../scripts/common.sh"
+cd "$ROOT"
+
+PORT="${EASYMO_BENCH_PORT:-28817}"
+ensure_toolchain
+install_extension
+EXTRA_PG_CONF=$'shared_buffers = 1GB\nmax_connections = 50\nmax_parallel_workers_per_gather = 0' \
+    cluster_start bench "$PORT" fresh
+trap 'cluster_stop bench' EXIT
+cpsql -q -d postgres -c "CREATE DATABASE easymo_bench"
+cpsql -q -d easymo_bench -c "CREATE EXTENSION easymo"
+
+export BENCH_RESULTS="$ROOT/target/bench-results.txt"
+: > "$BENCH_RESULTS"
+source benches/lib.sh
+benches=("$@")
+[ "${#benches[@]}" -gt 0 ] || benches=(flags)
+for b in "${benches[@]}"; do
+    log "benchmark: $b"
+    source "benches/$b.sh"
+done
+
+echo
+printf '%-10s | %-62s | %12s | %s\n' bench measure value goal
+printf '%s\n' "-----------+----------------------------------------------------------------+--------------+------------------"
+while IFS='|' read -r bench measure value goal; do
+    printf '%-10s | %-62s | %12s | %s\n' "$bench" "$measure" "$value" "$goal"
+done < "$BENCH_RESULTS"

@@ -1,0 +1,81 @@
+//! Where the extension's own tables are, and touching them with their owner's rights.
+//!
+//! The native hot paths are SECURITY INVOKER, so the steady state pays nothing for a user switch
+//! or a pinned search_path (a SECURITY DEFINER or SET clause costs a GUC save/restore on every
+//! call). When one of them must read or write its table (a cache miss, an evaluation log row)
+//! it switches to the table's owner for exactly that statement, as Postgres's own RI triggers
+//! do. Those statements name the table schema-qualified and contain no operator, cast or
+//! function call, so nothing in the caller's search_path can be resolved into them.
+
+use pgrx::prelude::*;
+use std::ffi::{CStr, CString};
+
+/// An extension table: its oid, owner and schema-qualified, quoted name.
+#[derive(Clone, Debug)]
+pub struct ExtTable {
+    pub relid: pg_sys::Oid,
+    pub owner: pg_sys::Oid,
+    pub qualified: String,
+}
+
+fn quote_ident(ident: &CStr) -> String {
+    // SAFETY: quote_identifier returns its argument or a palloc'd quoted copy, both valid C strings.
+    unsafe { CStr::from_ptr(pg_sys::quote_identifier(ident.as_ptr())) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Looks up the extension table `name` in the schema easymo is installed in. Runs as the
+/// caller: it reads only the catalogs, with every operator spelled out.
+pub fn ext_table(name: &str) -> ExtTable {
+    let found = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT e.extnamespace, c.oid, c.relowner \
+               FROM pg_catalog.pg_extension e \
+               JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) e.extnamespace \
+              WHERE e.extname OPERATOR(pg_catalog.=) 'easymo' \
+                AND c.relname OPERATOR(pg_catalog.=) $1::pg_catalog.name",
+            Some(1),
+            &[name.into()],
+        )?;
+        let mut found = None;
+        for row in rows {
+            found = Some((
+                row.get::<pg_sys::Oid>(1)?.expect("extnamespace is not null"),
+                row.get::<pg_sys::Oid>(2)?.expect("oid is not null"),
+                row.get::<pg_sys::Oid>(3)?.expect("relowner is not null"),
+            ));
+        }
+        Ok::<_, pgrx::spi::Error>(found)
+    })
+    .unwrap_or_else(|e| error!("looking up easymo table {name}: {e}"));
+    let Some((namespace, relid, owner)) = found else {
+        error!("easymo table {name} not found: is the extension installed in this database?")
+    };
+    // SAFETY: the namespace oid came from the catalog just now; the result is palloc'd.
+    let schema = unsafe { CStr::from_ptr(pg_sys::get_namespace_name(namespace)) }.to_owned();
+    let table = CString::new(name).expect("table names have no NUL");
+    ExtTable { relid, owner, qualified: format!("{}.{}", quote_ident(&schema), quote_ident(&table)) }
+}
+
+/// Runs `f` with `owner`'s privileges, in a security-restricted context (no SET ROLE, no temp
+/// objects), as Postgres does for RI checks. On error, transaction (or subtransaction) abort
+/// restores the caller's identity.
+pub fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
+    let mut saved_user = pg_sys::Oid::INVALID;
+    let mut saved_context = 0;
+    // SAFETY: plain backend state getters and setters, restored below.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            saved_context
+                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+        );
+    }
+    let result = f();
+    // SAFETY: see above.
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
+    result
+}

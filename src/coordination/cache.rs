@@ -1,0 +1,198 @@
+//! The per-backend cache of flag definitions, so that an evaluation in the steady state runs no
+//! SQL, and its invalidation, so that a committed change is seen by the very next call in every
+//! session.
+//!
+//! A statement-level trigger on `feature_flags` queues a relcache invalidation of the table;
+//! Postgres delivers it to every backend once the writing transaction commits (and to the writer
+//! itself at its next command). Our relcache callback bumps GENERATION, and a cache is used only
+//! while the generation it was loaded under is current.
+//!
+//! A cache must never hold data older than an invalidation it has already consumed. So the
+//! generation is read *before* loading, and the load reads with a snapshot taken *after*: any
+//! commit it misses sends an invalidation that has not arrived yet. That fresh snapshot can be
+//! had only in READ COMMITTED outside parallel mode; elsewhere the cache is loaded with the
+//! transaction's snapshot and kept only until the transaction ends.
+
+use super::rules::{compile_conditions, compile_variants, Environment, Flag, Strategy};
+use crate::catalog::{as_owner, ext_table, ExtTable};
+use pgrx::prelude::*;
+use pgrx::{register_xact_callback, PgXactCallbackEvent};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use xxhash_rust::xxh3::Xxh3Builder;
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+/// The oid of feature_flags as of the last load; 0 before.
+static FLAGS_RELID: AtomicU32 = AtomicU32::new(0);
+
+/// A key's definitions: one for `all` and one per specific environment.
+#[derive(Default)]
+struct Slots {
+    all: Option<Flag>,
+    specific: [Option<Flag>; 3],
+}
+
+fn env_index(env: Environment) -> usize {
+    match env {
+        Environment::Development => 0,
+        Environment::Staging => 1,
+        Environment::Production => 2,
+    }
+}
+
+#[derive(Default)]
+pub struct FlagSet {
+    by_key: HashMap<String, Slots, Xxh3Builder>,
+    /// Where evaluations are logged; looked up with the flags, not on every logged call.
+    pub evaluations: Option<ExtTable>,
+}
+
+impl FlagSet {
+    /// The flag that applies to `key` in `env`: the environment's own row, else the `all` row.
+    pub fn lookup(&self, key: &str, env: Environment) -> Option<&Flag> {
+        let slots = self.by_key.get(key)?;
+        slots.specific[env_index(env)].as_ref().or(slots.all.as_ref())
+    }
+}
+
+struct Cached {
+    generation: u64,
+    flags: Rc<FlagSet>,
+}
+
+thread_local! {
+    static CACHE: RefCell<Option<Cached>> = const { RefCell::new(None) };
+}
+
+// utils/inval.h is not among pgrx 0.16.1's bindings; these are stable exported functions.
+type RelcacheCallback = unsafe extern "C-unwind" fn(arg: pg_sys::Datum, relid: pg_sys::Oid);
+unsafe extern "C-unwind" {
+    fn CacheRegisterRelcacheCallback(func: RelcacheCallback, arg: pg_sys::Datum);
+    fn CacheInvalidateRelcacheByRelid(relid: pg_sys::Oid);
+    fn AcceptInvalidationMessages();
+}
+
+/// Runs inside invalidation processing: it must not fail and must not touch the database.
+unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    // InvalidOid means "every relation" (e.g. after a shared-invalidation queue overflow).
+    if relid == pg_sys::Oid::INVALID || u32::from(relid) == FLAGS_RELID.load(Ordering::Relaxed) {
+        GENERATION.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Called once per backend, from _PG_init.
+pub fn register_invalidation_callback() {
+    // SAFETY: called in _PG_init, where registering a callback for the backend's life is allowed.
+    unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            CacheRegisterRelcacheCallback(on_relcache_invalidation, pg_sys::Datum::from(0))
+        })
+    };
+}
+
+/// Statement-level trigger on feature_flags: every insert, update, delete or truncate
+/// invalidates every session's cache when (and only if) the transaction commits.
+#[pg_trigger]
+fn _feature_flags_changed<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    let relid = trigger.relation()?.oid();
+    // SAFETY: queues an invalidation message for a relation that exists (we are its trigger).
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| CacheInvalidateRelcacheByRelid(relid)) };
+    Ok(None)
+}
+
+/// The current flag definitions, loading them when the cache is missing or stale.
+pub fn flags() -> Rc<FlagSet> {
+    // Postgres reads the invalidation queue only at transaction start and when it takes a lock;
+    // a statement that evaluates flags may take none. Read it now, so a change whose COMMIT has
+    // returned is seen by this very call. With nothing queued this is one unlocked flag test.
+    // SAFETY: processes pending invalidations, as any lock acquisition would.
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| AcceptInvalidationMessages()) };
+    let generation = GENERATION.load(Ordering::Relaxed);
+    if let Some(flags) = CACHE.with_borrow(|c| {
+        c.as_ref().filter(|c| c.generation == generation).map(|c| Rc::clone(&c.flags))
+    }) {
+        return flags;
+    }
+    let flags = Rc::new(load());
+    CACHE.set(Some(Cached { generation, flags: Rc::clone(&flags) }));
+    flags
+}
+
+fn load() -> FlagSet {
+    // SAFETY: reads of backend-local state.
+    let fresh_snapshot_possible = unsafe {
+        !pg_sys::IsInParallelMode() && pg_sys::XactIsoLevel < pg_sys::XACT_REPEATABLE_READ as i32
+    };
+    if !fresh_snapshot_possible {
+        // This load may see the transaction's older snapshot: drop it when the transaction ends.
+        for event in [PgXactCallbackEvent::Commit, PgXactCallbackEvent::Abort] {
+            register_xact_callback(event, || {
+                GENERATION.fetch_add(1, Ordering::Relaxed);
+            });
+        }
+    }
+
+    let table = ext_table("feature_flags");
+    FLAGS_RELID.store(u32::from(table.relid), Ordering::Relaxed);
+    let query = format!(
+        "SELECT id, key, environment, enabled, rollout_strategy, rollout_percentage, \
+                target_users, conditions, variants FROM {}",
+        table.qualified
+    );
+    if fresh_snapshot_possible {
+        // SAFETY: a snapshot of everything committed now; popped below. On error, abort
+        // processing pops it.
+        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
+    }
+    let set = as_owner(table.owner, || {
+        Spi::connect(|client| {
+            let mut set = FlagSet::default();
+            for row in client.select(&query, None, &[])? {
+                let key: String = row.get(2)?.expect("key is not null");
+                let environment: String = row.get(3)?.expect("environment is not null");
+                let strategy: String = row.get(5)?.expect("rollout_strategy is not null");
+                let percentage: AnyNumeric = row.get(6)?.expect("rollout_percentage is not null");
+                let mut target_users: Vec<[u8; 16]> = row
+                    .get::<Vec<Option<pgrx::Uuid>>>(7)?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .flatten()
+                    .map(|u| *u.as_bytes())
+                    .collect();
+                target_users.sort_unstable();
+                let conditions = row.get::<pgrx::JsonB>(8)?.expect("conditions is not null").0;
+                let variants = row.get::<pgrx::JsonB>(9)?.expect("variants is not null").0;
+                let flag = Flag {
+                    id: *row.get::<pgrx::Uuid>(1)?.expect("id is not null").as_bytes(),
+                    enabled: row.get(4)?.expect("enabled is not null"),
+                    // The table's CHECK constraints keep these in range.
+                    strategy: Strategy::parse(&strategy).unwrap_or(Strategy::None),
+                    percentage_bp: (f64::try_from(percentage).unwrap_or(0.0) * 100.0).round() as u32,
+                    target_users,
+                    conditions: compile_conditions(&conditions),
+                    variants: compile_variants(&variants),
+                };
+                let slots = set.by_key.entry(key).or_default();
+                match Environment::parse(&environment) {
+                    Ok(env) => slots.specific[env_index(env)] = Some(flag),
+                    Err(_) => slots.all = Some(flag),
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(set)
+        })
+    })
+    .map(|mut set| {
+        set.evaluations = Some(ext_table("feature_flag_evaluations"));
+        set
+    })
+    .unwrap_or_else(|e| error!("loading feature flags: {e}"));
+    if fresh_snapshot_possible {
+        // SAFETY: pops the snapshot pushed above.
+        unsafe { pg_sys::PopActiveSnapshot() };
+    }
+    set
+}
