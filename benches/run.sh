@@ -9,7 +9,9 @@ cd "$ROOT"
 PORT="${EASYMO_BENCH_PORT:-28817}"
 ensure_toolchain
 install_extension
-EXTRA_PG_CONF=$'shared_buffers = 1GB\nmax_connections = 50\nmax_parallel_workers_per_gather = 0' \
+# synchronous_commit off: a commit's WAL flush would otherwise dominate every write benchmark
+# and hide the cost of the functions themselves.
+EXTRA_PG_CONF=$'shared_buffers = 1GB\nmax_connections = 50\nmax_parallel_workers_per_gather = 0\nsynchronous_commit = off' \
     cluster_start bench "$PORT" fresh
 trap 'cluster_stop bench' EXIT
 cpsql -q -d postgres -c "CREATE DATABASE easymo_bench"
@@ -19,7 +21,7 @@ export BENCH_RESULTS="$ROOT/target/bench-results.txt"
 : > "$BENCH_RESULTS"
 source benches/lib.sh
 benches=("$@")
-[ "${#benches[@]}" -gt 0 ] || benches=(flags)
+[ "${#benches[@]}" -gt 0 ] || benches=(flags money)
 for b in "${benches[@]}"; do
     log "benchmark: $b"
     source "benches/$b.sh"

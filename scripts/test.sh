@@ -3,7 +3,8 @@
 #   1. the Rust-level #[pg_test] units (cargo pgrx test, its own throw-away cluster);
 #   2. the release build, installed into the system PostgreSQL 15;
 #   3. every pg_regress suite (tests/pg_regress) and isolation spec (tests/isolation), against a
-#      fresh private cluster.
+#      fresh private cluster;
+#   4. the tests that race several real connections (tests/concurrency), on that cluster.
 # On a fresh Debian 12 machine it first installs what is missing (see scripts/common.sh).
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
@@ -67,6 +68,15 @@ run_suites pg_regress "$PGXS_TEST/regress/pg_regress" tests/pg_regress --dbname=
 # The isolation specs get a database with the extension created.
 run_suites isolation "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation \
     --dbname=easymo_isolation --load-extension=easymo
+
+# 4. Tests that race several real connections (tests/concurrency, a crate of its own).
+log "concurrency"
+set +e
+EASYMO_TEST_PGHOST="$CLUSTER_SOCK" EASYMO_TEST_PGPORT="$PORT" \
+    cargo test --manifest-path tests/concurrency/Cargo.toml 2>&1 | tee target/concurrency.log
+rc=${PIPESTATUS[0]}
+set -e
+count_result "$rc" "$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' target/concurrency.log | awk '{s+=$4} END {print s+0}')"
 
 echo
 echo "easymo tests: $passed passed, $failed failed"

@@ -4,8 +4,9 @@
 SELECT @extschema@.ensure_partitions(3);
 
 -- pg_dump skips the rows of extension tables unless they are registered as configuration
--- tables; register every plain table (DEFAULT partitions included). Partitioned parents hold
--- no rows of their own: pg_dump dumps their leaf partitions.
+-- tables; register every plain table (DEFAULT partitions included) and every sequence (pg_dump
+-- then restores its position). Partitioned parents hold no rows of their own: pg_dump dumps
+-- their leaf partitions.
 DO $config_dump$
 DECLARE
     rel regclass;
@@ -18,7 +19,7 @@ BEGIN
            AND d.refclassid = 'pg_catalog.pg_extension'::regclass
            AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'easymo')
            AND d.deptype = 'e'
-           AND c.relkind = 'r'
+           AND c.relkind IN ('r', 'S')
     LOOP
         PERFORM pg_catalog.pg_extension_config_dump(rel, '');
     END LOOP;

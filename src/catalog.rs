@@ -15,7 +15,24 @@ use std::ffi::{CStr, CString};
 pub struct ExtTable {
     pub relid: pg_sys::Oid,
     pub owner: pg_sys::Oid,
+    pub namespace: pg_sys::Oid,
     pub qualified: String,
+}
+
+impl ExtTable {
+    /// Whether the table still exists where it was found (the extension may have been dropped
+    /// and created again, elsewhere). One syscache lookup: cheap enough for every call.
+    pub fn still_valid(&self) -> bool {
+        // SAFETY: a syscache read; an unknown oid yields InvalidOid.
+        unsafe { pg_sys::get_rel_namespace(self.relid) == self.namespace }
+    }
+
+    /// The schema-qualified, quoted name of another object in the same schema.
+    pub fn sibling(&self, name: &str) -> String {
+        let schema = self.qualified.rsplit_once('.').map_or("", |(schema, _)| schema);
+        let name = CString::new(name).expect("object names have no NUL");
+        format!("{schema}.{}", quote_ident(&name))
+    }
 }
 
 fn quote_ident(ident: &CStr) -> String {
@@ -55,7 +72,7 @@ pub fn ext_table(name: &str) -> ExtTable {
     // SAFETY: the namespace oid came from the catalog just now; the result is palloc'd.
     let schema = unsafe { CStr::from_ptr(pg_sys::get_namespace_name(namespace)) }.to_owned();
     let table = CString::new(name).expect("table names have no NUL");
-    ExtTable { relid, owner, qualified: format!("{}.{}", quote_ident(&schema), quote_ident(&table)) }
+    ExtTable { relid, owner, namespace, qualified: format!("{}.{}", quote_ident(&schema), quote_ident(&table)) }
 }
 
 /// Runs `f` with `owner`'s privileges, in a security-restricted context (no SET ROLE, no temp

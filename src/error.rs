@@ -49,10 +49,15 @@ impl ContractError {
 
     /// Raises this error as a Postgres ERROR; does not return.
     pub fn raise(self) -> ! {
-        pgrx::pg_sys::panic::ErrorReport::new(self.sqlstate(), self.to_string(), function_name!())
-            .report(PgLogLevel::ERROR);
-        unreachable!("ERROR does not return")
+        raise(self.sqlstate(), self.to_string())
     }
+}
+
+/// Raises an ERROR with any SQLSTATE (for errors outside the contract's list, e.g. the
+/// invalid_text_representation a bad uuid cast gives); does not return.
+pub fn raise(code: PgSqlErrorCode, message: impl Into<String>) -> ! {
+    pgrx::pg_sys::panic::ErrorReport::new(code, message, function_name!()).report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
 }
 
 pub trait OrRaise<T> {

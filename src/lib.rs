@@ -10,7 +10,10 @@ use pgrx::prelude::*;
 mod catalog;
 mod coordination;
 mod error;
+mod jsonb;
+mod money;
 mod operations;
+mod session;
 
 /// Runs once per backend, when the library is first loaded.
 #[pg_guard]
@@ -24,7 +27,7 @@ pub extern "C-unwind" fn _PG_init() {
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/observability.sql", name = "observability", requires = ["bootstrap"]);
 extension_sql_file!("../sql/whatsapp.sql", name = "whatsapp", requires = ["bootstrap"]);
-extension_sql_file!("../sql/money.sql", name = "money", requires = ["bootstrap"]);
+extension_sql_file!("../sql/money.sql", name = "money", requires = ["bootstrap", money::create_transaction]);
 extension_sql_file!(
     "../sql/coordination.sql",
     name = "coordination",

@@ -6,12 +6,9 @@ pub mod rules;
 
 use crate::catalog::as_owner;
 use crate::error::{required, ContractError, OrRaise};
-use pgrx::callconv::{Arg, ArgAbi};
+use crate::jsonb::JsonbArg;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
-use pgrx::nullable::Nullable;
-use pgrx::pgrx_sql_entity_graph::metadata::{
-    ArgumentError, Returns, ReturnsError, SqlMapping, SqlTranslatable,
-};
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use rules::{Environment, Flag};
 use serde_json::Value;
@@ -65,58 +62,6 @@ pub fn init() {
     cache::register_invalidation_callback();
 }
 
-/// `p_context` as the caller passed it: the jsonb datum, converted to JSON only when a
-/// `condition` flag needs it (conversion would otherwise dominate the cost of an evaluation).
-pub struct Context(pg_sys::Datum);
-
-impl FromDatum for Context {
-    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
-        (!is_null).then_some(Context(datum))
-    }
-}
-
-unsafe impl<'fcx> ArgAbi<'fcx> for Context {
-    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-        unsafe { arg.unbox_arg_using_from_datum().expect("p_context is not null here") }
-    }
-
-    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
-        unsafe { arg.unbox_arg_using_from_datum().into() }
-    }
-}
-
-unsafe impl SqlTranslatable for Context {
-    fn argument_sql() -> Result<SqlMapping, ArgumentError> {
-        Ok(SqlMapping::literal("jsonb"))
-    }
-    fn return_sql() -> Result<Returns, ReturnsError> {
-        Ok(Returns::One(SqlMapping::literal("jsonb")))
-    }
-}
-
-/// The jsonb container header flag for an object (utils/jsonb.h).
-const JB_FOBJECT: u32 = 0x2000_0000;
-
-impl Context {
-    /// 22023 unless the context is a JSON object: read from the jsonb header, no conversion.
-    fn check_object(&self) -> Result<(), ContractError> {
-        // SAFETY: a non-null jsonb argument; detoasting may copy, never changes the value.
-        let header = unsafe {
-            let varlena = pg_sys::pg_detoast_datum_packed(self.0.cast_mut_ptr());
-            pgrx::varlena::vardata_any(varlena).cast::<u32>().read_unaligned()
-        };
-        if header & JB_FOBJECT == 0 {
-            return Err(ContractError::invalid("p_context", format!("must be a JSON object, got {}", self.json())));
-        }
-        Ok(())
-    }
-
-    fn json(&self) -> Value {
-        // SAFETY: a non-null jsonb datum.
-        unsafe { pgrx::JsonB::from_datum(self.0, false) }.map(|j| j.0).unwrap_or(Value::Null)
-    }
-}
-
 /// A call's arguments, checked.
 struct Call<'a> {
     key: &'a str,
@@ -139,11 +84,11 @@ fn is_feature_enabled(
     p_flag_key: Option<&str>,
     p_user_id: default!(Option<pgrx::Uuid>, "NULL"),
     p_environment: default!(Option<&str>, "'production'"),
-    p_context: default!(Option<Context>, "'{}'"),
+    p_context: default!(Option<JsonbArg>, "'{}'"),
 ) -> bool {
     let call = check_call(p_flag_key, p_user_id, p_environment).or_raise();
     if let Some(ctx) = &p_context {
-        ctx.check_object().or_raise();
+        ctx.check_object("p_context").or_raise();
     }
     let flags = cache::flags();
     let flag = flags.lookup(call.key, call.env);
@@ -152,7 +97,7 @@ fn is_feature_enabled(
         None => (false, "unknown_flag"),
         Some(flag) => flag
             .evaluate(call.key, call.user.as_ref(), || {
-                Ok(context.get_or_init(|| p_context.as_ref().map_or_else(|| Value::Object(Default::default()), Context::json)))
+                Ok(context.get_or_init(|| p_context.as_ref().map_or_else(|| Value::Object(Default::default()), JsonbArg::to_value)))
             })
             .or_raise(),
     };
@@ -218,7 +163,7 @@ fn log_evaluation(
     result: bool,
     variant: Option<&str>,
     reason: &str,
-    context: Option<&Context>,
+    context: Option<&JsonbArg>,
 ) {
     let wanted = match EVALUATION_LOG.get() {
         EvaluationLog::Off => false,
@@ -235,8 +180,7 @@ fn log_evaluation(
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         table.qualified
     );
-    let context = context.map(|c| pgrx::JsonB(c.json()));
-    as_owner(table.owner, || {
+        as_owner(table.owner, || {
         Spi::run_with_args(
             &query,
             &[
@@ -247,7 +191,7 @@ fn log_evaluation(
                 result.into(),
                 variant.into(),
                 reason.into(),
-                context.into(),
+                context.map_or_else(|| DatumWithOid::null::<pgrx::JsonB>(), JsonbArg::as_arg),
             ],
         )
     })

@@ -28,3 +28,18 @@ EXCEPTION
 END
 $$;
 GRANT EXECUTE ON FUNCTION regress.outcome(text, boolean) TO PUBLIC;
+
+-- Runs p_sql and returns its SQLSTATE and message, with uuids masked (they differ every run),
+-- or 'no error'. Always rolls back.
+CREATE FUNCTION regress.error(p_sql text) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE p_sql;
+    RAISE EXCEPTION USING ERRCODE = 'EZ000';
+EXCEPTION
+    WHEN SQLSTATE 'EZ000' THEN RETURN 'no error';
+    WHEN OTHERS THEN
+        RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}', '<uuid>', 'g');
+END
+$$;
+GRANT EXECUTE ON FUNCTION regress.error(text) TO PUBLIC;

@@ -1,0 +1,72 @@
+//! A jsonb argument taken as the caller's datum: no conversion unless asked for.
+//!
+//! pgrx's `JsonB` converts every argument to text and parses it into serde_json, which would
+//! dominate the cost of a hot path that mostly passes jsonb through (metadata into an INSERT) or
+//! looks only at its top-level type (a context that must be an object).
+
+use crate::error::ContractError;
+use pgrx::callconv::{Arg, ArgAbi};
+use pgrx::datum::DatumWithOid;
+use pgrx::nullable::Nullable;
+use pgrx::pgrx_sql_entity_graph::metadata::{
+    ArgumentError, Returns, ReturnsError, SqlMapping, SqlTranslatable,
+};
+use pgrx::prelude::*;
+use serde_json::Value;
+
+pub struct JsonbArg(pg_sys::Datum);
+
+impl FromDatum for JsonbArg {
+    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+        (!is_null).then_some(JsonbArg(datum))
+    }
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for JsonbArg {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        unsafe { arg.unbox_arg_using_from_datum().expect("checked for NULL by the caller") }
+    }
+
+    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        unsafe { arg.unbox_arg_using_from_datum().into() }
+    }
+}
+
+unsafe impl SqlTranslatable for JsonbArg {
+    fn argument_sql() -> Result<SqlMapping, ArgumentError> {
+        Ok(SqlMapping::literal("jsonb"))
+    }
+    fn return_sql() -> Result<Returns, ReturnsError> {
+        Ok(Returns::One(SqlMapping::literal("jsonb")))
+    }
+}
+
+/// The jsonb container header flag for an object (utils/jsonb.h).
+const JB_FOBJECT: u32 = 0x2000_0000;
+
+impl JsonbArg {
+    /// 22023 naming `param` unless the value is a JSON object: read from the jsonb header.
+    pub fn check_object(&self, param: &'static str) -> Result<(), ContractError> {
+        // SAFETY: a non-null jsonb datum; detoasting may copy, never changes the value.
+        let header = unsafe {
+            let varlena = pg_sys::pg_detoast_datum_packed(self.0.cast_mut_ptr());
+            pgrx::varlena::vardata_any(varlena).cast::<u32>().read_unaligned()
+        };
+        if header & JB_FOBJECT == 0 {
+            return Err(ContractError::invalid(param, format!("must be a JSON object, got {}", self.to_value())));
+        }
+        Ok(())
+    }
+
+    /// The value as JSON (a conversion: use only when the content is needed).
+    pub fn to_value(&self) -> Value {
+        // SAFETY: a non-null jsonb datum.
+        unsafe { pgrx::JsonB::from_datum(self.0, false) }.map_or(Value::Null, |j| j.0)
+    }
+
+    /// The datum itself, to pass on to a statement as jsonb.
+    pub fn as_arg(&self) -> DatumWithOid<'_> {
+        // SAFETY: the datum is a valid jsonb for as long as the call that received it.
+        unsafe { DatumWithOid::new(self.0, pg_sys::JSONBOID) }
+    }
+}

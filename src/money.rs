@@ -1,0 +1,453 @@
+//! Money: `create_transaction`, idempotent across partitions and under any concurrency.
+//!
+//! Idempotency keys live in the unpartitioned `transaction_idempotency_keys` (a unique index on
+//! the partitioned table would have to include created_at). A call with a key:
+//!   1. looks the key up: found with the same user, type, amount and currency, it returns the
+//!      first call's id and writes nothing; found with any of them different, 23505;
+//!   2. otherwise inserts the key row first, `ON CONFLICT DO NOTHING`: of concurrent callers
+//!      with one new key exactly one inserts it (the others wait on the unique index until it
+//!      commits), and only that one goes on to write the transaction and its event; the others
+//!      find nothing inserted, read the winner's row and replay as in 1.
+//! In REPEATABLE READ, a loser that cannot see the winner's row gets 40001 and retries.
+//!
+//! The key lookup, the whole of a replay, reads the key table's primary key directly (no SPI,
+//! no plan, no executor): a replay then costs little more than the call itself.
+
+use crate::catalog::{ext_table, ExtTable};
+use crate::error::{required, ContractError, OrRaise};
+use crate::jsonb::JsonbArg;
+use crate::session::request_user_id;
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::PgOid;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+const TYPES: [&str; 7] = ["debit", "credit", "transfer", "payment", "refund", "fee", "commission"];
+
+/// Active ISO 4217 alphabetic codes (funds and precious-metal units included; XTS and XXX,
+/// "testing" and "no currency", left out). Sorted, for binary search.
+const CURRENCIES: [&str; 177] = [
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN",
+    "BHD", "BIF", "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF",
+    "CHE", "CHF", "CHW", "CLF", "CLP", "CNY", "COP", "COU", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK",
+    "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF",
+    "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD",
+    "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD",
+    "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN",
+    "MXV", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP",
+    "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD",
+    "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP",
+    "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "USN", "UYI", "UYU", "UYW", "UZS", "VED", "VES",
+    "VND", "VUV", "WST", "XAF", "XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XCD", "XCG", "XDR", "XOF",
+    "XPD", "XPF", "XPT", "XSU", "XUA", "YER", "ZAR", "ZMW", "ZWG",
+];
+
+/// The amount, checked: > 0, <= 10^15, at most 4 decimals. Returns its normalized text (equal
+/// for equal values: "10.50" and "10.5" both give "10.5"), on which the checks are made: no
+/// numeric arithmetic on the hot path.
+pub fn check_amount(amount: &AnyNumeric) -> Result<String, ContractError> {
+    let text = amount.normalize().to_owned();
+    check_amount_text(&text)?;
+    Ok(text)
+}
+
+/// The checks of `check_amount` on normalized numeric text (digits, at most one '.', an
+/// optional leading '-', no insignificant zeros; or NaN, Infinity, -Infinity).
+fn check_amount_text(text: &str) -> Result<(), ContractError> {
+    if text == "NaN" {
+        return Err(ContractError::invalid("p_amount", "must be a number, got NaN"));
+    }
+    if text.starts_with('-') || text == "0" {
+        return Err(ContractError::invalid("p_amount", format!("must be greater than 0, got {text}")));
+    }
+    let (integer, decimals) = text.split_once('.').unwrap_or((text, ""));
+    // 10^15 has 16 digits; any 16-digit integer part above it is larger, and so is Infinity.
+    let too_large = text == "Infinity"
+        || integer.len() > 16
+        || (integer.len() == 16 && (integer != "1000000000000000" || !decimals.is_empty()));
+    if too_large {
+        return Err(ContractError::invalid("p_amount", format!("must be at most 1000000000000000, got {text}")));
+    }
+    if decimals.len() > 4 {
+        return Err(ContractError::invalid("p_amount", format!("must have at most 4 decimal places, got {text}")));
+    }
+    Ok(())
+}
+
+pub fn check_currency(currency: &str) -> Result<(), ContractError> {
+    if CURRENCIES.binary_search(&currency).is_err() {
+        return Err(ContractError::invalid(
+            "p_currency",
+            format!("must be an ISO 4217 code in capitals (e.g. RWF, USD), got {currency:?}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_type(kind: &str) -> Result<(), ContractError> {
+    if !TYPES.contains(&kind) {
+        return Err(ContractError::invalid("p_type", format!("must be one of {}, got {kind:?}", TYPES.join(", "))));
+    }
+    Ok(())
+}
+
+fn check_key(key: &str) -> Result<(), ContractError> {
+    let chars = key.chars().count();
+    if chars == 0 || chars > 255 {
+        return Err(ContractError::invalid("p_idempotency_key", format!("must be 1 to 255 characters, got {chars}")));
+    }
+    Ok(())
+}
+
+fn check_correlation_id(id: &str) -> Result<(), ContractError> {
+    let chars = id.chars().count();
+    if chars > 128 {
+        return Err(ContractError::invalid("p_correlation_id", format!("must be at most 128 characters, got {chars}")));
+    }
+    Ok(())
+}
+
+/// What a key was first used with, which a replay must match.
+struct KeyUse {
+    transaction_id: pgrx::Uuid,
+    user_id: pgrx::Uuid,
+    kind: String,
+    /// Normalized (see `check_amount`).
+    amount: String,
+    currency: String,
+}
+
+impl KeyUse {
+    /// The first call's id when this call asks for the same money movement, else 23505 naming
+    /// each difference.
+    fn replay(self, key: &str, user: pgrx::Uuid, kind: &str, amount: &str, currency: &str) -> Result<pgrx::Uuid, ContractError> {
+        let mut differences = Vec::new();
+        if self.user_id != user {
+            differences.push(format!("p_user_id ({user}, first {})", self.user_id));
+        }
+        if self.kind != kind {
+            differences.push(format!("p_type ({kind}, first {})", self.kind));
+        }
+        if self.amount != amount {
+            differences.push(format!("p_amount ({amount}, first {})", self.amount));
+        }
+        if self.currency != currency {
+            differences.push(format!("p_currency ({currency}, first {})", self.currency));
+        }
+        if differences.is_empty() {
+            return Ok(self.transaction_id);
+        }
+        Err(ContractError::UniqueViolation(format!(
+            "idempotency key {key:?} was already used for transaction {} with different parameters: {}",
+            self.transaction_id,
+            differences.join(", ")
+        )))
+    }
+}
+
+/// The key table's primary key and the attribute numbers a lookup reads.
+struct KeyIndex {
+    table: pg_sys::Oid,
+    index: pg_sys::Oid,
+    /// transaction_id, user_id, type, amount, currency.
+    attributes: [i16; 5],
+}
+
+impl KeyIndex {
+    fn find(keys: &ExtTable) -> KeyIndex {
+        let index = unsafe { pg_sys::get_relname_relid(c"transaction_idempotency_keys_pkey".as_ptr(), keys.namespace) };
+        if index == pg_sys::Oid::INVALID {
+            error!("index transaction_idempotency_keys_pkey not found");
+        }
+        let attribute = |name: &std::ffi::CStr| {
+            // SAFETY: a syscache lookup on an existing relation.
+            let n = unsafe { pg_sys::get_attnum(keys.relid, name.as_ptr()) };
+            if n <= 0 {
+                error!("column {name:?} of transaction_idempotency_keys not found");
+            }
+            n
+        };
+        KeyIndex {
+            table: keys.relid,
+            index,
+            attributes: [
+                attribute(c"transaction_id"),
+                attribute(c"user_id"),
+                attribute(c"type"),
+                attribute(c"amount"),
+                attribute(c"currency"),
+            ],
+        }
+    }
+
+    /// The key's row, read through the primary key. With `fresh`, under a snapshot as a new
+    /// statement would take it (READ COMMITTED: everything committed now, so a racing winner is
+    /// seen); otherwise under the calling statement's snapshot, which is enough for the first
+    /// look: a key committed since then is caught by the insert's conflict, and looked up fresh.
+    fn lookup(&self, key: &str, fresh: bool) -> Option<KeyUse> {
+        use pg_sys::{AccessShareLock, NoLock};
+        // SAFETY: the relations are opened and locked as the executor would, every resource is
+        // released before returning (and by transaction abort on error); attribute datums are
+        // converted to owned values while the buffer is still pinned.
+        unsafe {
+            let heap = pg_sys::table_open(self.table, AccessShareLock as i32);
+            let index = pg_sys::index_open(self.index, AccessShareLock as i32);
+            let snapshot = pg_sys::RegisterSnapshot(if fresh || !pg_sys::ActiveSnapshotSet() {
+                pg_sys::GetTransactionSnapshot()
+            } else {
+                pg_sys::GetActiveSnapshot()
+            });
+            let mut scankey: pg_sys::ScanKeyData = std::mem::zeroed();
+            let text = pg_sys::cstring_to_text_with_len(key.as_ptr().cast(), key.len() as i32);
+            pg_sys::ScanKeyEntryInitialize(
+                &mut scankey,
+                0,
+                1,
+                pg_sys::BTEqualStrategyNumber as u16,
+                pg_sys::Oid::INVALID,
+                *(*index).rd_indcollation,
+                pg_sys::Oid::from(pg_sys::F_TEXTEQ),
+                pg_sys::Datum::from(text),
+            );
+            let scan = pg_sys::index_beginscan(heap, index, snapshot, 1, 0);
+            pg_sys::index_rescan(scan, &mut scankey, 1, std::ptr::null_mut(), 0);
+            let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+            let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot).then(|| {
+                let last = *self.attributes.iter().max().expect("five attributes");
+                pg_sys::slot_getsomeattrs_int(slot, i32::from(last));
+                let datum = |att: i16| *(*slot).tts_values.add(att as usize - 1);
+                let numeric = pg_sys::pg_detoast_datum(datum(self.attributes[3]).cast_mut_ptr());
+                KeyUse {
+                    transaction_id: pgrx::Uuid::from_datum(datum(self.attributes[0]), false).expect("not null"),
+                    user_id: pgrx::Uuid::from_datum(datum(self.attributes[1]), false).expect("not null"),
+                    kind: String::from_datum(datum(self.attributes[2]), false).expect("not null"),
+                    amount: std::ffi::CStr::from_ptr(pg_sys::numeric_normalize(numeric.cast())).to_string_lossy().into_owned(),
+                    currency: String::from_datum(datum(self.attributes[4]), false).expect("not null"),
+                }
+            });
+            pg_sys::ExecDropSingleTupleTableSlot(slot);
+            pg_sys::index_endscan(scan);
+            pg_sys::UnregisterSnapshot(snapshot);
+            pg_sys::index_close(index, NoLock as i32);
+            pg_sys::table_close(heap, NoLock as i32);
+            found
+        }
+    }
+}
+
+/// The statements of create_transaction, planned once per backend (re-planned by Postgres when
+/// a table changes; prepared again here if the extension moved).
+struct Plans {
+    transactions: ExtTable,
+    reference_sequence: pg_sys::Oid,
+    keys: KeyIndex,
+    insert_key: OwnedPreparedStatement,
+    insert_transaction: OwnedPreparedStatement,
+    insert_event: OwnedPreparedStatement,
+}
+
+thread_local! {
+    static PLANS: RefCell<Option<Rc<Plans>>> = const { RefCell::new(None) };
+}
+
+fn oids(types: &[pg_sys::Oid]) -> Vec<PgOid> {
+    types.iter().copied().map(PgOid::from).collect()
+}
+
+fn prepare(client: &SpiClient<'_>) -> pgrx::spi::SpiResult<Plans> {
+    use pg_sys::{JSONBOID, NUMERICOID, TEXTOID, TIMESTAMPTZOID, UUIDOID};
+    let transactions = ext_table("transactions");
+    let keys = transactions.sibling("transaction_idempotency_keys");
+    let key_index = KeyIndex::find(&ext_table("transaction_idempotency_keys"));
+    let events = transactions.sibling("transaction_events");
+    let sequence = ext_table("transaction_reference_seq");
+    let insert_key = client
+        .prepare_mut(
+            &format!(
+                "INSERT INTO {keys} (idempotency_key, transaction_id, transaction_created_at, user_id, type, amount, currency) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1"
+            ),
+            &oids(&[TEXTOID, UUIDOID, TIMESTAMPTZOID, UUIDOID, TEXTOID, NUMERICOID, TEXTOID]),
+        )?
+        .keep();
+    let insert_transaction = client
+        .prepare_mut(
+            &format!(
+                "INSERT INTO {} (id, reference, user_id, type, amount, currency, idempotency_key, metadata, correlation_id, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+                transactions.qualified
+            ),
+            &oids(&[UUIDOID, TEXTOID, UUIDOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID]),
+        )?
+        .keep();
+    let insert_event = client
+        .prepare_mut(
+            &format!(
+                "INSERT INTO {events} (transaction_id, transaction_created_at, user_id, event_type, new_status, changed_by_user, created_at) \
+                 VALUES ($1, $2, $3, 'created', 'pending', $4, $2)"
+            ),
+            &oids(&[UUIDOID, TIMESTAMPTZOID, UUIDOID, UUIDOID]),
+        )?
+        .keep();
+    Ok(Plans { transactions, reference_sequence: sequence.relid, keys: key_index, insert_key, insert_transaction, insert_event })
+}
+
+fn plans() -> Rc<Plans> {
+    if let Some(plans) = PLANS.with_borrow(|p| p.as_ref().filter(|p| p.transactions.still_valid()).cloned()) {
+        return plans;
+    }
+    // Kept plans outlive the SPI connection that prepared them.
+    let plans = Rc::new(Spi::connect(|client| prepare(client)).unwrap_or_else(|e| error!("preparing create_transaction: {e}")));
+    PLANS.set(Some(Rc::clone(&plans)));
+    plans
+}
+
+/// Crockford's base32 alphabet: no I, L, O or U, so a reference read aloud is unambiguous.
+const BASE32: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// A human-readable reference, unique because its number comes from a sequence:
+/// TX-YYMMDD-NNNNNNNN (UTC date, then the sequence value in base 32, at least 8 digits).
+fn reference(sequence: pg_sys::Oid, created_at: TimestampWithTimeZone) -> String {
+    // SAFETY: nextval on the extension's sequence, through its SQL-callable entry point.
+    let n = unsafe { pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[sequence.into_datum()]) }
+        .expect("nextval returns a value") as u64;
+    let mut digits = Vec::with_capacity(13);
+    let mut v = n;
+    while v > 0 || digits.len() < 8 {
+        digits.push(BASE32[(v % 32) as usize]);
+        v /= 32;
+    }
+    digits.reverse();
+    let date = created_at.to_utc();
+    format!(
+        "TX-{:02}{:02}{:02}-{}",
+        date.year() % 100,
+        date.month(),
+        date.day(),
+        String::from_utf8(digits).expect("ASCII")
+    )
+}
+
+fn new_uuid() -> pgrx::Uuid {
+    let mut bytes = [0u8; 16];
+    // SAFETY: fills the buffer from Postgres's strong random source (as gen_random_uuid does).
+    if !unsafe { pg_sys::pg_strong_random(bytes.as_mut_ptr().cast(), bytes.len()) } {
+        error!("could not generate random values");
+    }
+    pgrx::Uuid::from_bytes(*uuid::Builder::from_random_bytes(bytes).into_uuid().as_bytes())
+}
+
+/// Creates a pending transaction and its `created` event; with an idempotency key, at most once
+/// (see the module comment). Returns the transaction's id.
+#[pg_extern(volatile, parallel_unsafe)]
+fn create_transaction(
+    p_user_id: Option<pgrx::Uuid>,
+    p_type: Option<&str>,
+    p_amount: Option<AnyNumeric>,
+    p_currency: default!(Option<&str>, "'RWF'"),
+    p_idempotency_key: default!(Option<&str>, "NULL"),
+    p_metadata: default!(Option<JsonbArg>, "'{}'"),
+    p_correlation_id: default!(Option<&str>, "NULL"),
+) -> pgrx::Uuid {
+    let check = || -> Result<_, ContractError> {
+        let user = required(p_user_id, "p_user_id")?;
+        let kind = required(p_type, "p_type")?;
+        let amount = required(p_amount, "p_amount")?;
+        let currency = required(p_currency, "p_currency")?;
+        check_type(kind)?;
+        let amount_text = check_amount(&amount)?;
+        check_currency(currency)?;
+        if let Some(key) = p_idempotency_key {
+            check_key(key)?;
+        }
+        if let Some(metadata) = &p_metadata {
+            metadata.check_object("p_metadata")?;
+        }
+        if let Some(id) = p_correlation_id {
+            check_correlation_id(id)?;
+        }
+        Ok((user, kind, amount, amount_text, currency))
+    };
+    let (user, kind, amount, amount_text, currency) = check().or_raise();
+
+    let plans = plans();
+    // A replay reads one index entry and returns: no SPI, no plan, no write.
+    if let Some(key) = p_idempotency_key {
+        if let Some(first) = plans.keys.lookup(key, false) {
+            return first.replay(key, user, kind, &amount_text, currency).or_raise();
+        }
+    }
+    Spi::connect_mut(|client| {
+        // SAFETY: reads the transaction's start time, which is what now() returns.
+        let created_at = unsafe { TimestampWithTimeZone::from_datum(pg_sys::GetCurrentTransactionStartTimestamp().into(), false) }
+            .expect("a timestamp");
+        let id = new_uuid();
+        if let Some(key) = p_idempotency_key {
+            let inserted = client.update(
+                &plans.insert_key,
+                None,
+                &[key.into(), id.into(), created_at.into(), user.into(), kind.into(), amount.clone().into(), currency.into()],
+            )?;
+            if inserted.is_empty() {
+                // A concurrent call with this key committed first: replay it.
+                let first = plans.keys.lookup(key, true).expect("the conflicting key row is committed");
+                return Ok(first.replay(key, user, kind, &amount_text, currency));
+            }
+        }
+        let metadata = p_metadata.as_ref().map_or_else(|| DatumWithOid::from(pgrx::JsonB(serde_json::json!({}))), JsonbArg::as_arg);
+        client.update(
+            &plans.insert_transaction,
+            None,
+            &[
+                id.into(),
+                reference(plans.reference_sequence, created_at).into(),
+                user.into(),
+                kind.into(),
+                amount.into(),
+                currency.into(),
+                p_idempotency_key.into(),
+                metadata,
+                p_correlation_id.into(),
+                created_at.into(),
+            ],
+        )?;
+        client.update(&plans.insert_event, None, &[id.into(), created_at.into(), user.into(), request_user_id().into()])?;
+        Ok::<_, pgrx::spi::Error>(Ok(id))
+    })
+    .unwrap_or_else(|e| error!("create_transaction: {e}"))
+    .or_raise()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn amounts_on_normalized_text() {
+        for ok in ["1", "0.0001", "10.5", "999999999999999.9999", "1000000000000000"] {
+            assert!(super::check_amount_text(ok).is_ok(), "{ok}");
+        }
+        for (bad, says) in [
+            ("0", "greater than 0"),
+            ("-0.01", "greater than 0"),
+            ("-Infinity", "greater than 0"),
+            ("NaN", "must be a number"),
+            ("Infinity", "at most 1000000000000000"),
+            ("1000000000000000.0001", "at most 1000000000000000"),
+            ("1000000000000001", "at most 1000000000000000"),
+            ("10000000000000000", "at most 1000000000000000"),
+            ("1.00001", "at most 4 decimal places"),
+        ] {
+            let err = super::check_amount_text(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn currencies_are_sorted_and_unique() {
+        assert!(super::CURRENCIES.windows(2).all(|w| w[0] < w[1]));
+        assert!(super::check_currency("RWF").is_ok());
+        assert!(super::check_currency("rwf").is_err());
+        assert!(super::check_currency("ABC").is_err());
+    }
+}

@@ -1,0 +1,41 @@
+//! Who is calling: `request_user_id()` as Rust code, for hot paths that record it without
+//! running the SQL function.
+
+use crate::error::raise;
+use pgrx::prelude::*;
+use std::ffi::CStr;
+
+fn setting(name: &CStr) -> Option<String> {
+    // SAFETY: missing_ok = true returns NULL for an unset placeholder; the string is copied.
+    let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
+    (!value.is_null())
+        .then(|| unsafe { CStr::from_ptr(value) }.to_string_lossy().into_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Exactly `request_user_id()` (Supabase's `auth.uid()`): `request.jwt.claim.sub`, else
+/// `request.jwt.claims ->> 'sub'`, as uuid, else NULL. A claim that is not a uuid is an error,
+/// as the SQL cast makes it.
+pub fn request_user_id() -> Option<pgrx::Uuid> {
+    let sub = setting(c"request.jwt.claim.sub").or_else(|| {
+        let claims = setting(c"request.jwt.claims")?;
+        match serde_json::from_str::<serde_json::Value>(&claims) {
+            Ok(v) => v.get("sub").and_then(|s| match s {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Null => None,
+                other => Some(other.to_string()),
+            }),
+            Err(e) => raise(
+                PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+                format!("invalid input syntax for type json: request.jwt.claims: {e}"),
+            ),
+        }
+    })?;
+    match uuid::Uuid::parse_str(&sub) {
+        Ok(u) => Some(pgrx::Uuid::from_bytes(*u.as_bytes())),
+        Err(_) => raise(
+            PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+            format!("invalid input syntax for type uuid: \"{sub}\""),
+        ),
+    }
+}
