@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 mod catalog;
 mod coordination;
 mod error;
+mod ids;
 mod jsonb;
 mod money;
 mod operations;

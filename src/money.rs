@@ -16,6 +16,7 @@
 use crate::catalog::{ext_table, ExtTable};
 use crate::error::{required, ContractError, OrRaise};
 use crate::jsonb::JsonbArg;
+use crate::ids::new_v7;
 use crate::session::request_user_id;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -285,10 +286,10 @@ fn prepare(client: &SpiClient<'_>) -> pgrx::spi::SpiResult<Plans> {
     let insert_event = client
         .prepare_mut(
             &format!(
-                "INSERT INTO {events} (transaction_id, transaction_created_at, user_id, event_type, new_status, changed_by_user, created_at) \
-                 VALUES ($1, $2, $3, 'created', 'pending', $4, $2)"
+                "INSERT INTO {events} (id, transaction_id, transaction_created_at, user_id, event_type, new_status, changed_by_user, created_at) \
+                 VALUES ($5, $1, $2, $3, 'created', 'pending', $4, $2)"
             ),
-            &oids(&[UUIDOID, TIMESTAMPTZOID, UUIDOID, UUIDOID]),
+            &oids(&[UUIDOID, TIMESTAMPTZOID, UUIDOID, UUIDOID, UUIDOID]),
         )?
         .keep();
     Ok(Plans { transactions, reference_sequence: sequence.relid, keys: key_index, insert_key, insert_transaction, insert_event })
@@ -328,15 +329,6 @@ fn reference(sequence: pg_sys::Oid, created_at: TimestampWithTimeZone) -> String
         date.day(),
         String::from_utf8(digits).expect("ASCII")
     )
-}
-
-fn new_uuid() -> pgrx::Uuid {
-    let mut bytes = [0u8; 16];
-    // SAFETY: fills the buffer from Postgres's strong random source (as gen_random_uuid does).
-    if !unsafe { pg_sys::pg_strong_random(bytes.as_mut_ptr().cast(), bytes.len()) } {
-        error!("could not generate random values");
-    }
-    pgrx::Uuid::from_bytes(*uuid::Builder::from_random_bytes(bytes).into_uuid().as_bytes())
 }
 
 /// Creates a pending transaction and its `created` event; with an idempotency key, at most once
@@ -383,7 +375,7 @@ fn create_transaction(
         // SAFETY: reads the transaction's start time, which is what now() returns.
         let created_at = unsafe { TimestampWithTimeZone::from_datum(pg_sys::GetCurrentTransactionStartTimestamp().into(), false) }
             .expect("a timestamp");
-        let id = new_uuid();
+        let id = new_v7();
         if let Some(key) = p_idempotency_key {
             let inserted = client.update(
                 &plans.insert_key,
@@ -413,7 +405,11 @@ fn create_transaction(
                 created_at.into(),
             ],
         )?;
-        client.update(&plans.insert_event, None, &[id.into(), created_at.into(), user.into(), request_user_id().into()])?;
+        client.update(
+            &plans.insert_event,
+            None,
+            &[id.into(), created_at.into(), user.into(), request_user_id().into(), new_v7().into()],
+        )?;
         Ok::<_, pgrx::spi::Error>(Ok(id))
     })
     .unwrap_or_else(|e| error!("create_transaction: {e}"))

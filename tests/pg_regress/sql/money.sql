@@ -17,6 +17,9 @@ SELECT reference ~ ('^TX-' || to_char(now() AT TIME ZONE 'UTC', 'YYMMDD') || '-[
   FROM transactions WHERE id = :'t1';
 SELECT event_type, old_status, new_status, changed_by_role, changed_by_user IS NULL AS no_jwt_user
   FROM transaction_events WHERE transaction_id = :'t1';
+-- Ids are time-ordered UUIDs, version 7: new rows go to the right edge of the primary keys.
+SELECT substr(:'t1', 15, 1) AS transaction_id_version,
+       (SELECT substr(id::text, 15, 1) FROM transaction_events WHERE transaction_id = :'t1') AS event_id_version;
 -- The currency defaults to RWF; references are distinct.
 SELECT create_transaction(:a, 'fee', 0.0001) IS NOT NULL AS created;
 SELECT count(DISTINCT reference) = count(*) AS references_unique, min(currency) AS currency FROM transactions;
