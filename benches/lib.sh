@@ -28,3 +28,9 @@ result() {
 
 # median V1 V2 ...: the middle value (for alternating rounds that even out machine noise).
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+
+# latency_ms FILE SECONDS: average latency in ms, one client, prepared.
+latency_ms() {
+    "$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared \
+        -c 1 -T "$2" -f "$1" "$BENCH_DB" 2>&1 | awk '/^latency average = / {print $4}'
+}

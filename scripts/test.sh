@@ -4,13 +4,15 @@
 #   2. the release build, installed into the system PostgreSQL 15;
 #   3. every pg_regress suite (tests/pg_regress) and isolation spec (tests/isolation), against a
 #      fresh private cluster;
-#   4. the tests that race several real connections (tests/concurrency), on that cluster.
+#   4. the tests that race several real connections or compare with PostGIS (tests/integration),
+#      on that cluster.
 # On a fresh Debian 12 machine it first installs what is missing (see scripts/common.sh).
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 
 PORT="${EASYMO_TEST_PORT:-28816}"
-ensure_toolchain
+# PostGIS is for the cross-check of the nearby search only; the extension never requires it.
+ensure_toolchain postgresql-15-postgis-3
 
 passed=0; failed=0
 count_result() { if [ "$1" -eq 0 ]; then passed=$((passed + $2)); else failed=$((failed + ${3:-1})); fi; }
@@ -69,14 +71,15 @@ run_suites pg_regress "$PGXS_TEST/regress/pg_regress" tests/pg_regress --dbname=
 run_suites isolation "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation \
     --dbname=easymo_isolation --load-extension=easymo
 
-# 4. Tests that race several real connections (tests/concurrency, a crate of its own).
-log "concurrency"
+# 4. Tests that race several real connections, or compare with PostGIS (tests/integration, a
+#    crate of its own; each test makes its own database on the cluster).
+log "integration"
 set +e
 EASYMO_TEST_PGHOST="$CLUSTER_SOCK" EASYMO_TEST_PGPORT="$PORT" \
-    cargo test --manifest-path tests/concurrency/Cargo.toml 2>&1 | tee target/concurrency.log
+    cargo test --manifest-path tests/integration/Cargo.toml 2>&1 | tee target/integration.log
 rc=${PIPESTATUS[0]}
 set -e
-count_result "$rc" "$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' target/concurrency.log | awk '{s+=$4} END {print s+0}')"
+count_result "$rc" "$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' target/integration.log | awk '{s+=$4} END {print s+0}')"
 
 echo
 echo "easymo tests: $passed passed, $failed failed"

@@ -19,6 +19,11 @@ CREATE TABLE @extschema@.locations (
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
+-- The nearby search's index (see src/location/mod.rs for the measurements behind the choice):
+-- GiST on the point, INCLUDE-ing what the candidate scan reads, so that scan is index-only. An
+-- expression index, so plain INSERT and UPDATE of latitude/longitude keep it right.
+CREATE INDEX locations_geo_idx ON @extschema@.locations
+    USING gist (point(longitude, latitude)) INCLUDE (latitude, longitude, id, location_type);
 CREATE INDEX locations_user_type_idx
     ON @extschema@.locations (user_id, location_type)
     WHERE user_id IS NOT NULL;
@@ -44,7 +49,7 @@ CREATE TABLE @extschema@.routes (
     expires_at         timestamptz NOT NULL,
     created_at         timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX routes_origin_idx ON @extschema@.routes (origin_lat, origin_lng);
+CREATE INDEX routes_origin_idx ON @extschema@.routes USING gist (point(origin_lng, origin_lat));
 CREATE INDEX routes_expires_idx ON @extschema@.routes (expires_at);
 COMMENT ON TABLE @extschema@.routes IS
     'Cached routing answers between an origin and a destination (distance, duration, polyline, path, traffic multiplier, provider) until expires_at. Use cache_route() and get_cached_route().';
@@ -91,3 +96,31 @@ SELECT @extschema@._secure_table('@extschema@.routes');
 SELECT @extschema@._secure_table('@extschema@.cache_entries');
 SELECT @extschema@._secure_view('@extschema@.route_cache_stats');
 SELECT @extschema@._secure_view('@extschema@.cache_stats');
+
+-- The native search and route cache (src/location).
+COMMENT ON FUNCTION @extschema@.find_nearby_locations(double precision, double precision, double precision, text, integer) IS
+    'The locations within p_radius_meters (WGS84 geodesic, as PostGIS ST_DWithin/ST_Distance on geography) of (p_lat, p_lng), nearest first then by id, at most p_limit (1..1000), optionally of one type. Correct across the antimeridian and at the poles; radius up to 20,000 km. Runs with the caller''s rights: row level security applies.';
+COMMENT ON FUNCTION @extschema@.cache_route(double precision, double precision, double precision, double precision, double precision, integer, text, jsonb, double precision, integer, text) IS
+    'Stores a routing answer (distance, duration, polyline, path, traffic multiplier, provider) between an origin and a destination for p_ttl_seconds; returns its id.';
+COMMENT ON FUNCTION @extschema@._cached_route_id(double precision, double precision, double precision, double precision, integer, double precision) IS
+    'Internal: the id of the route get_cached_route returns.';
+
+-- The route cache is shared (no user's data), so reading it needs no table privilege: the
+-- function runs as the extension's owner, and pins its search_path.
+CREATE FUNCTION @extschema@.get_cached_route(
+    p_origin_lat double precision,
+    p_origin_lng double precision,
+    p_dest_lat double precision,
+    p_dest_lng double precision,
+    p_max_age_minutes integer DEFAULT 60,
+    p_tolerance_meters double precision DEFAULT 25
+) RETURNS SETOF @extschema@.routes
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT r.* FROM @extschema@.routes r
+     WHERE r.id = @extschema@._cached_route_id(p_origin_lat, p_origin_lng, p_dest_lat, p_dest_lng,
+                                               p_max_age_minutes, p_tolerance_meters)
+$$;
+COMMENT ON FUNCTION @extschema@.get_cached_route(double precision, double precision, double precision, double precision, integer, double precision) IS
+    'The freshest unexpired cached route (at most p_max_age_minutes old) whose origin and destination are each within p_tolerance_meters (geodesic) of the ones asked for: at most one row.';

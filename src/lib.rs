@@ -12,6 +12,7 @@ mod coordination;
 mod error;
 mod ids;
 mod jsonb;
+mod location;
 mod money;
 mod operations;
 mod session;
@@ -39,7 +40,11 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!("../sql/events.sql", name = "events", requires = ["bootstrap"]);
-extension_sql_file!("../sql/location.sql", name = "location", requires = ["bootstrap"]);
+extension_sql_file!(
+    "../sql/location.sql",
+    name = "location",
+    requires = ["bootstrap", location::find_nearby_locations, location::cache_route, location::cached_route_id]
+);
 extension_sql_file!("../sql/analytics.sql", name = "analytics", requires = ["bootstrap"]);
 extension_sql_file!(
     "../sql/operations.sql",

@@ -1,6 +1,6 @@
 //! create_transaction under concurrency: 8 connections racing over the same 500 keys.
 
-use easymo_concurrency_tests::TestDb;
+use easymo_integration_tests::TestDb;
 use std::collections::HashMap;
 
 #[test]

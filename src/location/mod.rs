@@ -1,0 +1,437 @@
+//! Location: nearby search and the route cache, with WGS84 geodesics (geo's Karney `Geodesic`,
+//! the same numbers PostGIS gives for geography) and no PostGIS.
+//!
+//! Index: a GiST on `point(longitude, latitude)` that INCLUDEs (latitude, longitude, id,
+//! location_type), so the candidate scan is index-only. Measured on this machine kind (1M rows,
+//! LIMIT 50; ms at 1 / 5 / 25 km): PostGIS ST_DWithin 0.29 / 0.54 / 4.9, this point GiST 0.11 /
+//! 0.16 / 0.9, an S2-cell B-tree 0.20 / 0.22 / 0.48. The point GiST is the fastest at the radii a
+//! ride-hailing search mostly uses, meets the 25 km goal with room, is built in (no cell code to
+//! carry), and an expression index stays correct under plain INSERT and UPDATE.
+//!
+//! A search: (1) boxes that contain the geodesic circle (split at the antimeridian, all
+//! longitudes at a pole) select candidates from the index; (2) a haversine distance, within 0.6 %
+//! of the geodesic, gives each a lower bound; (3) candidates are taken in that order and the
+//! exact geodesic decides, until no remaining lower bound can enter the top `limit`; (4) the
+//! remaining columns are read for those rows only. Steps 1-3 run for a growing radius (250 m, then
+//! doubling) until `limit` rows lie inside it, so a large radius over dense data costs what the
+//! nearest `limit` rows cost.
+
+pub mod geodesy;
+
+use crate::catalog::{ext_table, ExtTable};
+use crate::error::{required, ContractError, OrRaise};
+use crate::ids::new_v7;
+use crate::jsonb::JsonbArg;
+use geodesy::{geodesic, geodesic_lower_bound, search_boxes, sphere, MAX_RADIUS};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient};
+use pgrx::PgOid;
+use std::cell::RefCell;
+use std::cmp::Ordering;
+use std::rc::Rc;
+
+/// The first radius of the expanding search, in metres.
+const FIRST_REACH: f64 = 250.0;
+
+const LOCATION_TYPES: [&str; 6] = ["current", "home", "work", "favorite", "pickup", "dropoff"];
+
+/// A float as Postgres prints it (Infinity, not inf), for messages that quote the caller's value.
+fn pg_float(v: f64) -> String {
+    match v {
+        f64::INFINITY => "Infinity".to_owned(),
+        f64::NEG_INFINITY => "-Infinity".to_owned(),
+        v => v.to_string(),
+    }
+}
+
+fn check_coordinate(param: &'static str, value: Option<f64>, limit: f64) -> Result<f64, ContractError> {
+    let v = required(value, param)?;
+    if !v.is_finite() || v.abs() > limit {
+        return Err(ContractError::invalid(param, format!("must be between -{limit} and {limit}, got {}", pg_float(v))));
+    }
+    Ok(v)
+}
+
+fn check_lat(param: &'static str, value: Option<f64>) -> Result<f64, ContractError> {
+    check_coordinate(param, value, 90.0)
+}
+
+fn check_lng(param: &'static str, value: Option<f64>) -> Result<f64, ContractError> {
+    check_coordinate(param, value, 180.0)
+}
+
+/// 0 < value <= max, finite.
+fn check_positive(param: &'static str, value: Option<f64>, max: f64) -> Result<f64, ContractError> {
+    let v = required(value, param)?;
+    if !(v > 0.0 && v <= max) {
+        return Err(ContractError::invalid(param, format!("must be greater than 0 and at most {max}, got {}", pg_float(v))));
+    }
+    Ok(v)
+}
+
+fn check_range(param: &'static str, value: Option<i32>, min: i32, max: i32) -> Result<i32, ContractError> {
+    let v = required(value, param)?;
+    if v < min || v > max {
+        return Err(ContractError::invalid(param, format!("must be between {min} and {max}, got {v}")));
+    }
+    Ok(v)
+}
+
+fn oids(types: &[pg_sys::Oid]) -> Vec<PgOid> {
+    types.iter().copied().map(PgOid::from).collect()
+}
+
+/// The statements of a search, planned once per backend.
+struct SearchPlans {
+    locations: ExtTable,
+    candidates: OwnedPreparedStatement,
+    candidates_of_type: OwnedPreparedStatement,
+    details: OwnedPreparedStatement,
+}
+
+thread_local! {
+    static SEARCH_PLANS: RefCell<Option<Rc<SearchPlans>>> = const { RefCell::new(None) };
+}
+
+fn search_plans() -> Rc<SearchPlans> {
+    if let Some(p) = SEARCH_PLANS.with_borrow(|p| p.as_ref().filter(|p| p.locations.still_valid()).cloned()) {
+        return p;
+    }
+    let plans = Rc::new(
+        Spi::connect(|client| prepare_search(client)).unwrap_or_else(|e| error!("preparing find_nearby_locations: {e}")),
+    );
+    SEARCH_PLANS.set(Some(Rc::clone(&plans)));
+    plans
+}
+
+fn prepare_search(client: &SpiClient<'_>) -> pgrx::spi::SpiResult<SearchPlans> {
+    use pg_sys::{FLOAT8OID, TEXTOID, UUIDARRAYOID};
+    let locations = ext_table("locations");
+    let t = &locations.qualified;
+    // Matches the index expression point(longitude, latitude); the box is built from the
+    // parameters once per execution. Operators are schema-qualified.
+    let candidates = format!(
+        "SELECT id, latitude, longitude FROM {t} \
+          WHERE pg_catalog.point(longitude, latitude) OPERATOR(pg_catalog.<@) \
+                pg_catalog.box(pg_catalog.point($1, $2), pg_catalog.point($3, $4))"
+    );
+    let box_args = oids(&[FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID]);
+    let mut typed_args = box_args.clone();
+    typed_args.push(PgOid::from(TEXTOID));
+    Ok(SearchPlans {
+        candidates: client.prepare(&candidates, &box_args)?.keep(),
+        candidates_of_type: client
+            .prepare(&format!("{candidates} AND location_type OPERATOR(pg_catalog.=) $5"), &typed_args)?
+            .keep(),
+        details: client
+            .prepare(
+                &format!(
+                    "SELECT id, user_id, location_type, address, place_name, city, country FROM {t} \
+                      WHERE id OPERATOR(pg_catalog.=) ANY ($1)"
+                ),
+                &oids(&[UUIDARRAYOID]),
+            )?
+            .keep(),
+        locations,
+    })
+}
+
+/// A point found within the radius, with its exact distance.
+#[derive(Clone, Copy)]
+struct Hit {
+    id: [u8; 16],
+    lat: f64,
+    lng: f64,
+    distance: f64,
+}
+
+/// Orders by distance, then id (the contract's order).
+fn by_distance_then_id(a: &Hit, b: &Hit) -> Ordering {
+    a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id))
+}
+
+/// The `limit` nearest of `candidates` (id, lat, lng) within `radius` of (lat, lng), in order.
+/// The geodesic is computed only for candidates whose lower bound could still enter the result.
+fn nearest(lat: f64, lng: f64, radius: f64, limit: usize, candidates: Vec<([u8; 16], f64, f64)>) -> Vec<Hit> {
+    let mut bounded: Vec<(f64, [u8; 16], f64, f64)> = candidates
+        .into_iter()
+        .filter_map(|(id, plat, plng)| {
+            let lower = geodesic_lower_bound(sphere(lat, lng, plat, plng));
+            (lower <= radius).then_some((lower, id, plat, plng))
+        })
+        .collect();
+    bounded.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    let mut hits: Vec<Hit> = Vec::with_capacity(limit + 1);
+    for (lower, id, plat, plng) in bounded {
+        if hits.len() == limit && lower > hits[limit - 1].distance {
+            break; // nobody left can beat the current last
+        }
+        let distance = geodesic(lat, lng, plat, plng);
+        if distance > radius {
+            continue;
+        }
+        let hit = Hit { id, lat: plat, lng: plng, distance };
+        let at = hits.partition_point(|h| by_distance_then_id(h, &hit) == Ordering::Less);
+        if at < limit {
+            hits.insert(at, hit);
+            hits.truncate(limit);
+        }
+    }
+    hits
+}
+
+
+/// The locations within `p_radius_meters` (WGS84 geodesic) of (p_lat, p_lng), nearest first
+/// (ties by id), at most `p_limit`, optionally of one type. Runs with the caller's rights, so
+/// row level security applies: an end user searches its own places.
+#[pg_extern(stable, parallel_safe)]
+fn find_nearby_locations(
+    p_lat: Option<f64>,
+    p_lng: Option<f64>,
+    p_radius_meters: default!(Option<f64>, 1000),
+    p_location_type: default!(Option<&str>, "NULL"),
+    p_limit: default!(Option<i32>, 50),
+) -> TableIterator<
+    'static,
+    (
+        name!(id, pgrx::Uuid),
+        name!(user_id, Option<pgrx::Uuid>),
+        name!(location_type, String),
+        name!(latitude, f64),
+        name!(longitude, f64),
+        name!(distance_meters, f64),
+        name!(address, Option<String>),
+        name!(place_name, Option<String>),
+        name!(city, Option<String>),
+        name!(country, Option<String>),
+    ),
+> {
+    let check = || -> Result<_, ContractError> {
+        let lat = check_lat("p_lat", p_lat)?;
+        let lng = check_lng("p_lng", p_lng)?;
+        let radius = check_positive("p_radius_meters", p_radius_meters, MAX_RADIUS)?;
+        let limit = check_range("p_limit", p_limit, 1, 1000)? as usize;
+        if let Some(t) = p_location_type {
+            if !LOCATION_TYPES.contains(&t) {
+                return Err(ContractError::invalid(
+                    "p_location_type",
+                    format!("must be one of {} (or NULL for all), got {t:?}", LOCATION_TYPES.join(", ")),
+                ));
+            }
+        }
+        Ok((lat, lng, radius, limit))
+    };
+    let (lat, lng, radius, limit) = check().or_raise();
+    let plans = search_plans();
+
+    let rows = Spi::connect(|client| {
+        // Expanding search: a small radius first, twice as large each round, up to the one asked
+        // for. Once the `limit` nearest found lie within the current radius the answer is
+        // final (anything outside that radius's boxes is farther), so a LIMIT 50 search over a
+        // dense city reads the points of a few hundred metres, not of the whole radius.
+        let mut reach = radius.min(FIRST_REACH);
+        let hits = loop {
+            let mut candidates = Vec::new();
+            for b in search_boxes(lat, lng, reach) {
+                let mut args: Vec<DatumWithOid> = vec![b.min_lng.into(), b.min_lat.into(), b.max_lng.into(), b.max_lat.into()];
+                let plan = match p_location_type {
+                    Some(t) => {
+                        args.push(t.into());
+                        &plans.candidates_of_type
+                    }
+                    None => &plans.candidates,
+                };
+                for row in client.select(plan, None, &args)? {
+                    let id: pgrx::Uuid = row.get(1)?.expect("not null");
+                    candidates.push((*id.as_bytes(), row.get::<f64>(2)?.expect("not null"), row.get::<f64>(3)?.expect("not null")));
+                }
+            }
+            let hits = nearest(lat, lng, reach, limit, candidates);
+            if hits.len() == limit || reach >= radius {
+                break hits;
+            }
+            reach = (reach * 2.0).min(radius);
+        };
+        if hits.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The other columns, for the hits only.
+        let ids: Vec<pgrx::Uuid> = hits.iter().map(|h| pgrx::Uuid::from_bytes(h.id)).collect();
+        let mut details = std::collections::HashMap::with_capacity(hits.len());
+        for row in client.select(&plans.details, None, &[ids.into()])? {
+            let id: pgrx::Uuid = row.get(1)?.expect("not null");
+            details.insert(
+                *id.as_bytes(),
+                (
+                    row.get::<pgrx::Uuid>(2)?,
+                    row.get::<String>(3)?.expect("not null"),
+                    row.get::<String>(4)?,
+                    row.get::<String>(5)?,
+                    row.get::<String>(6)?,
+                    row.get::<String>(7)?,
+                ),
+            );
+        }
+        Ok::<_, pgrx::spi::Error>(
+            hits.into_iter()
+                .filter_map(|h| {
+                    // A row gone between the two reads (same snapshot: cannot happen) is skipped.
+                    let (user_id, kind, address, place, city, country) = details.remove(&h.id)?;
+                    Some((pgrx::Uuid::from_bytes(h.id), user_id, kind, h.lat, h.lng, h.distance, address, place, city, country))
+                })
+                .collect(),
+        )
+    })
+    .unwrap_or_else(|e| error!("find_nearby_locations: {e}"));
+    TableIterator::new(rows)
+}
+
+/// Stores a routing answer for `p_ttl_seconds`; returns its id.
+#[pg_extern(volatile, parallel_unsafe)]
+#[allow(clippy::too_many_arguments)]
+fn cache_route(
+    p_origin_lat: Option<f64>,
+    p_origin_lng: Option<f64>,
+    p_dest_lat: Option<f64>,
+    p_dest_lng: Option<f64>,
+    p_distance_meters: Option<f64>,
+    p_duration_seconds: Option<i32>,
+    p_polyline: default!(Option<&str>, "NULL"),
+    p_path: default!(Option<JsonbArg>, "NULL"),
+    p_traffic_multiplier: default!(Option<f64>, 1.0),
+    p_ttl_seconds: default!(Option<i32>, 3600),
+    p_provider: default!(Option<&str>, "NULL"),
+) -> pgrx::Uuid {
+    let check = || -> Result<_, ContractError> {
+        let origin = (check_lat("p_origin_lat", p_origin_lat)?, check_lng("p_origin_lng", p_origin_lng)?);
+        let dest = (check_lat("p_dest_lat", p_dest_lat)?, check_lng("p_dest_lng", p_dest_lng)?);
+        let distance = required(p_distance_meters, "p_distance_meters")?;
+        if !(distance.is_finite() && distance >= 0.0) {
+            return Err(ContractError::invalid("p_distance_meters", format!("must be a finite number >= 0, got {}", pg_float(distance))));
+        }
+        let duration = check_range("p_duration_seconds", p_duration_seconds, 0, i32::MAX)?;
+        let traffic = check_positive("p_traffic_multiplier", p_traffic_multiplier, 99.0)?;
+        let ttl = check_range("p_ttl_seconds", p_ttl_seconds, 1, 366 * 24 * 3600)?;
+        if let Some(path) = &p_path {
+            if !path.to_value().is_array() {
+                return Err(ContractError::invalid("p_path", "must be a JSON array of [lng, lat] pairs"));
+            }
+        }
+        if p_provider.is_some_and(|p| p.chars().count() > 64) {
+            return Err(ContractError::invalid("p_provider", "must be at most 64 characters"));
+        }
+        Ok((origin, dest, distance, duration, traffic, ttl))
+    };
+    let ((olat, olng), (dlat, dlng), distance, duration, traffic, ttl) = check().or_raise();
+    let routes = ext_table("routes");
+    let id = new_v7();
+    Spi::run_with_args(
+        &format!(
+            "INSERT INTO {} (id, origin_lat, origin_lng, dest_lat, dest_lng, distance_meters, duration_seconds, \
+                             polyline, path, traffic_multiplier, provider, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                     pg_catalog.now() OPERATOR(pg_catalog.+) pg_catalog.make_interval(secs => $12))",
+            routes.qualified
+        ),
+        &[
+            id.into(),
+            olat.into(),
+            olng.into(),
+            dlat.into(),
+            dlng.into(),
+            distance.into(),
+            duration.into(),
+            p_polyline.into(),
+            p_path.as_ref().map_or_else(DatumWithOid::null::<pgrx::JsonB>, JsonbArg::as_arg),
+            traffic.into(),
+            p_provider.into(),
+            f64::from(ttl).into(),
+        ],
+    )
+    .unwrap_or_else(|e| error!("cache_route: {e}"));
+    id
+}
+
+/// The id of the freshest unexpired cached route whose origin and destination are each within
+/// `p_tolerance_meters` (geodesic) of the ones asked for and which is at most
+/// `p_max_age_minutes` old; NULL when there is none. `get_cached_route` returns its row.
+#[pg_extern(stable, parallel_safe, name = "_cached_route_id")]
+fn cached_route_id(
+    p_origin_lat: Option<f64>,
+    p_origin_lng: Option<f64>,
+    p_dest_lat: Option<f64>,
+    p_dest_lng: Option<f64>,
+    p_max_age_minutes: Option<i32>,
+    p_tolerance_meters: Option<f64>,
+) -> Option<pgrx::Uuid> {
+    let check = || -> Result<_, ContractError> {
+        Ok((
+            (check_lat("p_origin_lat", p_origin_lat)?, check_lng("p_origin_lng", p_origin_lng)?),
+            (check_lat("p_dest_lat", p_dest_lat)?, check_lng("p_dest_lng", p_dest_lng)?),
+            check_range("p_max_age_minutes", p_max_age_minutes, 1, 366 * 24 * 60)?,
+            check_positive("p_tolerance_meters", p_tolerance_meters, 10_000.0)?,
+        ))
+    };
+    let ((olat, olng), (dlat, dlng), max_age, tolerance) = check().or_raise();
+    let routes = ext_table("routes");
+    let query = format!(
+        "SELECT id, dest_lat, dest_lng, origin_lat, origin_lng, created_at FROM {} \
+          WHERE pg_catalog.point(origin_lng, origin_lat) OPERATOR(pg_catalog.<@) \
+                pg_catalog.box(pg_catalog.point($1, $2), pg_catalog.point($3, $4)) \
+            AND expires_at OPERATOR(pg_catalog.>) pg_catalog.now() \
+            AND created_at OPERATOR(pg_catalog.>=) (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(mins => $5))",
+        routes.qualified
+    );
+    Spi::connect(|client| {
+        let mut best: Option<(TimestampWithTimeZone, pgrx::Uuid)> = None;
+        for b in search_boxes(olat, olng, tolerance) {
+            let rows = client.select(
+                &query,
+                None,
+                &[b.min_lng.into(), b.min_lat.into(), b.max_lng.into(), b.max_lat.into(), max_age.into()],
+            )?;
+            for row in rows {
+                let id: pgrx::Uuid = row.get(1)?.expect("not null");
+                let (rdlat, rdlng, rolat, rolng): (f64, f64, f64, f64) = (
+                    row.get(2)?.expect("not null"),
+                    row.get(3)?.expect("not null"),
+                    row.get(4)?.expect("not null"),
+                    row.get(5)?.expect("not null"),
+                );
+                let created: TimestampWithTimeZone = row.get(6)?.expect("not null");
+                if geodesic(olat, olng, rolat, rolng) <= tolerance && geodesic(dlat, dlng, rdlat, rdlng) <= tolerance {
+                    // Freshest first; among equally fresh, the smallest id, so the answer is stable.
+                    let better = match &best {
+                        None => true,
+                        Some((t, bid)) => created > *t || (created == *t && id.as_bytes() < bid.as_bytes()),
+                    };
+                    if better {
+                        best = Some((created, id));
+                    }
+                }
+            }
+        }
+        Ok::<_, pgrx::spi::Error>(best.map(|(_, id)| id))
+    })
+    .unwrap_or_else(|e| error!("get_cached_route: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_orders_by_distance_then_id_and_stops_early() {
+        let c = |n: u8, lat: f64, lng: f64| ([n; 16], lat, lng);
+        let candidates = vec![c(3, 0.0, 0.002), c(1, 0.0, 0.001), c(2, 0.001, 0.0), c(9, 0.0, 0.1), c(4, 0.0, -0.001)];
+        let hits = nearest(0.0, 0.0, 1_000.0, 3, candidates);
+        let ids: Vec<u8> = hits.iter().map(|h| h.id[0]).collect();
+        // 0.001 degree of latitude (id 2) is shorter than 0.001 of longitude at the equator; (0,
+        // 0.001) and (0, -0.001) are equally far, the smaller id first.
+        assert_eq!(ids, vec![2, 1, 4]);
+        assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
+        // The point 11 km away is outside a 1 km radius whatever the limit.
+        assert!(nearest(0.0, 0.0, 1_000.0, 10, vec![c(9, 0.0, 0.1)]).is_empty());
+    }
+}
