@@ -5,7 +5,8 @@
 #   3. every pg_regress suite (tests/pg_regress) and isolation spec (tests/isolation), against a
 #      fresh private cluster;
 #   4. the tests that race several real connections or compare with PostGIS (tests/integration),
-#      on that cluster.
+#      on that cluster;
+#   5. the suites that need easymo preloaded, on that cluster restarted with it.
 # On a fresh Debian 12 machine it first installs what is missing (see scripts/common.sh).
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
@@ -40,35 +41,36 @@ EXTRA_PG_CONF="fsync = off" cluster_start test "$PORT" fresh
 trap 'cluster_stop test' EXIT
 PGXS_TEST=/usr/lib/postgresql/15/lib/pgxs/src/test
 
-# run_suites KIND DRIVER DIR [driver options]: every spec or sql file of DIR must be in
-# DIR/schedule (a forgotten file would silently never run); the driver runs the schedule.
+# run_suites KIND DRIVER DIR SCHEDULE [driver options]: runs the suites of SCHEDULE (in DIR).
 run_suites() {
-    local kind="$1" driver="$2" dir="$3"; shift 3
-    local f name out="$ROOT/target/$kind"
+    local kind="$1" driver="$2" dir="$3" schedule="$4"; shift 4
+    local out="$ROOT/target/$kind"
     log "$kind"
-    for f in "$dir"/sql/*.sql "$dir"/specs/*.spec; do
-        [ -e "$f" ] || continue
-        name="$(basename "${f%.*}")"
-        grep -qx "test: $name" "$dir/schedule" || die "$f is not listed in $dir/schedule"
-    done
     rm -rf "$out"; mkdir -p "$out"
     set +e
     "$driver" --host="$CLUSTER_SOCK" --port="$PORT" --user=postgres \
-        --inputdir="$dir" --outputdir="$out" --schedule="$dir/schedule" "$@" 2>&1 | tee "$out/summary.txt"
+        --inputdir="$dir" --outputdir="$out" --schedule="$schedule" "$@" 2>&1 | tee "$out/summary.txt"
     local rc=${PIPESTATUS[0]}
     set -e
     if [ "$rc" -ne 0 ] && [ -f "$out/regression.diffs" ]; then
         log "$kind: regression.diffs"; cat "$out/regression.diffs"
     fi
     local total failures
-    total=$(grep -c '^test: ' "$dir/schedule")
+    total=$(grep -c '^test: ' "$schedule")
     failures=$(grep -c 'FAILED\|^not ok' "$out/summary.txt" || true)
     count_result "$rc" "$total" "${failures:-1}"
 }
 
-run_suites pg_regress "$PGXS_TEST/regress/pg_regress" tests/pg_regress --dbname=easymo_regress
+# Every spec or sql file must be in a schedule: a forgotten file would silently never run.
+for f in tests/pg_regress/sql/*.sql tests/isolation/specs/*.spec; do
+    dir=$(dirname "$(dirname "$f")"); name=$(basename "${f%.*}")
+    cat "$dir"/schedule* | grep -qx "test: $name" || die "$f is not listed in a schedule of $dir"
+done
+
+run_suites pg_regress "$PGXS_TEST/regress/pg_regress" tests/pg_regress tests/pg_regress/schedule \
+    --dbname=easymo_regress
 # The isolation specs get a database with the extension created.
-run_suites isolation "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation \
+run_suites isolation "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation tests/isolation/schedule \
     --dbname=easymo_isolation --load-extension=easymo
 
 # 4. Tests that race several real connections, or compare with PostGIS (tests/integration, a
@@ -80,6 +82,14 @@ EASYMO_TEST_PGHOST="$CLUSTER_SOCK" EASYMO_TEST_PGPORT="$PORT" \
 rc=${PIPESTATUS[0]}
 set -e
 count_result "$rc" "$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' target/integration.log | awk '{s+=$4} END {print s+0}')"
+
+# 5. The same cluster restarted with easymo in shared_preload_libraries (shared-memory counters,
+#    the background worker): the suites of tests/pg_regress/schedule_preloaded.
+cluster_stop test
+echo "shared_preload_libraries = 'easymo'" >> "$CLUSTER_DIR/data/postgresql.conf"
+cluster_start test "$PORT"
+run_suites pg_regress_preloaded "$PGXS_TEST/regress/pg_regress" tests/pg_regress tests/pg_regress/schedule_preloaded \
+    --dbname=easymo_regress
 
 echo
 echo "easymo tests: $passed passed, $failed failed"

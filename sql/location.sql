@@ -1,4 +1,4 @@
--- Location and cache: user locations, cached routes and the general key-value cache.
+-- Location: user locations and cached routes.
 
 CREATE TABLE @extschema@.locations (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -54,19 +54,6 @@ CREATE INDEX routes_expires_idx ON @extschema@.routes (expires_at);
 COMMENT ON TABLE @extschema@.routes IS
     'Cached routing answers between an origin and a destination (distance, duration, polyline, path, traffic multiplier, provider) until expires_at. Use cache_route() and get_cached_route().';
 
-CREATE TABLE @extschema@.cache_entries (
-    key        text PRIMARY KEY CHECK (octet_length(key) BETWEEN 1 AND 512),
-    value      jsonb NOT NULL,
-    cache_type text NOT NULL DEFAULT 'general' CHECK (length(cache_type) BETWEEN 1 AND 64),
-    tags       text[] NOT NULL DEFAULT '{}',
-    expires_at timestamptz NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now()
-) WITH (fillfactor = 80);
-CREATE INDEX cache_entries_tags_idx ON @extschema@.cache_entries USING gin (tags);
-COMMENT ON TABLE @extschema@.cache_entries IS
-    'General-purpose key-value cache: jsonb values with a TTL (expires_at), a cache type and tags for bulk invalidation. Use set_cache(), get_cache(), delete_cache(), invalidate_cache_by_tag().';
-
 CREATE VIEW @extschema@.route_cache_stats WITH (security_invoker = true) AS
 SELECT coalesce(provider, '(none)')                 AS provider,
        count(*)                                     AS routes,
@@ -80,22 +67,9 @@ SELECT coalesce(provider, '(none)')                 AS provider,
 COMMENT ON VIEW @extschema@.route_cache_stats IS
     'Cached routes per provider: total, still valid, expired, average distance and duration, newest entry.';
 
-CREATE VIEW @extschema@.cache_stats WITH (security_invoker = true) AS
-SELECT cache_type,
-       count(*)                                        AS entries,
-       count(*) FILTER (WHERE expires_at <= now())     AS expired,
-       sum(pg_column_size(value))                      AS value_bytes,
-       min(expires_at) FILTER (WHERE expires_at > now()) AS next_expiry_at
-  FROM @extschema@.cache_entries
- GROUP BY cache_type;
-COMMENT ON VIEW @extschema@.cache_stats IS
-    'Cache entries per cache type: entries, expired (not yet swept), stored value bytes, next expiry.';
-
 SELECT @extschema@._secure_table('@extschema@.locations', 'user_id');
 SELECT @extschema@._secure_table('@extschema@.routes');
-SELECT @extschema@._secure_table('@extschema@.cache_entries');
 SELECT @extschema@._secure_view('@extschema@.route_cache_stats');
-SELECT @extschema@._secure_view('@extschema@.cache_stats');
 
 -- The native search and route cache (src/location).
 COMMENT ON FUNCTION @extschema@.find_nearby_locations(double precision, double precision, double precision, text, integer) IS

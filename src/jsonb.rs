@@ -1,11 +1,12 @@
-//! A jsonb argument taken as the caller's datum: no conversion unless asked for.
+//! jsonb as the datum itself, in and out: no conversion unless asked for.
 //!
-//! pgrx's `JsonB` converts every argument to text and parses it into serde_json, which would
-//! dominate the cost of a hot path that mostly passes jsonb through (metadata into an INSERT) or
-//! looks only at its top-level type (a context that must be an object).
+//! pgrx's `JsonB` converts every argument to text and parses it into serde_json (and every
+//! result back), which would dominate the cost of a hot path that mostly passes jsonb through
+//! (metadata into an INSERT, a cached value out of the table) or looks only at its top-level type
+//! (a context that must be an object).
 
 use crate::error::ContractError;
-use pgrx::callconv::{Arg, ArgAbi};
+use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
 use pgrx::datum::DatumWithOid;
 use pgrx::nullable::Nullable;
 use pgrx::pgrx_sql_entity_graph::metadata::{
@@ -14,15 +15,22 @@ use pgrx::pgrx_sql_entity_graph::metadata::{
 use pgrx::prelude::*;
 use serde_json::Value;
 
-pub struct JsonbArg(pg_sys::Datum);
+pub struct RawJsonb(pg_sys::Datum);
 
-impl FromDatum for JsonbArg {
-    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
-        (!is_null).then_some(JsonbArg(datum))
+unsafe impl BoxRet for RawJsonb {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+        // SAFETY: the datum is a jsonb allocated in (or outliving) the function's memory context.
+        unsafe { fcinfo.return_raw_datum(self.0) }
     }
 }
 
-unsafe impl<'fcx> ArgAbi<'fcx> for JsonbArg {
+impl FromDatum for RawJsonb {
+    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+        (!is_null).then_some(RawJsonb(datum))
+    }
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for RawJsonb {
     unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
         unsafe { arg.unbox_arg_using_from_datum().expect("checked for NULL by the caller") }
     }
@@ -32,7 +40,7 @@ unsafe impl<'fcx> ArgAbi<'fcx> for JsonbArg {
     }
 }
 
-unsafe impl SqlTranslatable for JsonbArg {
+unsafe impl SqlTranslatable for RawJsonb {
     fn argument_sql() -> Result<SqlMapping, ArgumentError> {
         Ok(SqlMapping::literal("jsonb"))
     }
@@ -44,7 +52,12 @@ unsafe impl SqlTranslatable for JsonbArg {
 /// The jsonb container header flag for an object (utils/jsonb.h).
 const JB_FOBJECT: u32 = 0x2000_0000;
 
-impl JsonbArg {
+impl RawJsonb {
+    /// Wraps a jsonb datum (a detoasted copy the caller owns, when it is to be returned).
+    pub fn from_datum(datum: pg_sys::Datum) -> Self {
+        RawJsonb(datum)
+    }
+
     /// 22023 naming `param` unless the value is a JSON object: read from the jsonb header.
     pub fn check_object(&self, param: &'static str) -> Result<(), ContractError> {
         // SAFETY: a non-null jsonb datum; detoasting may copy, never changes the value.

@@ -7,6 +7,7 @@ use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
+mod cache;
 mod catalog;
 mod coordination;
 mod error;
@@ -21,6 +22,7 @@ mod session;
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     coordination::init();
+    cache::init();
     // Typos in easymo.* settings are reported instead of silently creating placeholders.
     // SAFETY: a valid C string; called from _PG_init after our GUCs are defined.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"easymo".as_ptr()) };
@@ -46,6 +48,19 @@ extension_sql_file!(
     requires = ["bootstrap", location::find_nearby_locations, location::cache_route, location::cached_route_id]
 );
 extension_sql_file!("../sql/analytics.sql", name = "analytics", requires = ["bootstrap"]);
+extension_sql_file!(
+    "../sql/cache.sql",
+    name = "cache",
+    requires = [
+        "bootstrap",
+        cache::get_cache,
+        cache::set_cache,
+        cache::delete_cache,
+        cache::invalidate_cache_by_tag,
+        cache::cleanup_expired_cache,
+        cache::cache_hit_counters
+    ]
+);
 extension_sql_file!(
     "../sql/operations.sql",
     name = "operations",

@@ -15,7 +15,7 @@
 
 use crate::catalog::{ext_table, ExtTable};
 use crate::error::{required, ContractError, OrRaise};
-use crate::jsonb::JsonbArg;
+use crate::jsonb::RawJsonb;
 use crate::ids::new_v7;
 use crate::session::request_user_id;
 use pgrx::datum::DatumWithOid;
@@ -340,7 +340,7 @@ fn create_transaction(
     p_amount: Option<AnyNumeric>,
     p_currency: default!(Option<&str>, "'RWF'"),
     p_idempotency_key: default!(Option<&str>, "NULL"),
-    p_metadata: default!(Option<JsonbArg>, "'{}'"),
+    p_metadata: default!(Option<RawJsonb>, "'{}'"),
     p_correlation_id: default!(Option<&str>, "NULL"),
 ) -> pgrx::Uuid {
     let check = || -> Result<_, ContractError> {
@@ -388,7 +388,7 @@ fn create_transaction(
                 return Ok(first.replay(key, user, kind, &amount_text, currency));
             }
         }
-        let metadata = p_metadata.as_ref().map_or_else(|| DatumWithOid::from(pgrx::JsonB(serde_json::json!({}))), JsonbArg::as_arg);
+        let metadata = p_metadata.as_ref().map_or_else(|| DatumWithOid::from(pgrx::JsonB(serde_json::json!({}))), RawJsonb::as_arg);
         client.update(
             &plans.insert_transaction,
             None,

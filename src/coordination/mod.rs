@@ -6,7 +6,7 @@ pub mod rules;
 
 use crate::catalog::as_owner;
 use crate::error::{required, ContractError, OrRaise};
-use crate::jsonb::JsonbArg;
+use crate::jsonb::RawJsonb;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -84,7 +84,7 @@ fn is_feature_enabled(
     p_flag_key: Option<&str>,
     p_user_id: default!(Option<pgrx::Uuid>, "NULL"),
     p_environment: default!(Option<&str>, "'production'"),
-    p_context: default!(Option<JsonbArg>, "'{}'"),
+    p_context: default!(Option<RawJsonb>, "'{}'"),
 ) -> bool {
     let call = check_call(p_flag_key, p_user_id, p_environment).or_raise();
     if let Some(ctx) = &p_context {
@@ -97,7 +97,7 @@ fn is_feature_enabled(
         None => (false, "unknown_flag"),
         Some(flag) => flag
             .evaluate(call.key, call.user.as_ref(), || {
-                Ok(context.get_or_init(|| p_context.as_ref().map_or_else(|| Value::Object(Default::default()), JsonbArg::to_value)))
+                Ok(context.get_or_init(|| p_context.as_ref().map_or_else(|| Value::Object(Default::default()), RawJsonb::to_value)))
             })
             .or_raise(),
     };
@@ -163,7 +163,7 @@ fn log_evaluation(
     result: bool,
     variant: Option<&str>,
     reason: &str,
-    context: Option<&JsonbArg>,
+    context: Option<&RawJsonb>,
 ) {
     let wanted = match EVALUATION_LOG.get() {
         EvaluationLog::Off => false,
@@ -191,7 +191,7 @@ fn log_evaluation(
                 result.into(),
                 variant.into(),
                 reason.into(),
-                context.map_or_else(|| DatumWithOid::null::<pgrx::JsonB>(), JsonbArg::as_arg),
+                context.map_or_else(|| DatumWithOid::null::<pgrx::JsonB>(), RawJsonb::as_arg),
             ],
         )
     })

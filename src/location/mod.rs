@@ -21,7 +21,7 @@ pub mod geodesy;
 use crate::catalog::{ext_table, ExtTable};
 use crate::error::{required, ContractError, OrRaise};
 use crate::ids::new_v7;
-use crate::jsonb::JsonbArg;
+use crate::jsonb::RawJsonb;
 use geodesy::{geodesic, geodesic_lower_bound, search_boxes, sphere, MAX_RADIUS};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -298,7 +298,7 @@ fn cache_route(
     p_distance_meters: Option<f64>,
     p_duration_seconds: Option<i32>,
     p_polyline: default!(Option<&str>, "NULL"),
-    p_path: default!(Option<JsonbArg>, "NULL"),
+    p_path: default!(Option<RawJsonb>, "NULL"),
     p_traffic_multiplier: default!(Option<f64>, 1.0),
     p_ttl_seconds: default!(Option<i32>, 3600),
     p_provider: default!(Option<&str>, "NULL"),
@@ -343,7 +343,7 @@ fn cache_route(
             distance.into(),
             duration.into(),
             p_polyline.into(),
-            p_path.as_ref().map_or_else(DatumWithOid::null::<pgrx::JsonB>, JsonbArg::as_arg),
+            p_path.as_ref().map_or_else(DatumWithOid::null::<pgrx::JsonB>, RawJsonb::as_arg),
             traffic.into(),
             p_provider.into(),
             f64::from(ttl).into(),
