@@ -7,8 +7,8 @@ source "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
 
 PORT="${EASYMO_BENCH_PORT:-28817}"
-# PostGIS is a baseline of the location benchmark only.
-ensure_toolchain postgresql-15-postgis-3
+# PostGIS and Redis are baselines of the location and cache benchmarks only.
+ensure_toolchain postgresql-15-postgis-3 redis-server
 install_extension
 # synchronous_commit off: a commit's WAL flush would otherwise dominate every write benchmark
 # and hide the cost of the functions themselves.
@@ -22,7 +22,7 @@ export BENCH_RESULTS="$ROOT/target/bench-results.txt"
 : > "$BENCH_RESULTS"
 source benches/lib.sh
 benches=("$@")
-[ "${#benches[@]}" -gt 0 ] || benches=(flags money location)
+[ "${#benches[@]}" -gt 0 ] || benches=(flags money location cache)
 for b in "${benches[@]}"; do
     log "benchmark: $b"
     source "benches/$b.sh"

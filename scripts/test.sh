@@ -64,7 +64,7 @@ run_suites() {
 # Every spec or sql file must be in a schedule: a forgotten file would silently never run.
 for f in tests/pg_regress/sql/*.sql tests/isolation/specs/*.spec; do
     dir=$(dirname "$(dirname "$f")"); name=$(basename "${f%.*}")
-    cat "$dir"/schedule* | grep -qx "test: $name" || die "$f is not listed in a schedule of $dir"
+    grep -qx "test: $name" "$dir"/schedule* || die "$f is not listed in a schedule of $dir"
 done
 
 run_suites pg_regress "$PGXS_TEST/regress/pg_regress" tests/pg_regress tests/pg_regress/schedule \

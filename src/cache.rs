@@ -8,7 +8,8 @@
 
 use crate::catalog::{as_owner, ext_table, ExtTable};
 use crate::error::{required, ContractError, OrRaise};
-use crate::jsonb::RawJsonb;
+use crate::plan::WritePlan;
+use crate::raw::{RawJsonb, RawTextArray};
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
@@ -50,20 +51,22 @@ fn check_cache_type(kind: Option<&str>) -> Result<&str, ContractError> {
     Ok(kind)
 }
 
-fn check_tags(tags: Option<Vec<Option<String>>>) -> Result<Vec<String>, ContractError> {
-    let tags = tags.unwrap_or_default();
-    if tags.len() > MAX_TAGS {
-        return Err(ContractError::invalid("p_tags", format!("at most {MAX_TAGS} tags, got {}", tags.len())));
+/// Checks the tags, looking at the elements only when there are some (the usual call has none).
+fn check_tags(tags: Option<&RawTextArray>) -> Result<(), ContractError> {
+    let Some(tags) = tags.filter(|t| !t.is_empty()) else {
+        return Ok(());
+    };
+    let elements = tags.elements();
+    if elements.len() > MAX_TAGS {
+        return Err(ContractError::invalid("p_tags", format!("at most {MAX_TAGS} tags, got {}", elements.len())));
     }
-    tags.into_iter()
-        .map(|t| {
-            let t = t.ok_or(ContractError::NullArgument("p_tags element"))?;
-            if t.is_empty() || t.chars().count() > 255 {
-                return Err(ContractError::invalid("p_tags", format!("tags must be 1 to 255 characters, got {t:?}")));
-            }
-            Ok(t)
-        })
-        .collect()
+    for t in elements {
+        let t = t.ok_or(ContractError::NullArgument("p_tags element"))?;
+        if t.is_empty() || t.chars().count() > 255 {
+            return Err(ContractError::invalid("p_tags", format!("tags must be 1 to 255 characters, got {t:?}")));
+        }
+    }
+    Ok(())
 }
 
 fn now() -> pg_sys::TimestampTz {
@@ -193,7 +196,7 @@ fn get_cache(p_key: Option<&str>) -> Option<RawJsonb> {
 
 struct WritePlans {
     table: ExtTable,
-    upsert: OwnedPreparedStatement,
+    upsert: WritePlan,
     delete: OwnedPreparedStatement,
     invalidate: OwnedPreparedStatement,
     sweep: OwnedPreparedStatement,
@@ -213,17 +216,15 @@ fn prepare_writes(client: &SpiClient<'_>) -> pgrx::spi::SpiResult<WritePlans> {
     let t = &table.qualified;
     Ok(WritePlans {
         // Only unindexed columns change on conflict: the update is HOT when the page has room.
-        upsert: client
-            .prepare_mut(
-                &format!(
-                    "INSERT INTO {t} AS c (key, value, cache_type, tags, expires_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $6) \
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, cache_type = excluded.cache_type, \
-                         tags = excluded.tags, expires_at = excluded.expires_at, updated_at = excluded.updated_at"
-                ),
-                &oids(&[TEXTOID, JSONBOID, TEXTOID, TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID]),
-            )?
-            .keep(),
+        upsert: WritePlan::prepare(
+            &format!(
+                "INSERT INTO {t} AS c (key, value, cache_type, tags, expires_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, cache_type = excluded.cache_type, \
+                     tags = excluded.tags, expires_at = excluded.expires_at, updated_at = excluded.updated_at"
+            ),
+            &[TEXTOID, JSONBOID, TEXTOID, TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
+        ),
         delete: client
             .prepare_mut(&format!("DELETE FROM {t} WHERE key OPERATOR(pg_catalog.=) $1 RETURNING expires_at"), &oids(&[TEXTOID]))?
             .keep(),
@@ -273,31 +274,30 @@ fn set_cache(
     p_value: Option<RawJsonb>,
     p_ttl_seconds: default!(Option<i32>, 3600),
     p_cache_type: default!(Option<&str>, "'general'"),
-    p_tags: default!(Option<Vec<Option<String>>>, "'{}'"),
+    p_tags: default!(Option<RawTextArray>, "'{}'"),
 ) -> TimestampWithTimeZone {
     let check = || -> Result<_, ContractError> {
-        Ok((
-            check_key(p_key)?,
-            required(p_value, "p_value")?,
-            check_ttl(p_ttl_seconds)?,
-            check_cache_type(p_cache_type)?,
-            check_tags(p_tags)?,
-        ))
+        let checked = (check_key(p_key)?, required(p_value, "p_value")?, check_ttl(p_ttl_seconds)?, check_cache_type(p_cache_type)?);
+        check_tags(p_tags.as_ref())?;
+        Ok(checked)
     };
-    let (key, value, ttl, kind, tags) = check().or_raise();
+    let (key, value, ttl, kind) = check().or_raise();
     let plans = write_plans();
     let now = now();
-    let expires_at = timestamptz(now + i64::from(ttl) * 1_000_000);
-    Spi::connect_mut(|client| {
-        client.update(
-            &plans.upsert,
-            None,
-            &[key.into(), value.as_arg(), kind.into(), tags.into(), expires_at.into(), timestamptz(now).into()],
-        )
-        .map(|_| ())
-    })
-    .unwrap_or_else(|e| error!("set_cache: {e}"));
-    expires_at
+    let expires_at = now + i64::from(ttl) * 1_000_000;
+    let tags = match &p_tags {
+        Some(t) => Some(t.datum()),
+        None => Vec::<String>::new().into_datum(),
+    };
+    plans.upsert.execute(&[
+        key.into_datum(),
+        Some(value.datum()),
+        kind.into_datum(),
+        tags,
+        Some(pg_sys::Datum::from(expires_at)),
+        Some(pg_sys::Datum::from(now)),
+    ]);
+    timestamptz(expires_at)
 }
 
 /// Deletes `p_key`; true when it held a value that had not expired.
@@ -637,7 +637,6 @@ mod tests {
         assert_eq!(check_key(None).unwrap_err().sqlstate(), pgrx::PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED);
         assert!(check_ttl(Some(0)).is_err() && check_ttl(Some(MAX_TTL_SECONDS + 1)).is_err());
         assert!(check_ttl(Some(MAX_TTL_SECONDS)).is_ok());
-        assert!(check_tags(Some(vec![Some("a".into()), None])).is_err());
-        assert_eq!(check_tags(None).unwrap(), Vec::<String>::new());
+        // (check_tags reads array datums: it is tested through SQL, tests/pg_regress/sql/cache.sql.)
     }
 }

@@ -12,10 +12,11 @@ mod catalog;
 mod coordination;
 mod error;
 mod ids;
-mod jsonb;
+mod raw;
 mod location;
 mod money;
 mod operations;
+mod plan;
 mod session;
 
 /// Runs once per backend, when the library is first loaded.

@@ -15,13 +15,11 @@
 
 use crate::catalog::{ext_table, ExtTable};
 use crate::error::{required, ContractError, OrRaise};
-use crate::jsonb::RawJsonb;
+use crate::raw::RawJsonb;
 use crate::ids::new_v7;
+use crate::plan::WritePlan;
 use crate::session::request_user_id;
-use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::PgOid;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -244,63 +242,56 @@ struct Plans {
     transactions: ExtTable,
     reference_sequence: pg_sys::Oid,
     keys: KeyIndex,
-    insert_key: OwnedPreparedStatement,
-    insert_transaction: OwnedPreparedStatement,
-    insert_event: OwnedPreparedStatement,
+    insert_key: WritePlan,
+    insert_transaction: WritePlan,
+    insert_event: WritePlan,
 }
 
 thread_local! {
     static PLANS: RefCell<Option<Rc<Plans>>> = const { RefCell::new(None) };
 }
 
-fn oids(types: &[pg_sys::Oid]) -> Vec<PgOid> {
-    types.iter().copied().map(PgOid::from).collect()
-}
-
-fn prepare(client: &SpiClient<'_>) -> pgrx::spi::SpiResult<Plans> {
+fn prepare() -> Plans {
     use pg_sys::{JSONBOID, NUMERICOID, TEXTOID, TIMESTAMPTZOID, UUIDOID};
     let transactions = ext_table("transactions");
     let keys = transactions.sibling("transaction_idempotency_keys");
-    let key_index = KeyIndex::find(&ext_table("transaction_idempotency_keys"));
     let events = transactions.sibling("transaction_events");
     let sequence = ext_table("transaction_reference_seq");
-    let insert_key = client
-        .prepare_mut(
+    Plans {
+        keys: KeyIndex::find(&ext_table("transaction_idempotency_keys")),
+        // Inserts nothing (processes 0 rows) when the key is taken.
+        insert_key: WritePlan::prepare(
             &format!(
                 "INSERT INTO {keys} (idempotency_key, transaction_id, transaction_created_at, user_id, type, amount, currency) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (idempotency_key) DO NOTHING"
             ),
-            &oids(&[TEXTOID, UUIDOID, TIMESTAMPTZOID, UUIDOID, TEXTOID, NUMERICOID, TEXTOID]),
-        )?
-        .keep();
-    let insert_transaction = client
-        .prepare_mut(
+            &[TEXTOID, UUIDOID, TIMESTAMPTZOID, UUIDOID, TEXTOID, NUMERICOID, TEXTOID],
+        ),
+        insert_transaction: WritePlan::prepare(
             &format!(
                 "INSERT INTO {} (id, reference, user_id, type, amount, currency, idempotency_key, metadata, correlation_id, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
                 transactions.qualified
             ),
-            &oids(&[UUIDOID, TEXTOID, UUIDOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID]),
-        )?
-        .keep();
-    let insert_event = client
-        .prepare_mut(
+            &[UUIDOID, TEXTOID, UUIDOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID],
+        ),
+        insert_event: WritePlan::prepare(
             &format!(
                 "INSERT INTO {events} (id, transaction_id, transaction_created_at, user_id, event_type, new_status, changed_by_user, created_at) \
                  VALUES ($5, $1, $2, $3, 'created', 'pending', $4, $2)"
             ),
-            &oids(&[UUIDOID, TIMESTAMPTZOID, UUIDOID, UUIDOID, UUIDOID]),
-        )?
-        .keep();
-    Ok(Plans { transactions, reference_sequence: sequence.relid, keys: key_index, insert_key, insert_transaction, insert_event })
+            &[UUIDOID, TIMESTAMPTZOID, UUIDOID, UUIDOID, UUIDOID],
+        ),
+        transactions,
+        reference_sequence: sequence.relid,
+    }
 }
 
 fn plans() -> Rc<Plans> {
     if let Some(plans) = PLANS.with_borrow(|p| p.as_ref().filter(|p| p.transactions.still_valid()).cloned()) {
         return plans;
     }
-    // Kept plans outlive the SPI connection that prepared them.
-    let plans = Rc::new(Spi::connect(|client| prepare(client)).unwrap_or_else(|e| error!("preparing create_transaction: {e}")));
+    let plans = Rc::new(prepare());
     PLANS.set(Some(Rc::clone(&plans)));
     plans
 }
@@ -371,49 +362,50 @@ fn create_transaction(
             return first.replay(key, user, kind, &amount_text, currency).or_raise();
         }
     }
-    Spi::connect_mut(|client| {
-        // SAFETY: reads the transaction's start time, which is what now() returns.
-        let created_at = unsafe { TimestampWithTimeZone::from_datum(pg_sys::GetCurrentTransactionStartTimestamp().into(), false) }
-            .expect("a timestamp");
-        let id = new_v7();
-        if let Some(key) = p_idempotency_key {
-            let inserted = client.update(
-                &plans.insert_key,
-                None,
-                &[key.into(), id.into(), created_at.into(), user.into(), kind.into(), amount.clone().into(), currency.into()],
-            )?;
-            if inserted.is_empty() {
-                // A concurrent call with this key committed first: replay it.
-                let first = plans.keys.lookup(key, true).expect("the conflicting key row is committed");
-                return Ok(first.replay(key, user, kind, &amount_text, currency));
-            }
+    // SAFETY: reads the transaction's start time, which is what now() returns.
+    let created_at = unsafe { TimestampWithTimeZone::from_datum(pg_sys::GetCurrentTransactionStartTimestamp().into(), false) }
+        .expect("a timestamp");
+    let id = new_v7();
+    if let Some(key) = p_idempotency_key {
+        let claimed = plans.insert_key.execute(&[
+            key.into_datum(),
+            id.into_datum(),
+            created_at.into_datum(),
+            user.into_datum(),
+            kind.into_datum(),
+            amount.clone().into_datum(),
+            currency.into_datum(),
+        ]);
+        if claimed == 0 {
+            // A concurrent call with this key committed first: replay it.
+            let first = plans.keys.lookup(key, true).expect("the conflicting key row is committed");
+            return first.replay(key, user, kind, &amount_text, currency).or_raise();
         }
-        let metadata = p_metadata.as_ref().map_or_else(|| DatumWithOid::from(pgrx::JsonB(serde_json::json!({}))), RawJsonb::as_arg);
-        client.update(
-            &plans.insert_transaction,
-            None,
-            &[
-                id.into(),
-                reference(plans.reference_sequence, created_at).into(),
-                user.into(),
-                kind.into(),
-                amount.into(),
-                currency.into(),
-                p_idempotency_key.into(),
-                metadata,
-                p_correlation_id.into(),
-                created_at.into(),
-            ],
-        )?;
-        client.update(
-            &plans.insert_event,
-            None,
-            &[id.into(), created_at.into(), user.into(), request_user_id().into(), new_v7().into()],
-        )?;
-        Ok::<_, pgrx::spi::Error>(Ok(id))
-    })
-    .unwrap_or_else(|e| error!("create_transaction: {e}"))
-    .or_raise()
+    }
+    let metadata = match &p_metadata {
+        Some(m) => Some(m.datum()),
+        None => pgrx::JsonB(serde_json::json!({})).into_datum(),
+    };
+    plans.insert_transaction.execute(&[
+        id.into_datum(),
+        reference(plans.reference_sequence, created_at).into_datum(),
+        user.into_datum(),
+        kind.into_datum(),
+        amount.into_datum(),
+        currency.into_datum(),
+        p_idempotency_key.into_datum(),
+        metadata,
+        p_correlation_id.into_datum(),
+        created_at.into_datum(),
+    ]);
+    plans.insert_event.execute(&[
+        id.into_datum(),
+        created_at.into_datum(),
+        user.into_datum(),
+        request_user_id().into_datum(),
+        new_v7().into_datum(),
+    ]);
+    id
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ pub mod rules;
 
 use crate::catalog::as_owner;
 use crate::error::{required, ContractError, OrRaise};
-use crate::jsonb::RawJsonb;
+use crate::raw::RawJsonb;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;

@@ -21,7 +21,7 @@ pub mod geodesy;
 use crate::catalog::{ext_table, ExtTable};
 use crate::error::{required, ContractError, OrRaise};
 use crate::ids::new_v7;
-use crate::jsonb::RawJsonb;
+use crate::raw::RawJsonb;
 use geodesy::{geodesic, geodesic_lower_bound, search_boxes, sphere, MAX_RADIUS};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;

@@ -1,9 +1,10 @@
-//! jsonb as the datum itself, in and out: no conversion unless asked for.
+//! Arguments and results as the datums themselves: no conversion unless asked for.
 //!
 //! pgrx's `JsonB` converts every argument to text and parses it into serde_json (and every
-//! result back), which would dominate the cost of a hot path that mostly passes jsonb through
-//! (metadata into an INSERT, a cached value out of the table) or looks only at its top-level type
-//! (a context that must be an object).
+//! result back), and its arrays are built into Rust vectors and back; that would dominate the
+//! cost of a hot path that mostly passes a value through (metadata or tags into an INSERT, a
+//! cached value out of the table) or looks only at its shape (a context that must be an object,
+//! a tag list that is usually empty).
 
 use crate::error::ContractError;
 use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
@@ -77,9 +78,62 @@ impl RawJsonb {
         unsafe { pgrx::JsonB::from_datum(self.0, false) }.map_or(Value::Null, |j| j.0)
     }
 
+    pub fn datum(&self) -> pg_sys::Datum {
+        self.0
+    }
+
     /// The datum itself, to pass on to a statement as jsonb.
     pub fn as_arg(&self) -> DatumWithOid<'_> {
         // SAFETY: the datum is a valid jsonb for as long as the call that received it.
         unsafe { DatumWithOid::new(self.0, pg_sys::JSONBOID) }
+    }
+}
+
+/// A text[] argument as the caller's datum.
+pub struct RawTextArray(pg_sys::Datum);
+
+impl FromDatum for RawTextArray {
+    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+        (!is_null).then_some(RawTextArray(datum))
+    }
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for RawTextArray {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        unsafe { arg.unbox_arg_using_from_datum().expect("checked for NULL by the caller") }
+    }
+
+    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        unsafe { arg.unbox_arg_using_from_datum().into() }
+    }
+}
+
+unsafe impl SqlTranslatable for RawTextArray {
+    fn argument_sql() -> Result<SqlMapping, ArgumentError> {
+        Ok(SqlMapping::literal("text[]"))
+    }
+    fn return_sql() -> Result<Returns, ReturnsError> {
+        Ok(Returns::One(SqlMapping::literal("text[]")))
+    }
+}
+
+impl RawTextArray {
+    /// Whether the array has no element (read from its header).
+    pub fn is_empty(&self) -> bool {
+        // SAFETY: a non-null array datum, detoasted to its full header.
+        unsafe {
+            let array = pg_sys::pg_detoast_datum(self.0.cast_mut_ptr()) as *const pg_sys::ArrayType;
+            (*array).ndim == 0
+        }
+    }
+
+    /// The elements (a conversion: use only when they are needed).
+    pub fn elements(&self) -> Vec<Option<String>> {
+        // SAFETY: a non-null text[] datum.
+        unsafe { Vec::<Option<String>>::from_datum(self.0, false) }.unwrap_or_default()
+    }
+
+    pub fn datum(&self) -> pg_sys::Datum {
+        self.0
     }
 }

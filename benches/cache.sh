@@ -1,0 +1,60 @@
+# Cache (issue 6): native get_cache / set_cache against
+#   - the plain SQL floor on the same table: a primary-key SELECT with the expiry filter, and
+#     INSERT ... ON CONFLICT DO UPDATE;
+#   - a plpgsql implementation (benches/cache/plpgsql.sql);
+# at 1 and 8 clients; and redis-benchmark against a local redis-server beside them.
+bsql -f benches/cache/plpgsql.sql >/dev/null
+bsql -c "INSERT INTO cache_entries (key, value, expires_at)
+         SELECT 'k:' || g, jsonb_build_object('user', g, 'name', 'user ' || g), now() + interval '1 day'
+           FROM generate_series(1, 100000) g" >/dev/null
+bsql -c "VACUUM ANALYZE cache_entries"
+tmp=$(mktemp -d)
+value="'{\"user\": 42, \"name\": \"user 42\"}'"
+q() { printf '%s\n%s\n' "$1" "$2" > "$tmp/$3.sql"; }
+hot='\set k random(1, 100000)'
+fresh='\set k random(1, 1000000000000)'
+q "$hot" "SELECT get_cache('k:' || :k);" get_hit_native
+q "$hot" "SELECT value FROM cache_entries WHERE key = 'k:' || :k AND expires_at > now();" get_hit_floor
+q "$hot" "SELECT plpgsql_get_cache('k:' || :k);" get_hit_plpgsql
+q "$hot" "SELECT get_cache('miss:' || :k);" get_miss_native
+q "$hot" "SELECT value FROM cache_entries WHERE key = 'miss:' || :k AND expires_at > now();" get_miss_floor
+q "$hot" "SELECT plpgsql_get_cache('miss:' || :k);" get_miss_plpgsql
+upsert="ON CONFLICT (key) DO UPDATE SET value = excluded.value, cache_type = excluded.cache_type, tags = excluded.tags, expires_at = excluded.expires_at, updated_at = now()"
+q "$fresh" "SELECT set_cache('new:' || :k, $value, 3600);" set_new_native
+q "$fresh" "INSERT INTO cache_entries (key, value, expires_at) VALUES ('new:' || :k, $value, now() + interval '3600 seconds') $upsert;" set_new_floor
+q "$fresh" "SELECT plpgsql_set_cache('new:' || :k, $value, 3600);" set_new_plpgsql
+q "$hot" "SELECT set_cache('k:' || :k, $value, 3600);" set_over_native
+q "$hot" "INSERT INTO cache_entries (key, value, expires_at) VALUES ('k:' || :k, $value, now() + interval '3600 seconds') $upsert;" set_over_floor
+q "$hot" "SELECT plpgsql_set_cache('k:' || :k, $value, 3600);" set_over_plpgsql
+
+for clients in 1 8; do
+    for op in get_hit get_miss set_new set_over; do
+        # Five alternating rounds, medians: single runs differ by up to 10 % here.
+        n=(); f=(); p=()
+        for round in 1 2 3 4 5; do
+            n+=("$(pgbench_tps "$tmp/${op}_native.sql" "$clients" 4)")
+            f+=("$(pgbench_tps "$tmp/${op}_floor.sql" "$clients" 4)")
+            p+=("$(pgbench_tps "$tmp/${op}_plpgsql.sql" "$clients" 4)")
+        done
+        n=$(median "${n[@]}"); f=$(median "${f[@]}"); p=$(median "${p[@]}")
+        floor_name="PK SELECT"; [ "${op%%_*}" = set ] && floor_name="upsert"
+        result cache "$clients client(s), ${op//_/ }: native / $floor_name / plpgsql TPS" "$n/$f/$p" ""
+        result cache "$clients client(s), ${op//_/ }: native / $floor_name" "$(ratio "$n" "$f")" ">= 0.9"
+    done
+done
+
+# Redis beside it: loopback only, no persistence, started and stopped here.
+if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; then
+    redis_port=6399
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
+        --pidfile "$tmp/redis.pid" --logfile "$tmp/redis.log" >/dev/null
+    sleep 0.5
+    for clients in 1 8; do
+        # -q still draws progress with carriage returns: keep the final lines only.
+        rps=$(redis-benchmark -h 127.0.0.1 -p "$redis_port" -c "$clients" -n 200000 -r 100000 -d 32 -t get,set -q 2>/dev/null \
+              | tr '\r' '\n' | awk '/requests per second/ {printf "%s %.0f ", $1, $2}')
+        result cache "$clients client(s), redis-benchmark requests/s" "$rps" "(reference)"
+    done
+    kill "$(cat "$tmp/redis.pid")" 2>/dev/null || true
+fi
+rm -rf "$tmp"

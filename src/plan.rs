@@ -1,0 +1,66 @@
+//! A write statement planned once per backend and run on the calling statement's snapshot.
+//!
+//! pgrx's SPI layer takes a fresh snapshot for every statement that writes (SPI_execute_plan);
+//! a hot path that is one write wrapped in a function then pays for two snapshots where the same
+//! statement sent by the client pays for one, and under concurrency GetSnapshotData is not free.
+//! SPI_execute_snapshot runs the plan on the snapshot of the statement that called us (with the
+//! command id advanced, so earlier writes of the transaction are seen), exactly what the bare
+//! statement would have used. Datums go in as they are: no conversion on the way.
+
+use pgrx::prelude::*;
+use std::ffi::CString;
+use std::ptr::NonNull;
+
+pub struct WritePlan(NonNull<pg_sys::_SPI_plan>);
+
+impl WritePlan {
+    /// Plans `query` (parameters typed `types`) and keeps the plan for the backend's life.
+    pub fn prepare(query: &str, types: &[pg_sys::Oid]) -> WritePlan {
+        let query = CString::new(query).expect("no NUL in a query");
+        let mut types = types.to_vec();
+        // SAFETY: a balanced SPI connection around the preparation; errors unwind through pgrx's
+        // guards and abort processing cleans SPI up.
+        unsafe {
+            if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
+                error!("SPI_connect failed");
+            }
+            let plan = pg_sys::SPI_prepare(query.as_ptr(), types.len() as i32, types.as_mut_ptr());
+            if plan.is_null() || pg_sys::SPI_keepplan(plan) != 0 {
+                let result = pg_sys::SPI_result;
+                error!("could not prepare {query:?}: SPI result {result}");
+            }
+            pg_sys::SPI_finish();
+            WritePlan(NonNull::new_unchecked(plan))
+        }
+    }
+
+    /// Runs the plan with `args` (None for NULL) on the calling statement's snapshot; returns
+    /// the number of rows it processed.
+    pub fn execute(&self, args: &[Option<pg_sys::Datum>]) -> u64 {
+        let mut values: Vec<pg_sys::Datum> = args.iter().map(|a| a.unwrap_or(pg_sys::Datum::from(0))).collect();
+        let nulls: Vec<std::ffi::c_char> = args.iter().map(|a| if a.is_some() { b' ' } else { b'n' } as std::ffi::c_char).collect();
+        // SAFETY: as in `prepare`; the plan was kept, the datums are valid for the call.
+        unsafe {
+            if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
+                error!("SPI_connect failed");
+            }
+            let snapshot = if pg_sys::ActiveSnapshotSet() { pg_sys::GetActiveSnapshot() } else { pg_sys::GetTransactionSnapshot() };
+            let rc = pg_sys::SPI_execute_snapshot(
+                self.0.as_ptr(),
+                values.as_mut_ptr(),
+                nulls.as_ptr(),
+                snapshot,
+                std::ptr::null_mut(),
+                false,
+                true,
+                0,
+            );
+            if rc < 0 {
+                error!("SPI_execute_snapshot failed: {rc}");
+            }
+            let processed = pg_sys::SPI_processed;
+            pg_sys::SPI_finish();
+            processed
+        }
+    }
+}
