@@ -106,3 +106,103 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@._secure_view(regclass, boolean) IS
     'Internal: sets a view''s grants: service_role always, authenticated when asked.';
+
+-- Argument checks shared by the plpgsql helpers: the contract's SQLSTATEs (22004 for a NULL,
+-- 22023 for a value out of range) with a message naming the parameter and the value, written
+-- once. They run before a helper writes anything, so a rejected call writes nothing.
+CREATE FUNCTION @extschema@._check_not_null(p_param text, p_value anyelement) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_value IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', p_param USING ERRCODE = '22004';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._check_not_null(text, anyelement) IS
+    'Internal: 22004 when p_value is NULL.';
+
+CREATE FUNCTION @extschema@._check_text(p_param text, p_value text, p_max_length integer, p_required boolean DEFAULT true)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_value IS NULL THEN
+        IF p_required THEN
+            RAISE EXCEPTION '% must not be NULL', p_param USING ERRCODE = '22004';
+        END IF;
+    ELSIF length(p_value) NOT BETWEEN 1 AND p_max_length THEN
+        RAISE EXCEPTION '%: must be 1 to % characters, got %', p_param, p_max_length, length(p_value)
+            USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._check_text(text, text, integer, boolean) IS
+    'Internal: 22004 when a required p_value is NULL, 22023 unless it has 1 to p_max_length characters.';
+
+CREATE FUNCTION @extschema@._check_choice(p_param text, p_value text, p_allowed text[]) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_value IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', p_param USING ERRCODE = '22004';
+    ELSIF NOT p_value = ANY (p_allowed) THEN
+        RAISE EXCEPTION '%: must be one of %, got %', p_param, array_to_string(p_allowed, ', '), quote_literal(p_value)
+            USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._check_choice(text, text, text[]) IS
+    'Internal: 22004 when p_value is NULL, 22023 unless it is one of p_allowed.';
+
+CREATE FUNCTION @extschema@._check_range(p_param text, p_value bigint, p_min bigint, p_max bigint) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_value IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', p_param USING ERRCODE = '22004';
+    ELSIF p_value NOT BETWEEN p_min AND p_max THEN
+        RAISE EXCEPTION '%: must be between % and %, got %', p_param, p_min, p_max, p_value USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._check_range(text, bigint, bigint, bigint) IS
+    'Internal: 22004 when p_value is NULL, 22023 unless p_min <= p_value <= p_max.';
+
+CREATE FUNCTION @extschema@._check_time(p_param text, p_value timestamptz) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_value IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', p_param USING ERRCODE = '22004';
+    ELSIF NOT isfinite(p_value) THEN
+        RAISE EXCEPTION '%: must be a finite time, got %', p_param, p_value USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._check_time(text, timestamptz) IS
+    'Internal: 22004 when p_value is NULL, 22023 when it is infinity or -infinity.';
+
+-- p_type is object or array. A NULL passes unless p_required: optional JSON arguments default.
+CREATE FUNCTION @extschema@._check_json(p_param text, p_value jsonb, p_type text, p_required boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_value IS NULL THEN
+        IF p_required THEN
+            RAISE EXCEPTION '% must not be NULL', p_param USING ERRCODE = '22004';
+        END IF;
+    ELSIF jsonb_typeof(p_value) <> p_type THEN
+        RAISE EXCEPTION '%: must be a JSON %, got %', p_param, p_type, left(p_value::text, 100) USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._check_json(text, jsonb, text, boolean) IS
+    'Internal: 22023 unless p_value is a JSON value of p_type (object, array); 22004 when a required one is NULL.';

@@ -63,9 +63,11 @@ CREATE TABLE @extschema@.message_queue (
     updated_at       timestamptz NOT NULL DEFAULT now(),
     UNIQUE (queue_name, idempotency_key)
 );
+-- Consumers claim by priority, then age: active (pending or in-flight) messages only; an
+-- in-flight one whose visibility timeout passed is due again.
 CREATE INDEX message_queue_due_idx
-    ON @extschema@.message_queue (queue_name, priority, scheduled_at)
-    WHERE status = 'pending';
+    ON @extschema@.message_queue (queue_name, priority, created_at, id)
+    WHERE status IN ('pending', 'processing');
 CREATE INDEX message_queue_locked_idx
     ON @extschema@.message_queue (locked_until)
     WHERE status = 'processing';
@@ -100,7 +102,7 @@ CREATE TABLE @extschema@.background_jobs (
     UNIQUE (job_type, idempotency_key)
 );
 CREATE INDEX background_jobs_due_idx
-    ON @extschema@.background_jobs (priority, scheduled_at)
+    ON @extschema@.background_jobs (priority, created_at, id)
     WHERE status = 'pending';
 CREATE INDEX background_jobs_running_idx
     ON @extschema@.background_jobs (locked_until)
@@ -156,3 +158,149 @@ SELECT @extschema@._secure_table('@extschema@.background_jobs');
 SELECT @extschema@._secure_view('@extschema@.event_store_stats');
 SELECT @extschema@._secure_view('@extschema@.message_queue_stats');
 SELECT @extschema@._secure_view('@extschema@.background_job_stats');
+
+-- Appends to a stream. The head row is advanced and locked by one upsert, so concurrent
+-- appenders to a stream queue behind each other and versions come out 1, 2, 3 ... without gaps
+-- (a failed append rolls its increment back with it). The expected version is checked against
+-- the version the upsert returns: a mismatch is 40001, and the whole append is undone.
+CREATE FUNCTION @extschema@.append_event(
+    p_aggregate_id text,
+    p_aggregate_type text,
+    p_event_type text,
+    p_payload jsonb DEFAULT '{}',
+    p_correlation_id text DEFAULT NULL,
+    p_metadata jsonb DEFAULT '{}',
+    p_expected_version bigint DEFAULT NULL,
+    p_causation_id uuid DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_version bigint;
+    event_id uuid;
+BEGIN
+    PERFORM @extschema@._check_text('p_aggregate_id', p_aggregate_id, 255);
+    PERFORM @extschema@._check_text('p_aggregate_type', p_aggregate_type, 128);
+    PERFORM @extschema@._check_text('p_event_type', p_event_type, 255);
+    PERFORM @extschema@._check_text('p_correlation_id', p_correlation_id, 128, false);
+    PERFORM @extschema@._check_json('p_metadata', p_metadata, 'object');
+    IF p_expected_version < 0 THEN
+        RAISE EXCEPTION 'p_expected_version: must be NULL (any), 0 (empty stream) or a version, got %', p_expected_version
+            USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO @extschema@.event_streams AS s (aggregate_type, aggregate_id, current_version)
+    VALUES (p_aggregate_type, p_aggregate_id, 1)
+    ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE
+       SET current_version = s.current_version + 1, updated_at = now()
+    RETURNING s.current_version INTO new_version;
+    IF p_expected_version IS NOT NULL AND new_version - 1 <> p_expected_version THEN
+        RAISE EXCEPTION 'stream %/% is at version %, expected %', p_aggregate_type, p_aggregate_id, new_version - 1, p_expected_version
+            USING ERRCODE = '40001',
+                  DETAIL = format('expected version %s, actual version %s', p_expected_version, new_version - 1);
+    END IF;
+    INSERT INTO @extschema@.event_store
+           (aggregate_type, aggregate_id, event_type, version, payload, metadata, correlation_id, causation_id)
+    VALUES (p_aggregate_type, p_aggregate_id, p_event_type, new_version, coalesce(p_payload, '{}'),
+            coalesce(p_metadata, '{}'), p_correlation_id, p_causation_id)
+    RETURNING id INTO event_id;
+    RETURN event_id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.append_event(text, text, text, jsonb, text, jsonb, bigint, uuid) IS
+    'Appends an event to the stream (aggregate_type, aggregate_id) at the next version (1, 2, 3 ... without gaps under any concurrency). p_expected_version: NULL any, 0 the stream must be empty, N it must be at N; otherwise 40001 naming expected and actual. Returns the event id.';
+
+CREATE FUNCTION @extschema@.get_aggregate_events(
+    p_aggregate_type text,
+    p_aggregate_id text,
+    p_limit integer DEFAULT 1000,
+    p_after_version bigint DEFAULT 0
+) RETURNS SETOF @extschema@.event_store
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@._check_not_null('p_aggregate_type', p_aggregate_type);
+    PERFORM @extschema@._check_not_null('p_aggregate_id', p_aggregate_id);
+    PERFORM @extschema@._check_range('p_limit', p_limit, 1, 10000);
+    PERFORM @extschema@._check_range('p_after_version', p_after_version, 0, 9223372036854775807);
+    RETURN QUERY
+    SELECT * FROM @extschema@.event_store
+     WHERE aggregate_type = p_aggregate_type AND aggregate_id = p_aggregate_id AND version > p_after_version
+     ORDER BY version
+     LIMIT p_limit;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.get_aggregate_events(text, text, integer, bigint) IS
+    'The events of a stream after p_after_version, in version order, at most p_limit (1..10000).';
+
+CREATE FUNCTION @extschema@.enqueue_message(
+    p_queue_name text,
+    p_message_type text,
+    p_payload jsonb,
+    p_priority integer DEFAULT 5,
+    p_scheduled_at timestamptz DEFAULT now(),
+    p_idempotency_key text DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    message_id uuid;
+BEGIN
+    PERFORM @extschema@._check_text('p_queue_name', p_queue_name, 255);
+    PERFORM @extschema@._check_text('p_message_type', p_message_type, 255);
+    PERFORM @extschema@._check_not_null('p_payload', p_payload);
+    PERFORM @extschema@._check_range('p_priority', p_priority, 1, 10);
+    PERFORM @extschema@._check_time('p_scheduled_at', p_scheduled_at);
+    PERFORM @extschema@._check_text('p_idempotency_key', p_idempotency_key, 255, false);
+    -- A repeated key returns the first message: the unique constraint on (queue_name, key) makes
+    -- concurrent callers wait for the first, and ON CONFLICT DO NOTHING then finds it.
+    -- created_at is the clock, not the transaction start: messages queued by one transaction
+    -- keep their order (claims go by priority, then created_at).
+    INSERT INTO @extschema@.message_queue (queue_name, message_type, payload, priority, scheduled_at, idempotency_key, created_at)
+    VALUES (p_queue_name, p_message_type, p_payload, p_priority, p_scheduled_at, p_idempotency_key, clock_timestamp())
+    ON CONFLICT (queue_name, idempotency_key) DO NOTHING
+    RETURNING id INTO message_id;
+    IF message_id IS NULL THEN
+        SELECT id INTO message_id FROM @extschema@.message_queue
+         WHERE queue_name = p_queue_name AND idempotency_key = p_idempotency_key;
+    END IF;
+    RETURN message_id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.enqueue_message(text, text, jsonb, integer, timestamptz, text) IS
+    'Queues a message on p_queue_name (priority 1 most urgent to 10, due at p_scheduled_at); a repeated (queue, idempotency key) returns the first message''s id. Consumers: read_messages, ack_message, nack_message, replay_dead_letter.';
+
+CREATE FUNCTION @extschema@.schedule_job(
+    p_job_type text,
+    p_job_name text,
+    p_payload jsonb DEFAULT '{}',
+    p_scheduled_at timestamptz DEFAULT now(),
+    p_priority integer DEFAULT 5,
+    p_idempotency_key text DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    job_id uuid;
+BEGIN
+    PERFORM @extschema@._check_text('p_job_type', p_job_type, 255);
+    PERFORM @extschema@._check_text('p_job_name', p_job_name, 255);
+    PERFORM @extschema@._check_range('p_priority', p_priority, 1, 10);
+    PERFORM @extschema@._check_time('p_scheduled_at', p_scheduled_at);
+    PERFORM @extschema@._check_text('p_idempotency_key', p_idempotency_key, 255, false);
+    INSERT INTO @extschema@.background_jobs (job_type, job_name, payload, scheduled_at, priority, idempotency_key, created_at)
+    VALUES (p_job_type, p_job_name, coalesce(p_payload, '{}'), p_scheduled_at, p_priority, p_idempotency_key, clock_timestamp())
+    ON CONFLICT (job_type, idempotency_key) DO NOTHING
+    RETURNING id INTO job_id;
+    IF job_id IS NULL THEN
+        SELECT id INTO job_id FROM @extschema@.background_jobs
+         WHERE job_type = p_job_type AND idempotency_key = p_idempotency_key;
+    END IF;
+    RETURN job_id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.schedule_job(text, text, jsonb, timestamptz, integer, text) IS
+    'Schedules a background job (priority 1 most urgent to 10, due at p_scheduled_at); a repeated (job type, idempotency key) returns the first job''s id. Workers: claim_jobs, complete_job, fail_job; overrunning jobs are timed out by run_maintenance().';

@@ -78,3 +78,70 @@ COMMENT ON VIEW @extschema@.recent_metrics_by_service IS
 SELECT @extschema@._secure_table('@extschema@.system_metrics');
 SELECT @extschema@._secure_table('@extschema@.system_audit_logs');
 SELECT @extschema@._secure_view('@extschema@.recent_metrics_by_service');
+
+CREATE FUNCTION @extschema@.record_metric(
+    p_service_name text,
+    p_metric_type text,
+    p_metric_name text,
+    p_value double precision,
+    p_unit text DEFAULT NULL,
+    p_tags jsonb DEFAULT '{}'
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    metric_id uuid;
+BEGIN
+    PERFORM @extschema@._check_text('p_service_name', p_service_name, 255);
+    PERFORM @extschema@._check_choice('p_metric_type', p_metric_type, ARRAY['latency', 'error_rate', 'throughput', 'memory', 'cpu', 'counter', 'gauge']);
+    PERFORM @extschema@._check_text('p_metric_name', p_metric_name, 255);
+    PERFORM @extschema@._check_not_null('p_value', p_value);
+    IF p_value = 'NaN' OR p_value IN ('Infinity', '-Infinity') THEN
+        RAISE EXCEPTION 'p_value: must be a finite number, got %', p_value USING ERRCODE = '22023';
+    END IF;
+    PERFORM @extschema@._check_text('p_unit', p_unit, 32, false);
+    PERFORM @extschema@._check_json('p_tags', p_tags, 'object');
+    INSERT INTO @extschema@.system_metrics (service_name, metric_type, metric_name, value, unit, tags)
+    VALUES (p_service_name, p_metric_type, p_metric_name, p_value, p_unit, coalesce(p_tags, '{}'))
+    RETURNING id INTO metric_id;
+    RETURN metric_id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.record_metric(text, text, text, double precision, text, jsonb) IS
+    'Records one metric sample (types latency, error_rate, throughput, memory, cpu, counter, gauge; a finite value) with unit and tags; returns its id.';
+
+CREATE FUNCTION @extschema@.log_audit_event(
+    p_actor_type text,
+    p_actor_identifier text,
+    p_action text,
+    p_resource_type text DEFAULT NULL,
+    p_resource_id text DEFAULT NULL,
+    p_metadata jsonb DEFAULT '{}',
+    p_correlation_id text DEFAULT NULL,
+    p_old_data jsonb DEFAULT NULL,
+    p_new_data jsonb DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    event_id uuid;
+BEGIN
+    PERFORM @extschema@._check_choice('p_actor_type', p_actor_type, ARRAY['user', 'service', 'system', 'admin']);
+    PERFORM @extschema@._check_text('p_actor_identifier', p_actor_identifier, 255);
+    PERFORM @extschema@._check_text('p_action', p_action, 255);
+    PERFORM @extschema@._check_text('p_resource_type', p_resource_type, 255, false);
+    PERFORM @extschema@._check_text('p_resource_id', p_resource_id, 255, false);
+    PERFORM @extschema@._check_json('p_metadata', p_metadata, 'object');
+    PERFORM @extschema@._check_text('p_correlation_id', p_correlation_id, 128, false);
+    INSERT INTO @extschema@.system_audit_logs
+           (actor_type, actor_identifier, action, resource_type, resource_id, metadata, correlation_id, old_data, new_data)
+    VALUES (p_actor_type, p_actor_identifier, p_action, p_resource_type, p_resource_id, coalesce(p_metadata, '{}'),
+            p_correlation_id, p_old_data, p_new_data)
+    RETURNING id INTO event_id;
+    RETURN event_id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.log_audit_event(text, text, text, text, text, jsonb, text, jsonb, jsonb) IS
+    'Writes one audit entry (actor types user, service, system, admin) with resource, metadata, correlation id and old/new data; returns its id.';

@@ -50,10 +50,11 @@ CREATE TABLE @extschema@.whatsapp_message_queue (
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
--- Consumers claim due messages by priority then age: only pending rows are indexed.
+-- Consumers claim by priority, then age: active (pending or in-flight) messages only; an
+-- in-flight one whose visibility timeout passed is due again.
 CREATE INDEX whatsapp_message_queue_due_idx
-    ON @extschema@.whatsapp_message_queue (priority, scheduled_at)
-    WHERE status = 'pending';
+    ON @extschema@.whatsapp_message_queue (priority, created_at, id)
+    WHERE status IN ('pending', 'processing');
 -- Claimed rows whose visibility timeout passed are found through this one.
 CREATE INDEX whatsapp_message_queue_locked_idx
     ON @extschema@.whatsapp_message_queue (locked_until)
@@ -97,3 +98,96 @@ SELECT @extschema@._secure_table('@extschema@.whatsapp_sessions', 'user_id');
 SELECT @extschema@._secure_table('@extschema@.whatsapp_message_queue');
 SELECT @extschema@._secure_view('@extschema@.whatsapp_session_stats');
 SELECT @extschema@._secure_view('@extschema@.whatsapp_queue_stats');
+
+-- E.164: a plus sign and 8 to 15 digits. One place for the rule the helpers share.
+CREATE FUNCTION @extschema@._check_phone(p_param text, p_phone text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF p_phone IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', p_param USING ERRCODE = '22004';
+    ELSIF p_phone !~ '^\+[0-9]{8,15}$' THEN
+        RAISE EXCEPTION '%: must be an E.164 number (+ and 8 to 15 digits), got %', p_param, quote_literal(p_phone)
+            USING ERRCODE = '22023';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._check_phone(text, text) IS
+    'Internal: 22004/22023 unless p_phone is an E.164 number.';
+
+CREATE FUNCTION @extschema@.update_whatsapp_session_activity(
+    p_phone_number text,
+    p_increment_message_count boolean DEFAULT true
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    session_id uuid;
+BEGIN
+    PERFORM @extschema@._check_phone('p_phone_number', p_phone_number);
+    -- Creates the session, or refreshes it; an inactive or expired one becomes active again, a
+    -- suspended one stays suspended (suspension is a decision, not idleness).
+    INSERT INTO @extschema@.whatsapp_sessions AS s (phone_number, message_count)
+    VALUES (p_phone_number, CASE WHEN coalesce(p_increment_message_count, true) THEN 1 ELSE 0 END)
+    ON CONFLICT (phone_number) DO UPDATE
+       SET last_activity_at = now(),
+           last_heartbeat_at = now(),
+           message_count = s.message_count + CASE WHEN coalesce(p_increment_message_count, true) THEN 1 ELSE 0 END,
+           status = CASE WHEN s.status = 'suspended' THEN 'suspended' ELSE 'active' END
+    RETURNING s.id INTO session_id;
+    RETURN session_id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.update_whatsapp_session_activity(text, boolean) IS
+    'Records activity on the WhatsApp session of an E.164 number: creates it, or refreshes its activity and heartbeat times (reactivating an inactive or expired one; a suspended one stays suspended), counting a message unless told not to. Returns the session id.';
+
+CREATE FUNCTION @extschema@.cleanup_expired_whatsapp_sessions(p_idle_minutes integer DEFAULT 1440) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    PERFORM @extschema@._check_range('p_idle_minutes', p_idle_minutes, 1, 525600);
+    UPDATE @extschema@.whatsapp_sessions
+       SET status = 'expired'
+     WHERE status = 'active' AND last_activity_at < now() - make_interval(mins => p_idle_minutes);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.cleanup_expired_whatsapp_sessions(integer) IS
+    'Marks active sessions idle for more than p_idle_minutes (default a day) expired; returns how many.';
+
+CREATE FUNCTION @extschema@.enqueue_whatsapp_message(
+    p_recipient_phone text,
+    p_message_type text,
+    p_payload jsonb,
+    p_priority integer DEFAULT 5,
+    p_correlation_id text DEFAULT NULL,
+    p_scheduled_at timestamptz DEFAULT now()
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    message_id uuid;
+BEGIN
+    PERFORM @extschema@._check_phone('p_recipient_phone', p_recipient_phone);
+    PERFORM @extschema@._check_choice('p_message_type', p_message_type, ARRAY['text', 'template', 'media', 'interactive', 'location']);
+    PERFORM @extschema@._check_json('p_payload', p_payload, 'object', true);
+    PERFORM @extschema@._check_range('p_priority', p_priority, 1, 10);
+    PERFORM @extschema@._check_text('p_correlation_id', p_correlation_id, 128, false);
+    PERFORM @extschema@._check_time('p_scheduled_at', p_scheduled_at);
+    INSERT INTO @extschema@.whatsapp_message_queue
+           (session_id, recipient_phone, message_type, payload, priority, correlation_id, scheduled_at, created_at)
+    VALUES ((SELECT id FROM @extschema@.whatsapp_sessions WHERE phone_number = p_recipient_phone),
+            p_recipient_phone, p_message_type, p_payload, p_priority, p_correlation_id, p_scheduled_at, clock_timestamp())
+    RETURNING id INTO message_id;
+    RETURN message_id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.enqueue_whatsapp_message(text, text, jsonb, integer, text, timestamptz) IS
+    'Queues an outbound WhatsApp message (text, template, media, interactive, location) to an E.164 number, priority 1 (most urgent) to 10, due at p_scheduled_at; returns its id. Consumers: claim_whatsapp_messages, complete_whatsapp_message, fail_whatsapp_message.';

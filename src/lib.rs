@@ -49,6 +49,7 @@ extension_sql_file!(
     requires = ["bootstrap", location::find_nearby_locations, location::cache_route, location::cached_route_id]
 );
 extension_sql_file!("../sql/analytics.sql", name = "analytics", requires = ["bootstrap"]);
+extension_sql_file!("../sql/queues.sql", name = "queues", requires = ["whatsapp", "events"]);
 extension_sql_file!(
     "../sql/cache.sql",
     name = "cache",
