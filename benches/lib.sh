@@ -4,11 +4,17 @@ BENCH_DB=easymo_bench
 bsql() { cpsql -q -d "$BENCH_DB" "$@"; }
 
 # pgbench_run FILE CLIENTS SECONDS [extra pgbench options]: prints the TPS.
+# A run that aborts (an error in the script) stops the benchmark with pgbench's own message.
 pgbench_tps() {
     local file="$1" clients="$2" seconds="$3"; shift 3
-    "$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared \
-        -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$seconds" -f "$file" "$@" "$BENCH_DB" 2>&1 \
-        | awk '/^tps = / {printf "%.0f\n", $3}'
+    local out
+    out=$("$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared \
+        -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$seconds" -f "$file" "$@" "$BENCH_DB" 2>&1) || true
+    if grep -q 'error' <<<"$out" || ! grep -q '^tps = ' <<<"$out"; then
+        printf '%s\n' "$out" | grep -m 5 -i 'error' >&2
+        die "pgbench failed on $file"
+    fi
+    awk '/^tps = / {printf "%.0f\n", $3}' <<<"$out"
 }
 
 # statement_ms FILE RUNS: average latency in ms of a single statement run RUNS times in a row.

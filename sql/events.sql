@@ -180,11 +180,11 @@ DECLARE
     new_version bigint;
     event_id uuid;
 BEGIN
-    PERFORM @extschema@._check_text('p_aggregate_id', p_aggregate_id, 255);
-    PERFORM @extschema@._check_text('p_aggregate_type', p_aggregate_type, 128);
-    PERFORM @extschema@._check_text('p_event_type', p_event_type, 255);
-    PERFORM @extschema@._check_text('p_correlation_id', p_correlation_id, 128, false);
-    PERFORM @extschema@._check_json('p_metadata', p_metadata, 'object');
+    p_aggregate_id := @extschema@._check_text('p_aggregate_id', p_aggregate_id, 255);
+    p_aggregate_type := @extschema@._check_text('p_aggregate_type', p_aggregate_type, 128);
+    p_event_type := @extschema@._check_text('p_event_type', p_event_type, 255);
+    p_correlation_id := @extschema@._check_text('p_correlation_id', p_correlation_id, 128, false);
+    p_metadata := @extschema@._check_json('p_metadata', p_metadata, 'object');
     IF p_expected_version < 0 THEN
         RAISE EXCEPTION 'p_expected_version: must be NULL (any), 0 (empty stream) or a version, got %', p_expected_version
             USING ERRCODE = '22023';
@@ -220,10 +220,10 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM @extschema@._check_not_null('p_aggregate_type', p_aggregate_type);
-    PERFORM @extschema@._check_not_null('p_aggregate_id', p_aggregate_id);
-    PERFORM @extschema@._check_range('p_limit', p_limit, 1, 10000);
-    PERFORM @extschema@._check_range('p_after_version', p_after_version, 0, 9223372036854775807);
+    p_aggregate_type := @extschema@._check_not_null('p_aggregate_type', p_aggregate_type);
+    p_aggregate_id := @extschema@._check_not_null('p_aggregate_id', p_aggregate_id);
+    p_limit := @extschema@._check_range('p_limit', p_limit, 1, 10000);
+    p_after_version := @extschema@._check_range('p_after_version', p_after_version, 0, 9223372036854775807);
     RETURN QUERY
     SELECT * FROM @extschema@.event_store
      WHERE aggregate_type = p_aggregate_type AND aggregate_id = p_aggregate_id AND version > p_after_version
@@ -248,12 +248,12 @@ AS $$
 DECLARE
     message_id uuid;
 BEGIN
-    PERFORM @extschema@._check_text('p_queue_name', p_queue_name, 255);
-    PERFORM @extschema@._check_text('p_message_type', p_message_type, 255);
-    PERFORM @extschema@._check_not_null('p_payload', p_payload);
-    PERFORM @extschema@._check_range('p_priority', p_priority, 1, 10);
-    PERFORM @extschema@._check_time('p_scheduled_at', p_scheduled_at);
-    PERFORM @extschema@._check_text('p_idempotency_key', p_idempotency_key, 255, false);
+    p_queue_name := @extschema@._check_text('p_queue_name', p_queue_name, 255);
+    p_message_type := @extschema@._check_text('p_message_type', p_message_type, 255);
+    p_payload := @extschema@._check_not_null('p_payload', p_payload);
+    p_priority := @extschema@._check_range('p_priority', p_priority, 1, 10);
+    p_scheduled_at := @extschema@._check_time('p_scheduled_at', p_scheduled_at);
+    p_idempotency_key := @extschema@._check_text('p_idempotency_key', p_idempotency_key, 255, false);
     -- A repeated key returns the first message: the unique constraint on (queue_name, key) makes
     -- concurrent callers wait for the first, and ON CONFLICT DO NOTHING then finds it.
     -- created_at is the clock, not the transaction start: messages queued by one transaction
@@ -286,11 +286,11 @@ AS $$
 DECLARE
     job_id uuid;
 BEGIN
-    PERFORM @extschema@._check_text('p_job_type', p_job_type, 255);
-    PERFORM @extschema@._check_text('p_job_name', p_job_name, 255);
-    PERFORM @extschema@._check_range('p_priority', p_priority, 1, 10);
-    PERFORM @extschema@._check_time('p_scheduled_at', p_scheduled_at);
-    PERFORM @extschema@._check_text('p_idempotency_key', p_idempotency_key, 255, false);
+    p_job_type := @extschema@._check_text('p_job_type', p_job_type, 255);
+    p_job_name := @extschema@._check_text('p_job_name', p_job_name, 255);
+    p_priority := @extschema@._check_range('p_priority', p_priority, 1, 10);
+    p_scheduled_at := @extschema@._check_time('p_scheduled_at', p_scheduled_at);
+    p_idempotency_key := @extschema@._check_text('p_idempotency_key', p_idempotency_key, 255, false);
     INSERT INTO @extschema@.background_jobs (job_type, job_name, payload, scheduled_at, priority, idempotency_key, created_at)
     VALUES (p_job_type, p_job_name, coalesce(p_payload, '{}'), p_scheduled_at, p_priority, p_idempotency_key, clock_timestamp())
     ON CONFLICT (job_type, idempotency_key) DO NOTHING

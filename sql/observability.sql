@@ -93,15 +93,15 @@ AS $$
 DECLARE
     metric_id uuid;
 BEGIN
-    PERFORM @extschema@._check_text('p_service_name', p_service_name, 255);
-    PERFORM @extschema@._check_choice('p_metric_type', p_metric_type, ARRAY['latency', 'error_rate', 'throughput', 'memory', 'cpu', 'counter', 'gauge']);
-    PERFORM @extschema@._check_text('p_metric_name', p_metric_name, 255);
-    PERFORM @extschema@._check_not_null('p_value', p_value);
+    p_service_name := @extschema@._check_text('p_service_name', p_service_name, 255);
+    p_metric_type := @extschema@._check_choice('p_metric_type', p_metric_type, ARRAY['latency', 'error_rate', 'throughput', 'memory', 'cpu', 'counter', 'gauge']);
+    p_metric_name := @extschema@._check_text('p_metric_name', p_metric_name, 255);
+    p_value := @extschema@._check_not_null('p_value', p_value);
     IF p_value = 'NaN' OR p_value IN ('Infinity', '-Infinity') THEN
         RAISE EXCEPTION 'p_value: must be a finite number, got %', p_value USING ERRCODE = '22023';
     END IF;
-    PERFORM @extschema@._check_text('p_unit', p_unit, 32, false);
-    PERFORM @extschema@._check_json('p_tags', p_tags, 'object');
+    p_unit := @extschema@._check_text('p_unit', p_unit, 32, false);
+    p_tags := @extschema@._check_json('p_tags', p_tags, 'object');
     INSERT INTO @extschema@.system_metrics (service_name, metric_type, metric_name, value, unit, tags)
     VALUES (p_service_name, p_metric_type, p_metric_name, p_value, p_unit, coalesce(p_tags, '{}'))
     RETURNING id INTO metric_id;
@@ -128,13 +128,13 @@ AS $$
 DECLARE
     event_id uuid;
 BEGIN
-    PERFORM @extschema@._check_choice('p_actor_type', p_actor_type, ARRAY['user', 'service', 'system', 'admin']);
-    PERFORM @extschema@._check_text('p_actor_identifier', p_actor_identifier, 255);
-    PERFORM @extschema@._check_text('p_action', p_action, 255);
-    PERFORM @extschema@._check_text('p_resource_type', p_resource_type, 255, false);
-    PERFORM @extschema@._check_text('p_resource_id', p_resource_id, 255, false);
-    PERFORM @extschema@._check_json('p_metadata', p_metadata, 'object');
-    PERFORM @extschema@._check_text('p_correlation_id', p_correlation_id, 128, false);
+    p_actor_type := @extschema@._check_choice('p_actor_type', p_actor_type, ARRAY['user', 'service', 'system', 'admin']);
+    p_actor_identifier := @extschema@._check_text('p_actor_identifier', p_actor_identifier, 255);
+    p_action := @extschema@._check_text('p_action', p_action, 255);
+    p_resource_type := @extschema@._check_text('p_resource_type', p_resource_type, 255, false);
+    p_resource_id := @extschema@._check_text('p_resource_id', p_resource_id, 255, false);
+    p_metadata := @extschema@._check_json('p_metadata', p_metadata, 'object');
+    p_correlation_id := @extschema@._check_text('p_correlation_id', p_correlation_id, 128, false);
     INSERT INTO @extschema@.system_audit_logs
            (actor_type, actor_identifier, action, resource_type, resource_id, metadata, correlation_id, old_data, new_data)
     VALUES (p_actor_type, p_actor_identifier, p_action, p_resource_type, p_resource_id, coalesce(p_metadata, '{}'),

@@ -62,7 +62,7 @@ DECLARE
     v_lease integer := {lease_value};
     v_worker text := {worker_value};
 BEGIN
-    PERFORM @extschema@._check_range('p_batch_size', p_batch_size, 1, 1000);
+    p_batch_size := @extschema@._check_range('p_batch_size', p_batch_size, 1, 1000);
     {claim_checks}
     RETURN QUERY
     WITH due AS (
@@ -96,7 +96,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $body$
 BEGIN
-    PERFORM @extschema@._check_not_null('{id_param}', {id_param});
+    {id_param} := @extschema@._check_not_null('{id_param}', {id_param});
     UPDATE @extschema@.{tbl} t
        SET status = '{done}', locked_until = NULL, {done_at} = now(), {finish_sets} updated_at = now()
      WHERE t.id = {id_param} AND t.status = '{claimed}';
@@ -119,7 +119,7 @@ AS $body$
 DECLARE
     new_status text;
 BEGIN
-    PERFORM @extschema@._check_not_null('{id_param}', {id_param});
+    {id_param} := @extschema@._check_not_null('{id_param}', {id_param});
     UPDATE @extschema@.{tbl} t
        SET {counter} = {failures},
            status = CASE WHEN {used_up} THEN '{dead}' ELSE 'pending' END,
@@ -154,7 +154,7 @@ BEGIN
         "claim_args": "p_queue_name text, p_batch_size integer DEFAULT 10, p_visibility_timeout_seconds integer DEFAULT 30",
         "claim_types": "text, integer, integer",
         "scope_value": "ARRAY[p_queue_name]", "lease_value": "p_visibility_timeout_seconds", "worker_value": "NULL",
-        "claim_checks": "PERFORM {ext}._check_not_null('p_queue_name', p_queue_name); PERFORM {ext}._check_range('p_visibility_timeout_seconds', v_lease, 0, 43200);",
+        "claim_checks": "p_queue_name := {ext}._check_not_null('p_queue_name', p_queue_name); v_lease := {ext}._check_range('p_visibility_timeout_seconds', v_lease, 0, 43200);",
         "due": "q.status IN ('pending', 'processing') AND CASE q.status WHEN 'pending' THEN q.scheduled_at <= now() ELSE q.locked_until <= now() END",
         "scope": "q.queue_name = v_scope[1]",
         "counter_on_claim": "t.retry_count + (t.status = 'processing')::int",
@@ -178,7 +178,7 @@ BEGIN
         "claim_args": "p_batch_size integer DEFAULT 10, p_visibility_timeout_seconds integer DEFAULT 30",
         "claim_types": "integer, integer",
         "scope_value": "NULL", "lease_value": "p_visibility_timeout_seconds", "worker_value": "NULL",
-        "claim_checks": "PERFORM {ext}._check_range('p_visibility_timeout_seconds', v_lease, 0, 43200);",
+        "claim_checks": "v_lease := {ext}._check_range('p_visibility_timeout_seconds', v_lease, 0, 43200);",
         "due": "q.status IN ('pending', 'processing') AND CASE q.status WHEN 'pending' THEN q.scheduled_at <= now() ELSE q.locked_until <= now() END",
         "scope": "true",
         "counter_on_claim": "t.retry_count + (t.status = 'processing')::int",
@@ -202,7 +202,7 @@ BEGIN
         "claim_args": "p_job_types text[] DEFAULT NULL, p_batch_size integer DEFAULT 1, p_worker_id text DEFAULT NULL",
         "claim_types": "text[], integer, text",
         "scope_value": "p_job_types", "lease_value": "NULL", "worker_value": "p_worker_id",
-        "claim_checks": "PERFORM {ext}._check_text('p_worker_id', v_worker, 255, false);",
+        "claim_checks": "v_worker := {ext}._check_text('p_worker_id', v_worker, 255, false);",
         "due": "q.status = 'pending' AND q.scheduled_at <= now()",
         "scope": "(v_scope IS NULL OR q.job_type = ANY (v_scope))",
         "counter_on_claim": "t.attempts + 1",
@@ -238,7 +238,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM @extschema@._check_not_null('p_message_id', p_message_id);
+    p_message_id := @extschema@._check_not_null('p_message_id', p_message_id);
     UPDATE @extschema@.message_queue
        SET status = 'pending', retry_count = 0, scheduled_at = now(), locked_until = NULL,
            dead_lettered_at = NULL, updated_at = now()

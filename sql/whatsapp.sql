@@ -100,9 +100,8 @@ SELECT @extschema@._secure_view('@extschema@.whatsapp_session_stats');
 SELECT @extschema@._secure_view('@extschema@.whatsapp_queue_stats');
 
 -- E.164: a plus sign and 8 to 15 digits. One place for the rule the helpers share.
-CREATE FUNCTION @extschema@._check_phone(p_param text, p_phone text) RETURNS void
+CREATE FUNCTION @extschema@._check_phone(p_param text, p_phone text) RETURNS text
 LANGUAGE plpgsql IMMUTABLE
-SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_phone IS NULL THEN
@@ -111,10 +110,11 @@ BEGIN
         RAISE EXCEPTION '%: must be an E.164 number (+ and 8 to 15 digits), got %', p_param, quote_literal(p_phone)
             USING ERRCODE = '22023';
     END IF;
+    RETURN p_phone;
 END
 $$;
 COMMENT ON FUNCTION @extschema@._check_phone(text, text) IS
-    'Internal: 22004/22023 unless p_phone is an E.164 number.';
+    'Internal: p_phone, or 22004/22023 unless it is an E.164 number.';
 
 CREATE FUNCTION @extschema@.update_whatsapp_session_activity(
     p_phone_number text,
@@ -126,7 +126,7 @@ AS $$
 DECLARE
     session_id uuid;
 BEGIN
-    PERFORM @extschema@._check_phone('p_phone_number', p_phone_number);
+    p_phone_number := @extschema@._check_phone('p_phone_number', p_phone_number);
     -- Creates the session, or refreshes it; an inactive or expired one becomes active again, a
     -- suspended one stays suspended (suspension is a decision, not idleness).
     INSERT INTO @extschema@.whatsapp_sessions AS s (phone_number, message_count)
@@ -150,7 +150,7 @@ AS $$
 DECLARE
     n integer;
 BEGIN
-    PERFORM @extschema@._check_range('p_idle_minutes', p_idle_minutes, 1, 525600);
+    p_idle_minutes := @extschema@._check_range('p_idle_minutes', p_idle_minutes, 1, 525600);
     UPDATE @extschema@.whatsapp_sessions
        SET status = 'expired'
      WHERE status = 'active' AND last_activity_at < now() - make_interval(mins => p_idle_minutes);
@@ -175,12 +175,12 @@ AS $$
 DECLARE
     message_id uuid;
 BEGIN
-    PERFORM @extschema@._check_phone('p_recipient_phone', p_recipient_phone);
-    PERFORM @extschema@._check_choice('p_message_type', p_message_type, ARRAY['text', 'template', 'media', 'interactive', 'location']);
-    PERFORM @extschema@._check_json('p_payload', p_payload, 'object', true);
-    PERFORM @extschema@._check_range('p_priority', p_priority, 1, 10);
-    PERFORM @extschema@._check_text('p_correlation_id', p_correlation_id, 128, false);
-    PERFORM @extschema@._check_time('p_scheduled_at', p_scheduled_at);
+    p_recipient_phone := @extschema@._check_phone('p_recipient_phone', p_recipient_phone);
+    p_message_type := @extschema@._check_choice('p_message_type', p_message_type, ARRAY['text', 'template', 'media', 'interactive', 'location']);
+    p_payload := @extschema@._check_json('p_payload', p_payload, 'object', true);
+    p_priority := @extschema@._check_range('p_priority', p_priority, 1, 10);
+    p_correlation_id := @extschema@._check_text('p_correlation_id', p_correlation_id, 128, false);
+    p_scheduled_at := @extschema@._check_time('p_scheduled_at', p_scheduled_at);
     INSERT INTO @extschema@.whatsapp_message_queue
            (session_id, recipient_phone, message_type, payload, priority, correlation_id, scheduled_at, created_at)
     VALUES ((SELECT id FROM @extschema@.whatsapp_sessions WHERE phone_number = p_recipient_phone),
