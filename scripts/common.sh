@@ -41,6 +41,14 @@ ensure_toolchain() {
 install_extension() {
     log "building and installing easymo (release)"
     (cd "$ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG") >&2
+    install_versions
+}
+
+# The install scripts of earlier releases and the upgrade scripts between versions (pgrx installs
+# the current version's script only): what ALTER EXTENSION easymo UPDATE follows.
+install_versions() {
+    as_root install -m 644 "$ROOT"/sql/releases/easymo--*.sql "$ROOT"/sql/upgrades/easymo--*--*.sql \
+        "$("$PG_CONFIG" --sharedir)/extension/"
 }
 
 # PostgreSQL refuses to run as root: clusters run as the `postgres` OS user then.

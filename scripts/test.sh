@@ -6,7 +6,8 @@
 #      fresh private cluster;
 #   4. the tests that race several real connections or compare with PostGIS (tests/integration),
 #      on that cluster;
-#   5. the suites that need easymo preloaded, on that cluster restarted with it.
+#   5. backup/restore and a streaming replica (tests/ops);
+#   6. the suites that need easymo preloaded, on that cluster restarted with it.
 # On a fresh Debian 12 machine it first installs what is missing (see scripts/common.sh).
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
@@ -83,10 +84,33 @@ rc=${PIPESTATUS[0]}
 set -e
 count_result "$rc" "$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' target/integration.log | awk '{s+=$4} END {print s+0}')"
 
-# 5. The same cluster restarted with easymo in shared_preload_libraries (shared-memory counters,
+# 5. What a DBA checks (tests/ops): pg_dump/pg_restore on this cluster; a streaming replica on
+#    two clusters of its own.
+for t in backup standby; do
+    log "ops: $t"
+    set +e
+    EASYMO_TEST_PGHOST="$CLUSTER_SOCK" EASYMO_TEST_PGPORT="$PORT" bash "tests/ops/$t.sh"
+    rc=$?
+    set -e
+    count_result "$rc" 1
+done
+# No input in any suite may have crashed a backend (a crash restarts every connection).
+if grep -E 'terminated by signal|server process .* was terminated' "$CLUSTER_DIR/log/postgres.log"; then
+    log "a backend crashed (above, from $CLUSTER_DIR/log/postgres.log)"; count_result 1 0
+fi
+
+# 6. The same cluster restarted with easymo in shared_preload_libraries (shared-memory counters,
 #    the background worker): the suites of tests/pg_regress/schedule_preloaded.
+#    The maintenance worker runs in a database of its own (pg_regress drops and re-creates its
+#    database, which a connected worker would prevent), every second.
+cpsql -q -d postgres -c "DROP DATABASE IF EXISTS easymo_worker" -c "CREATE DATABASE easymo_worker"
+cpsql -q -d easymo_worker -c "CREATE EXTENSION easymo"
 cluster_stop test
-echo "shared_preload_libraries = 'easymo'" >> "$CLUSTER_DIR/data/postgresql.conf"
+cat >> "$CLUSTER_DIR/data/postgresql.conf" <<'CONF'
+shared_preload_libraries = 'easymo'
+easymo.maintenance_databases = 'easymo_worker'
+easymo.maintenance_interval = 1
+CONF
 cluster_start test "$PORT"
 run_suites pg_regress_preloaded "$PGXS_TEST/regress/pg_regress" tests/pg_regress tests/pg_regress/schedule_preloaded \
     --dbname=easymo_regress

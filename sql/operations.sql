@@ -183,3 +183,104 @@ COMMENT ON FUNCTION @extschema@.ensure_partitions(integer) IS
 
 COMMENT ON FUNCTION @extschema@._register_config_table(oid) IS
     'Internal: registers a member table with pg_extension_config_dump() outside the extension script, so pg_dump keeps the rows of partitions created at run time.';
+
+-- Retention: whole months go, by dropping their partitions (no row-by-row DELETE, no bloat).
+-- The cut is at a UTC month boundary: p_keep_months = 3 in May keeps February to May. Rows
+-- older than the cut that sit in the DEFAULT partition are deleted too, so nothing outlives the
+-- window for want of a partition. For transactions, the side rows that point at the dropped
+-- months (transaction_events, transaction_idempotency_keys) go in the same transaction: no event
+-- is left without its transaction (a key dropped this way can be used again). Event streams keep
+-- their version: appends continue where they were.
+CREATE FUNCTION @extschema@.apply_retention(p_table text, p_keep_months integer)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent      regclass;
+    default_rel regclass;
+    cutoff      timestamptz;
+    part        record;
+    dropped     integer := 0;
+    replication_role text;
+    tables      CONSTANT text[] := ARRAY['system_metrics', 'system_audit_logs', 'transactions', 'event_store', 'analytics_events'];
+BEGIN
+    p_table := @extschema@._check_choice('p_table', p_table, tables);
+    p_keep_months := @extschema@._check_range('p_keep_months', p_keep_months, 0, 1200);
+    parent := format('@extschema@.%I', p_table)::regclass;
+    SELECT pt.partdefid::regclass INTO default_rel FROM pg_partitioned_table pt WHERE pt.partrelid = parent;
+    cutoff := (date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => p_keep_months)) AT TIME ZONE 'UTC';
+    -- Not at the same time as ensure_partitions (which may be moving rows into a partition).
+    PERFORM pg_advisory_xact_lock(7310309163452661761);
+
+    IF p_table = 'transactions' THEN
+        DELETE FROM @extschema@.transaction_events WHERE transaction_created_at < cutoff;
+        DELETE FROM @extschema@.transaction_idempotency_keys WHERE transaction_created_at < cutoff;
+    END IF;
+
+    FOR part IN
+        SELECT b.partition FROM @extschema@._partition_bounds(parent) b
+         WHERE b.upper_bound <= cutoff
+         ORDER BY b.lower_bound
+    LOOP
+        EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', parent, part.partition);
+        -- Leaving the extension also takes the table off pg_dump's list (extconfig).
+        EXECUTE format('ALTER EXTENSION easymo DROP TABLE %s', part.partition);
+        EXECUTE format('DROP TABLE %s', part.partition);
+        dropped := dropped + 1;
+    END LOOP;
+
+    IF default_rel IS NOT NULL THEN
+        -- The replica role: the row triggers that guard single deletes (a transaction with
+        -- events) have nothing to guard here, their side rows went above.
+        replication_role := current_setting('session_replication_role');
+        PERFORM set_config('session_replication_role', 'replica', true);
+        EXECUTE format('DELETE FROM %s WHERE created_at < $1', default_rel) USING cutoff;
+        PERFORM set_config('session_replication_role', replication_role, true);
+    END IF;
+    RETURN dropped;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.apply_retention(text, integer) IS
+    'Drops the monthly partitions of p_table (system_metrics, system_audit_logs, transactions, event_store, analytics_events) that end before the current UTC month minus p_keep_months, and deletes older rows from its DEFAULT partition (for transactions also their events and idempotency keys). Returns how many partitions it dropped.';
+
+-- Everything that keeps the tables in shape, in one call: what pg_cron or the background worker
+-- runs. Each step runs in its own subtransaction, so one that fails (a lock timeout, say) is
+-- reported in the summary and as a WARNING while the others still do their work.
+CREATE FUNCTION @extschema@.run_maintenance()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    steps CONSTANT text[][] := ARRAY[
+        ['partitions_created',          'SELECT @extschema@.ensure_partitions(3)'],
+        ['cache_entries_removed',       'SELECT @extschema@.cleanup_expired_cache()'],
+        ['whatsapp_sessions_expired',   'SELECT @extschema@.cleanup_expired_whatsapp_sessions()'],
+        ['jobs_timed_out',              'SELECT @extschema@.time_out_jobs()'],
+        ['messages_released',           'SELECT @extschema@._release_expired_messages()'],
+        ['whatsapp_messages_released',  'SELECT @extschema@._release_expired_whatsapp_messages()']];
+    summary jsonb := '{}';
+    errors  jsonb := '{}';
+    started timestamptz := clock_timestamp();
+    n       bigint;
+    msg     text;
+    state   text;
+BEGIN
+    FOR i IN 1 .. array_length(steps, 1) LOOP
+        BEGIN
+            EXECUTE steps[i][2] INTO n;
+            summary := summary || jsonb_build_object(steps[i][1], n);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+            RAISE WARNING 'run_maintenance: % failed: % (SQLSTATE %)', steps[i][1], msg, state;
+            errors := errors || jsonb_build_object(steps[i][1], jsonb_build_object('sqlstate', state, 'message', msg));
+        END;
+    END LOOP;
+    RETURN summary
+        || jsonb_build_object('errors', errors,
+                              'duration_ms', round(extract(epoch FROM clock_timestamp() - started) * 1000, 1));
+END
+$$;
+COMMENT ON FUNCTION @extschema@.run_maintenance() IS
+    'Runs every maintenance step: partitions 3 months ahead, expired cache entries, idle WhatsApp sessions, jobs past their lease, messages past their visibility timeout. Returns a jsonb summary of counts, errors per failed step, and the duration. What pg_cron or the easymo background worker calls.';

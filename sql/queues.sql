@@ -96,7 +96,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $body$
 BEGIN
-    {id_param} := @extschema@._check_not_null('{id_param}', {id_param});
+    {id_param} := @extschema@._check_not_null('{id_param}', {id_param});{finish_checks}
     UPDATE @extschema@.{tbl} t
        SET status = '{done}', locked_until = NULL, {done_at} = now(), {finish_sets} updated_at = now()
      WHERE t.id = {id_param} AND t.status = '{claimed}';
@@ -140,6 +140,39 @@ $body$;
 COMMENT ON FUNCTION @extschema@.{fail_fn}({fail_types}) IS '{fail_comment}';
 $template$;
 
+    -- Maintenance's bulk form of what a claim does to a row whose visibility timeout passed:
+    -- back to pending (due now) counting a failed delivery, or to the dead state past
+    -- max_retries. Rows a consumer holds locked right now are skipped, not waited for.
+    release_template CONSTANT text := $template$
+CREATE FUNCTION @extschema@.{release_fn}()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $body$
+DECLARE
+    n integer;
+BEGIN
+    WITH expired AS (
+        SELECT q.id FROM @extschema@.{tbl} q
+         WHERE q.status = '{claimed}' AND q.locked_until <= now()
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE @extschema@.{tbl} t
+       SET {counter} = {counter_on_claim},
+           status = CASE WHEN {dead_on_claim} THEN '{dead}' ELSE 'pending' END,
+           scheduled_at = now(),
+           locked_until = NULL,
+           {claim_sets}
+           updated_at = now()
+      FROM expired
+     WHERE t.id = expired.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$body$;
+COMMENT ON FUNCTION @extschema@.{release_fn}() IS 'Internal: {what}s whose visibility timeout passed without an acknowledgement go back to pending (a failed delivery) or, past max_retries, to {dead}; returns how many. Run by run_maintenance().';
+$template$;
+
     q record;
     sql text;
     key text;
@@ -150,7 +183,7 @@ BEGIN
         "what": "message", "tbl": "message_queue",
         "claimed": "processing", "done": "completed", "dead": "dead_letter", "done_at": "completed_at",
         "counter": "retry_count",
-        "claim_fn": "read_messages",
+        "claim_fn": "read_messages", "release_fn": "_release_expired_messages",
         "claim_args": "p_queue_name text, p_batch_size integer DEFAULT 10, p_visibility_timeout_seconds integer DEFAULT 30",
         "claim_types": "text, integer, integer",
         "scope_value": "ARRAY[p_queue_name]", "lease_value": "p_visibility_timeout_seconds", "worker_value": "NULL",
@@ -163,7 +196,7 @@ BEGIN
         "claim_sets": "last_error = CASE WHEN t.status = 'processing' THEN 'visibility timeout passed without an acknowledgement' ELSE t.last_error END, dead_lettered_at = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries THEN now() END,",
         "claim_comment": "Claims up to p_batch_size due messages of p_queue_name (priority, then age; FOR UPDATE SKIP LOCKED) for p_visibility_timeout_seconds; an unacknowledged message is due again after that, counting as a failed delivery.",
         "finish_fn": "ack_message", "finish_args": "p_message_id uuid", "finish_types": "uuid",
-        "id_param": "p_message_id", "finish_sets": "",
+        "id_param": "p_message_id", "finish_sets": "", "finish_checks": "",
         "finish_comment": "Acknowledges a claimed message (-> completed): true, or false when it was not claimed; unknown id P0002.",
         "fail_fn": "nack_message", "fail_args": "p_message_id uuid, p_error text DEFAULT NULL", "fail_types": "uuid, text",
         "failures": "t.retry_count + 1", "used_up": "t.retry_count + 1 > t.max_retries",
@@ -174,7 +207,7 @@ BEGIN
         "what": "WhatsApp message", "tbl": "whatsapp_message_queue",
         "claimed": "processing", "done": "sent", "dead": "failed", "done_at": "sent_at",
         "counter": "retry_count",
-        "claim_fn": "claim_whatsapp_messages",
+        "claim_fn": "claim_whatsapp_messages", "release_fn": "_release_expired_whatsapp_messages",
         "claim_args": "p_batch_size integer DEFAULT 10, p_visibility_timeout_seconds integer DEFAULT 30",
         "claim_types": "integer, integer",
         "scope_value": "NULL", "lease_value": "p_visibility_timeout_seconds", "worker_value": "NULL",
@@ -188,6 +221,7 @@ BEGIN
         "claim_comment": "Claims up to p_batch_size due outbound WhatsApp messages (priority, then age; FOR UPDATE SKIP LOCKED) for p_visibility_timeout_seconds; an unconfirmed message is due again after that, counting as a failed delivery.",
         "finish_fn": "complete_whatsapp_message", "finish_args": "p_message_id uuid, p_provider_message_id text DEFAULT NULL", "finish_types": "uuid, text",
         "id_param": "p_message_id", "finish_sets": "provider_message_id = coalesce(p_provider_message_id, t.provider_message_id),",
+        "finish_checks": "\n    p_provider_message_id := {ext}._check_text('p_provider_message_id', p_provider_message_id, 255, false);",
         "finish_comment": "Marks a claimed WhatsApp message sent, with the provider''s message id: true, or false when it was not claimed; unknown id P0002.",
         "fail_fn": "fail_whatsapp_message", "fail_args": "p_message_id uuid, p_error text DEFAULT NULL", "fail_types": "uuid, text",
         "failures": "t.retry_count + 1", "used_up": "t.retry_count + 1 > t.max_retries",
@@ -211,7 +245,7 @@ BEGIN
         "claim_sets": "started_at = now(), worker_id = v_worker,",
         "claim_comment": "Claims up to p_batch_size due jobs (of p_job_types, or any), priority then age, FOR UPDATE SKIP LOCKED; each is leased for its timeout_seconds (maintenance times out the ones that overrun) and counts an attempt.",
         "finish_fn": "complete_job", "finish_args": "p_job_id uuid, p_result jsonb DEFAULT NULL", "finish_types": "uuid, jsonb",
-        "id_param": "p_job_id", "finish_sets": "result = p_result,",
+        "id_param": "p_job_id", "finish_sets": "result = p_result,", "finish_checks": "",
         "finish_comment": "Completes a running job with its result: true, or false when it was not running; unknown id P0002.",
         "fail_fn": "fail_job", "fail_args": "p_job_id uuid, p_error text DEFAULT NULL", "fail_types": "uuid, text",
         "failures": "t.attempts", "used_up": "t.attempts >= t.max_attempts",
@@ -220,7 +254,8 @@ BEGIN
       }
     ]$facts$::jsonb)
     LOOP
-        FOREACH sql IN ARRAY ARRAY[claim_template, finish_template, fail_template] LOOP
+        FOREACH sql IN ARRAY ARRAY[claim_template, finish_template, fail_template]
+                             || CASE WHEN facts ? 'release_fn' THEN ARRAY[release_template] ELSE '{}' END LOOP
             FOR key IN SELECT jsonb_object_keys(facts) LOOP
                 sql := replace(sql, '{' || key || '}', facts ->> key);
             END LOOP;

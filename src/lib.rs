@@ -24,6 +24,7 @@ mod session;
 pub extern "C-unwind" fn _PG_init() {
     coordination::init();
     cache::init();
+    operations::worker::init();
     // Typos in easymo.* settings are reported instead of silently creating placeholders.
     // SAFETY: a valid C string; called from _PG_init after our GUCs are defined.
     unsafe { pg_sys::MarkGUCPrefixReserved(c"easymo".as_ptr()) };

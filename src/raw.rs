@@ -50,8 +50,11 @@ unsafe impl SqlTranslatable for RawJsonb {
     }
 }
 
-/// The jsonb container header flag for an object (utils/jsonb.h).
+/// The jsonb container header flags (utils/jsonb.h). A scalar is stored as a one-element array
+/// with JB_FSCALAR set as well.
+const JB_FSCALAR: u32 = 0x1000_0000;
 const JB_FOBJECT: u32 = 0x2000_0000;
+const JB_FARRAY: u32 = 0x4000_0000;
 
 impl RawJsonb {
     /// Wraps a jsonb datum (a detoasted copy the caller owns, when it is to be returned).
@@ -59,23 +62,50 @@ impl RawJsonb {
         RawJsonb(datum)
     }
 
-    /// 22023 naming `param` unless the value is a JSON object: read from the jsonb header.
-    pub fn check_object(&self, param: &'static str) -> Result<(), ContractError> {
+    fn header(&self) -> u32 {
         // SAFETY: a non-null jsonb datum; detoasting may copy, never changes the value.
-        let header = unsafe {
+        unsafe {
             let varlena = pg_sys::pg_detoast_datum_packed(self.0.cast_mut_ptr());
             pgrx::varlena::vardata_any(varlena).cast::<u32>().read_unaligned()
-        };
-        if header & JB_FOBJECT == 0 {
-            return Err(ContractError::invalid(param, format!("must be a JSON object, got {}", self.to_value())));
+        }
+    }
+
+    /// 22023 naming `param` unless the value is a JSON object: read from the jsonb header.
+    pub fn check_object(&self, param: &'static str) -> Result<(), ContractError> {
+        if self.header() & JB_FOBJECT == 0 {
+            return Err(ContractError::invalid(param, format!("must be a JSON object, got {}", self.preview())));
         }
         Ok(())
     }
 
-    /// The value as JSON (a conversion: use only when the content is needed).
-    pub fn to_value(&self) -> Value {
-        // SAFETY: a non-null jsonb datum.
-        unsafe { pgrx::JsonB::from_datum(self.0, false) }.map_or(Value::Null, |j| j.0)
+    /// Whether the value is a JSON array (not a scalar), from the header.
+    pub fn is_array(&self) -> bool {
+        self.header() & (JB_FARRAY | JB_FSCALAR) == JB_FARRAY
+    }
+
+    /// The value's text, from Postgres's own output function (no depth limit; palloc'd in the
+    /// current memory context).
+    fn text(&self) -> &std::ffi::CStr {
+        // SAFETY: jsonb_out of a valid jsonb datum returns a NUL-terminated C string.
+        unsafe {
+            let out = pgrx::fcinfo::direct_function_call_as_datum(pg_sys::jsonb_out, &[Some(self.0)])
+                .expect("jsonb_out returns a string");
+            std::ffi::CStr::from_ptr(out.cast_mut_ptr::<std::ffi::c_char>())
+        }
+    }
+
+    /// The first 100 characters of the value's text, for messages (Postgres's own output
+    /// function: no depth limit).
+    fn preview(&self) -> String {
+        self.text().to_string_lossy().chars().take(100).collect()
+    }
+
+    /// The value as JSON (a conversion: use only when the content is needed). serde_json reads
+    /// at most 128 levels of nesting; deeper values are refused with 22023 naming `param`
+    /// rather than failing inside the conversion.
+    pub fn to_value(&self, param: &'static str) -> Result<Value, ContractError> {
+        serde_json::from_slice(self.text().to_bytes())
+            .map_err(|e| ContractError::invalid(param, format!("cannot be read: {e} (at most 128 levels of nesting)")))
     }
 
     pub fn datum(&self) -> pg_sys::Datum {

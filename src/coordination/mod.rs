@@ -97,7 +97,15 @@ fn is_feature_enabled(
         None => (false, "unknown_flag"),
         Some(flag) => flag
             .evaluate(call.key, call.user.as_ref(), || {
-                Ok(context.get_or_init(|| p_context.as_ref().map_or_else(|| Value::Object(Default::default()), RawJsonb::to_value)))
+                // The context is read only when a condition needs it.
+                if context.get().is_none() {
+                    let value = match &p_context {
+                        Some(ctx) => ctx.to_value("p_context")?,
+                        None => Value::Object(Default::default()),
+                    };
+                    let _ = context.set(value);
+                }
+                Ok(context.get().expect("set above"))
             })
             .or_raise(),
     };
@@ -133,11 +141,13 @@ fn get_feature_variant(
 /// CHECK constraint of feature_flags: conditions and variants must compile, so a malformed flag
 /// is refused when written (22023, saying what is wrong) rather than failing every evaluation.
 #[pg_extern(immutable, parallel_safe, name = "_check_flag_rules")]
-fn check_flag_rules(p_conditions: pgrx::JsonB, p_variants: pgrx::JsonB) -> bool {
-    rules::compile_conditions(&p_conditions.0)
-        .map_err(|e| ContractError::invalid("conditions", e))
-        .and_then(|_| rules::compile_variants(&p_variants.0).map_err(|e| ContractError::invalid("variants", e)))
-        .or_raise();
+fn check_flag_rules(p_conditions: RawJsonb, p_variants: RawJsonb) -> bool {
+    let check = || -> Result<(), ContractError> {
+        rules::compile_conditions(&p_conditions.to_value("conditions")?).map_err(|e| ContractError::invalid("conditions", e))?;
+        rules::compile_variants(&p_variants.to_value("variants")?).map_err(|e| ContractError::invalid("variants", e))?;
+        Ok(())
+    };
+    check().or_raise();
     true
 }
 

@@ -314,7 +314,7 @@ fn cache_route(
         let traffic = check_positive("p_traffic_multiplier", p_traffic_multiplier, 99.0)?;
         let ttl = check_range("p_ttl_seconds", p_ttl_seconds, 1, 366 * 24 * 3600)?;
         if let Some(path) = &p_path {
-            if !path.to_value().is_array() {
+            if !path.is_array() {
                 return Err(ContractError::invalid("p_path", "must be a JSON array of [lng, lat] pairs"));
             }
         }

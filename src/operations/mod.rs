@@ -54,3 +54,5 @@ fn register_config_table(p_table: pg_sys::Oid) {
     )
     .unwrap_or_else(|e| error!("registering table {p_table:?} for pg_dump failed: {e}"));
 }
+
+pub mod worker;

@@ -1,0 +1,156 @@
+//! The optional maintenance worker: with easymo in `shared_preload_libraries`, one background
+//! worker per database named in `easymo.maintenance_databases` calls `run_maintenance()` at
+//! start and then every `easymo.maintenance_interval` seconds. Without preloading nothing here
+//! runs, and pg_cron (or any scheduler) can call `run_maintenance()` instead.
+
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::prelude::*;
+use std::ffi::CString;
+use std::time::Duration;
+
+pub static INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(300);
+pub static DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// A worker that stops on an unexpected error is started again after this long.
+const RESTART_AFTER: Duration = Duration::from_secs(60);
+
+/// Defines the settings; when preloading, registers one worker per named database.
+pub fn init() {
+    GucRegistry::define_int_guc(
+        c"easymo.maintenance_interval",
+        c"Seconds between two run_maintenance() calls of the easymo maintenance worker; 0 pauses it.",
+        c"Read on reload (SIGHUP). Only used when easymo is in shared_preload_libraries.",
+        &INTERVAL,
+        0,
+        7 * 24 * 3600,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    // SAFETY: reading a postmaster global in _PG_init.
+    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        return;
+    }
+    // A server-start setting can only be defined while the server starts (defining it in a
+    // backend that loads the library later is FATAL): without preloading it does not exist.
+    GucRegistry::define_string_guc(
+        c"easymo.maintenance_databases",
+        c"Comma-separated databases in which the easymo maintenance worker runs run_maintenance().",
+        c"One background worker per database, started with the server (a change needs a restart). Empty: no worker. Exists only when easymo is in shared_preload_libraries.",
+        &DATABASES,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    for database in databases() {
+        BackgroundWorkerBuilder::new(&format!("easymo maintenance {database}"))
+            .set_type("easymo maintenance")
+            .set_library("easymo")
+            .set_function("easymo_maintenance_worker_main")
+            .set_extra(&database)
+            .enable_spi_access()
+            // Maintenance writes: a standby has nothing to do until it is promoted.
+            .set_start_time(BgWorkerStartTime::RecoveryFinished)
+            .set_restart_time(Some(RESTART_AFTER))
+            .load();
+    }
+}
+
+/// The database names of `easymo.maintenance_databases`, trimmed, without empties or repeats.
+fn databases() -> Vec<String> {
+    let list = DATABASES.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    parse_databases(&list)
+}
+
+fn parse_databases(list: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+    }
+    names
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn easymo_maintenance_worker_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let database = BackgroundWorker::get_extra().to_owned();
+    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    log!("easymo maintenance worker started in database \"{database}\"");
+
+    let mut missing_reported = false;
+    loop {
+        let interval = INTERVAL.get();
+        if interval > 0 {
+            match BackgroundWorker::transaction(run_once) {
+                Some((summary, eventful)) => {
+                    missing_reported = false;
+                    if eventful {
+                        log!("easymo maintenance in \"{database}\": {summary}");
+                    } else {
+                        debug1!("easymo maintenance in \"{database}\": {summary}");
+                    }
+                }
+                None if !missing_reported => {
+                    log!("easymo maintenance worker: extension easymo is not installed in database \"{database}\"; waiting for it");
+                    missing_reported = true;
+                }
+                None => {}
+            }
+        }
+        // Paused (interval 0): wake once a minute to see whether a reload changed that.
+        let wait = if interval > 0 { interval as u64 } else { 60 };
+        if !BackgroundWorker::wait_latch(Some(Duration::from_secs(wait))) {
+            break;
+        }
+        if BackgroundWorker::sighup_received() {
+            // SAFETY: the documented way for a background worker to re-read postgresql.conf.
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+    }
+    log!("easymo maintenance worker in database \"{database}\" stopped");
+}
+
+/// One run_maintenance() in the extension's schema; None when the extension is not installed
+/// in this database (yet).
+fn run_once() -> Option<(String, bool)> {
+    Spi::connect_mut(|client| {
+        let schema = client
+            .select(
+                "SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'easymo'",
+                None,
+                &[],
+            )?
+            .first()
+            .get_one::<String>()?;
+        let Some(schema) = schema else { return Ok(None) };
+        // Whether the run did anything (a count above 0, or an error): only those are logged at
+        // LOG, so a short interval does not flood the server log.
+        let (summary, eventful) = client
+            .update(
+                &format!(
+                    "SELECT s::text, s -> 'errors' <> '{{}}' OR EXISTS (SELECT 1 FROM jsonb_each(s) e \
+                      WHERE e.key NOT IN ('errors', 'duration_ms') AND e.value <> '0') \
+                       FROM {schema}.run_maintenance() s"
+                ),
+                None,
+                &[],
+            )?
+            .first()
+            .get_two::<String, bool>()?;
+        Ok::<_, pgrx::spi::Error>(summary.map(|s| (s, eventful.unwrap_or(true))))
+    })
+    .unwrap_or_else(|e| error!("easymo maintenance: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_databases;
+
+    #[test]
+    fn database_list() {
+        assert_eq!(parse_databases(""), Vec::<String>::new());
+        assert_eq!(parse_databases(" app , ,reports,app"), vec!["app".to_owned(), "reports".to_owned()]);
+    }
+}

@@ -1,0 +1,49 @@
+-- Rows in every easymo table (several months, the DEFAULT partitions, side tables, the reference
+-- sequence), for the backup, upgrade and standby tests. Helpers where they exist, plain INSERTs
+-- elsewhere. Runs in a database where easymo is installed in the search_path's first schema.
+\set ON_ERROR_STOP 1
+SET client_min_messages = warning;
+SELECT record_metric('api', 'latency', 'p95', g, 'ms', jsonb_build_object('n', g)) FROM generate_series(1, 50) g;
+INSERT INTO system_metrics (service_name, metric_type, metric_name, value, created_at)
+SELECT 'api', 'gauge', 'old', g, now() - make_interval(months => g) FROM generate_series(1, 14) g;
+SELECT log_audit_event('user', 'u' || g, 'login', 'session', g::text, '{}', 'corr-' || g) FROM generate_series(1, 20) g;
+INSERT INTO system_audit_logs (actor_type, actor_identifier, action, created_at)
+VALUES ('system', 'cron', 'future', now() + interval '2 years');
+SELECT update_whatsapp_session_activity('+25078800' || lpad(g::text, 4, '0')) FROM generate_series(1, 20) g;
+SELECT enqueue_whatsapp_message('+25078800' || lpad(g::text, 4, '0'), 'text', jsonb_build_object('body', 'hi ' || g)) FROM generate_series(1, 20) g;
+SELECT create_transaction(('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, 'payment', g * 100, 'RWF', 'key-' || g)
+  FROM generate_series(1, 30) g;
+SELECT update_transaction_status(id, 'completed') FROM transactions WHERE amount <= 1000;
+INSERT INTO payment_methods (user_id, type, provider, account_details_encrypted, display_hint, is_default)
+SELECT ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, 'mobile_money', 'mtn', '\xdeadbeef', '**** 0' || g, true
+  FROM generate_series(1, 5) g;
+SELECT register_service('svc-' || g, 'api', '1.0.' || g) FROM generate_series(1, 5) g;
+SELECT service_heartbeat('svc-1', 'healthy', '{"rps": 10}');
+INSERT INTO feature_flags (key, name, enabled, rollout_strategy, rollout_percentage, variants)
+VALUES ('new_checkout', 'New checkout', true, 'percentage', 30,
+        '[{"name": "a", "weight": 50}, {"name": "b", "weight": 50}]'),
+       ('dark_mode', 'Dark mode', true, 'all', 0, '[]');
+SET easymo.flag_evaluation_log = 'all';
+SELECT is_feature_enabled('new_checkout', ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid) FROM generate_series(1, 10) g;
+RESET easymo.flag_evaluation_log;
+SELECT append_event('ride-' || (g % 5), 'ride', 'ride.updated', jsonb_build_object('n', g)) FROM generate_series(1, 40) g;
+SELECT enqueue_message('orders', 'order.created', jsonb_build_object('n', g), 1 + g % 10, now(), 'order-' || g) FROM generate_series(1, 30) g;
+SELECT schedule_job('report', 'daily-' || g, '{}', now() + make_interval(hours => g)) FROM generate_series(1, 10) g;
+INSERT INTO analytics_events (event_name, user_id, session_id, properties)
+SELECT 'screen_view', ('00000000-0000-4000-8000-' || lpad((g % 7)::text, 12, '0'))::uuid, 's' || g, jsonb_build_object('screen', 'home')
+  FROM generate_series(1, 25) g;
+INSERT INTO service_configurations (service_name, environment, key, value) VALUES ('api', 'production', 'timeout', '30');
+UPDATE service_configurations SET value = '45' WHERE key = 'timeout';
+-- (A trigger writes the history once configuration helpers exist; until then, by hand.)
+INSERT INTO service_configuration_history (configuration_id, service_name, environment, key, operation, is_secret)
+SELECT id, service_name, environment, key, 'UPDATE', false FROM service_configurations
+ WHERE NOT EXISTS (SELECT 1 FROM service_configuration_history);
+INSERT INTO locations (user_id, location_type, latitude, longitude, city)
+SELECT ('00000000-0000-4000-8000-' || lpad((g % 9)::text, 12, '0'))::uuid, 'pickup',
+       -1.95 + (g % 20) * 0.001, 30.06 + (g / 20) * 0.001, 'Kigali'
+  FROM generate_series(1, 200) g;
+SELECT cache_route(-1.95, 30.06, -1.94, 30.07, 1500, 300);
+SELECT set_cache('user:' || g, jsonb_build_object('n', g), 3600, 'profile', ARRAY['users']) FROM generate_series(1, 30) g;
+INSERT INTO cache_stat_counters (cache_type, hits, misses) VALUES ('profile', 5, 2);
+-- Rows in months that have no partition yet go to DEFAULT; ensure_partitions moves them.
+SELECT ensure_partitions(3);

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# A streaming replica on loopback: a private primary (port 28840) with easymo and data, a standby
+# made with pg_basebackup -R (port 28841), both started and stopped here. The read helpers must
+# answer on the standby exactly as on the primary, including the ones that would like to write
+# (flag evaluation logging, cache hit counters) - they skip writing there.
+source "$(dirname "$0")/../../scripts/common.sh"
+out="$ROOT/target/ops/standby"; rm -rf "$out"; mkdir -p "$out"
+P1="${EASYMO_TEST_PRIMARY_PORT:-28840}"; P2="${EASYMO_TEST_STANDBY_PORT:-28841}"
+
+cluster_start primary "$P1" fresh
+primary_sock="$CLUSTER_SOCK"
+standby_dir="$(cluster_base)/standby"
+trap 'cluster_stop standby; cluster_stop primary' EXIT
+cluster_stop standby; rm -rf "$standby_dir"; mkdir -p "$standby_dir/sock" "$standby_dir/log"
+[ "$PG_USER" = postgres ] && chown -R postgres:postgres "$standby_dir"
+
+cpsql -q -d postgres -c "CREATE DATABASE app"
+cpsql -q -d app -c "CREATE EXTENSION easymo"
+cpsql -q -d app -f tests/ops/fill.sql >/dev/null
+
+as_pg "$PG_BIN/pg_basebackup" -h "$primary_sock" -p "$P1" -U postgres -D "$standby_dir/data" -R -X stream -c fast
+cat >> "$standby_dir/data/postgresql.conf" <<CONF
+port = $P2
+unix_socket_directories = '$standby_dir/sock'
+hot_standby = on
+CONF
+as_pg "$PG_BIN/pg_ctl" -D "$standby_dir/data" -l "$standby_dir/log/postgres.log" -w start >/dev/null \
+    || { tail -20 "$standby_dir/log/postgres.log" >&2; die "standby did not start"; }
+spsql() { "$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -h "$standby_dir/sock" -p "$P2" -U postgres "$@"; }
+[ "$(spsql -At -d app -c 'SELECT pg_is_in_recovery()')" = t ] || die "standby: not in recovery"
+
+# Writes after the base backup reach the standby by streaming.
+cpsql -q -d app -c "SELECT append_event('ride-streamed', 'ride', 'ride.created', '{\"late\": true}')" \
+     -c "SELECT set_cache('streamed', '\"yes\"', 3600)" >/dev/null
+lsn=$(cpsql -At -d app -c "SELECT pg_current_wal_lsn()")
+for _ in $(seq 1 600); do
+    [ "$(spsql -At -d app -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] && break
+    sleep 0.1
+done
+[ "$(spsql -At -d app -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] || die "standby: did not catch up within a minute"
+
+queries=$(cat <<'SQL'
+SET easymo.flag_evaluation_log = 'all';
+SELECT string_agg(is_feature_enabled('new_checkout', ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid)::text, ',' ORDER BY g) FROM generate_series(1, 200) g;
+SELECT string_agg(coalesce(get_feature_variant('new_checkout', ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid), '-'), ',' ORDER BY g) FROM generate_series(1, 200) g;
+SELECT get_cache('user:3'), get_cache('streamed'), get_cache('absent');
+SELECT string_agg(format('%s %s', id, round(distance_meters::numeric, 3)), ',') FROM find_nearby_locations(-1.95, 30.06, 3000, 'pickup', 50);
+SELECT string_agg(format('%s %s %s', version, event_type, payload), ',' ORDER BY version) FROM get_aggregate_events('ride', 'ride-2');
+SELECT string_agg(format('%s %s', version, payload), ',') FROM get_aggregate_events('ride', 'ride-streamed');
+SQL
+)
+cpsql -q -At -d app <<<"$queries" > "$out/primary.txt"
+spsql -q -At -d app <<<"$queries" > "$out/standby.txt" 2> "$out/standby.err" || { cat "$out/standby.err" >&2; die "standby: a read helper failed"; }
+if ! diff "$out/primary.txt" "$out/standby.txt"; then
+    die "standby: answers differ from the primary's (< primary, > standby)"
+fi
+grep -q 'ride.created {"late": true}\|1 {"late": true}' "$out/standby.txt" || die "standby: the streamed event is missing"
+[ "$(grep -c . "$out/standby.txt")" -ge 6 ] || die "standby: expected 6 answers, got: $(cat "$out/standby.txt")"
+echo "standby: flags, variants, cache, nearby search and event streams answer on the replica as on the primary"

@@ -1,0 +1,33 @@
+-- The maintenance worker (easymo preloaded; scripts/test.sh sets easymo.maintenance_databases =
+-- 'easymo_worker', which it created with the extension, and easymo.maintenance_interval = 1):
+-- a missing partition of next month comes back without anybody calling anything.
+\set VERBOSITY terse
+SET client_min_messages = warning;
+SHOW easymo.maintenance_databases;
+SHOW easymo.maintenance_interval;
+\c easymo_worker
+SET client_min_messages = warning;
+SELECT count(*) AS workers FROM pg_stat_activity WHERE backend_type = 'easymo maintenance' AND datname = 'easymo_worker';
+
+SELECT format('system_metrics_p%s', to_char(now() AT TIME ZONE 'UTC' + interval '1 month', 'YYYY_MM')) AS next_part \gset
+BEGIN;
+ALTER EXTENSION easymo DROP TABLE :"next_part";
+DROP TABLE :"next_part";
+COMMIT;
+SELECT count(*) AS gone FROM pg_class WHERE relname = :'next_part';
+
+-- Wait for it (each query sees the latest commits); a minute at most, so a broken worker fails
+-- the test instead of hanging it.
+DO $wait$
+BEGIN
+    FOR i IN 1 .. 600 LOOP
+        EXIT WHEN EXISTS (SELECT 1 FROM pg_class WHERE relname = format('system_metrics_p%s', to_char(now() AT TIME ZONE 'UTC' + interval '1 month', 'YYYY_MM')));
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END
+$wait$;
+SELECT count(*) AS back FROM pg_class WHERE relname = :'next_part';
+-- Back as a member of the extension, registered for pg_dump.
+SELECT count(*) AS member FROM pg_depend
+ WHERE objid = :'next_part'::regclass AND refclassid = 'pg_extension'::regclass AND deptype = 'e';
+SELECT :'next_part'::regclass::oid = ANY (extconfig) AS dumped FROM pg_extension WHERE extname = 'easymo';
