@@ -29,7 +29,10 @@ $config_dump$;
 -- Function privileges. Postgres grants EXECUTE to PUBLIC on every new function (and a Supabase
 -- database adds default grants to anon and authenticated), so take everything back, then give
 -- service_role every public helper and authenticated only the ones safe for an end user.
--- Internal functions (name starting with `_`) are executed by nobody but their owner.
+-- Internal functions (name starting with `_`) are executed by nobody but their owner, except
+-- those that run with the caller's rights inside service_role's helpers and constraints: the
+-- argument checks (and the feature_flags rules CHECK), the retry delay and the queue error
+-- reporting. They only validate or compute; none reads or writes more than its caller could.
 DO $function_privileges$
 DECLARE
     fn regprocedure;
@@ -38,6 +41,7 @@ DECLARE
     -- RLS policies themselves.
     end_user_helpers name[] := ARRAY['request_user_id', 'is_feature_enabled', 'get_feature_variant',
                                      'find_nearby_locations', 'get_cache', 'get_cached_route'];
+    service_role_internals name[] := ARRAY['_retry_delay', '_queue_not_claimed'];
 BEGIN
     FOR fn, fname IN
         SELECT p.oid::regprocedure, p.proname
@@ -49,6 +53,9 @@ BEGIN
            AND d.deptype = 'e'
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, anon, authenticated, service_role', fn);
+        IF fname LIKE '\_check\_%' OR fname = ANY (service_role_internals) THEN
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO service_role', fn);
+        END IF;
         CONTINUE WHEN fname LIKE '\_%';
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO service_role', fn);
         IF fname = ANY (end_user_helpers) THEN

@@ -58,7 +58,11 @@ INSERT INTO calls VALUES
   ('invalidate_cache_by_tag', ARRAY['p_tag => ''t''']),
   ('ensure_partitions', ARRAY['p_months_ahead => 1']),
   ('apply_retention', ARRAY['p_table => ''system_metrics''', 'p_keep_months => 12']),
-  ('run_maintenance', '{}'), ('time_out_jobs', '{}'), ('cleanup_expired_cache', '{}');
+  ('track_event', ARRAY['p_event_name => ''screen_view''', 'p_user_id => ''00000000-0000-4000-8000-000000000001''::uuid', 'p_session_id => ''s1''', 'p_properties => ''{}''::jsonb']),
+  ('set_service_config', ARRAY['p_service_name => ''api''', 'p_environment => ''production''', 'p_key => ''timeout''', 'p_value => ''30''::jsonb', 'p_is_secret => false']),
+  ('get_service_config', ARRAY['p_service_name => ''api''', 'p_environment => ''production''']),
+  ('get_service_config_history', ARRAY['p_service_name => ''api''', 'p_environment => ''production''', 'p_key => ''timeout''']),
+  ('run_maintenance', '{}'), ('time_out_jobs', '{}'), ('cleanup_expired_cache', '{}'), ('refresh_daily_metrics', '{}');
 
 -- Every helper a client can call is listed above (a new one must be added here).
 SELECT p.proname AS missing_from_this_suite
@@ -105,6 +109,8 @@ INSERT INTO hostile VALUES
   ('boolean', 'NULL', 'NULL::boolean');
 
 CREATE TEMP TABLE results (fn text, param text, label text, sqlstate text, message text);
+GRANT SELECT ON calls TO service_role, authenticated;
+GRANT SELECT, INSERT ON results TO service_role, authenticated;
 
 -- Runs one call, rolled back whatever happens, and records how it ended.
 CREATE FUNCTION pg_temp.try(p_fn text, p_param text, p_label text, p_sql text) RETURNS void
@@ -179,6 +185,22 @@ SELECT sqlstate, count(*) > 0 AS seen FROM results GROUP BY sqlstate ORDER BY sq
 -- Nothing stayed written, and the server never restarted.
 SELECT pg_temp.row_counts() = :'counts_before' AS tables_unchanged;
 SELECT pg_postmaster_start_time() = :'started' AS same_postmaster;
+
+-- Every helper works for service_role (its rights, not the superuser's), and the end-user
+-- helpers for authenticated.
+DELETE FROM results;
+SET ROLE service_role;
+SELECT count(*) AS service_role_calls
+  FROM calls, pg_temp.try(fn, '-', 'valid', format('SELECT count(*) FROM %I(%s)', fn, array_to_string(args, ', ')));
+RESET ROLE;
+SELECT fn, sqlstate, message FROM results WHERE sqlstate <> 'ok' ORDER BY fn;
+DELETE FROM results;
+SET ROLE authenticated;
+SELECT count(*) AS authenticated_calls
+  FROM calls, pg_temp.try(fn, '-', 'valid', format('SELECT count(*) FROM %I(%s)', fn, array_to_string(args, ', ')))
+ WHERE fn IN ('is_feature_enabled', 'get_feature_variant', 'find_nearby_locations', 'get_cache', 'get_cached_route');
+RESET ROLE;
+SELECT fn, sqlstate, message FROM results WHERE sqlstate <> 'ok' ORDER BY fn;
 
 -- Malformed JSON stops at the cast.
 SELECT regress.error($$SELECT set_cache('k', '{"a": ', 60)$$) AS malformed_json;
