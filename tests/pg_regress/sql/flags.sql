@@ -210,3 +210,9 @@ SELECT regress.outcome($$SELECT service_heartbeat(NULL)$$);
 SELECT regress.outcome($$SELECT register_service('x', NULL, '1')$$);
 SELECT register_service('x', 'api', '1', p_capabilities => '{}');
 SELECT register_service('', 'api', '1');
+
+-- service_role writes flags itself (the rules CHECK runs with its rights).
+SET ROLE service_role;
+SELECT regress.outcome($$INSERT INTO feature_flags (key, name, enabled, rollout_strategy, conditions) VALUES ('by_service', 'S', true, 'condition', '[{"attribute": "country", "operator": "eq", "value": "RW"}]')$$) AS service_role_inserts;
+SELECT regress.outcome($$INSERT INTO feature_flags (key, name, conditions) VALUES ('bad_rules', 'B', '[{"attribute": "x", "operator": "bogus"}]')$$) AS bad_rules_refused;
+RESET ROLE;
