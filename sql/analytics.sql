@@ -159,7 +159,10 @@ COMMENT ON FUNCTION @extschema@._sees_secrets() IS
     'Internal: whether the calling role may see secret configuration values (a member of service_role).';
 
 -- Every change that matters (value, secrecy, identity) lands in the history with who made it;
--- an update that changes nothing else (updated_at only) does not.
+-- an update that changes nothing else (updated_at only) does not. A row that already has its
+-- INSERT record is not recorded again: that is pg_restore loading a dump (the extension's
+-- trigger exists before the data arrives, and pg_dump loads service_configuration_history, by
+-- name, before service_configurations), which must give back the history as it was.
 CREATE FUNCTION @extschema@._service_configuration_history() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -168,6 +171,12 @@ DECLARE
     r @extschema@.service_configurations;
 BEGIN
     r := CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+    IF TG_OP = 'INSERT' AND EXISTS (
+        SELECT 1 FROM @extschema@.service_configuration_history h
+         WHERE h.service_name = r.service_name AND h.environment = r.environment AND h.key = r.key
+           AND h.configuration_id = r.id AND h.operation = 'INSERT') THEN
+        RETURN NULL;
+    END IF;
     INSERT INTO @extschema@.service_configuration_history
         (configuration_id, service_name, environment, key, operation, old_value, new_value, is_secret,
          changed_by_role, changed_by_user)
