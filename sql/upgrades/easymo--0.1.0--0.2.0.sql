@@ -245,27 +245,20 @@ $$;
 COMMENT ON FUNCTION @extschema@.refresh_daily_metrics() IS
     'Recomputes daily_metrics from analytics_events without blocking its readers (REFRESH ... CONCURRENTLY).';
 
--- Who is calling, seen from inside a SECURITY DEFINER function (where current_user is the
--- owner): the role set with SET ROLE (as PostgREST does), else the session's login role.
-CREATE FUNCTION @extschema@._calling_role() RETURNS text
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT CASE WHEN current_setting('role') IN ('none', '') THEN session_user::text ELSE current_setting('role') END
-$$;
-COMMENT ON FUNCTION @extschema@._calling_role() IS
-    'Internal: the role that called (SET ROLE, else the login role), also inside SECURITY DEFINER functions.';
-
 -- Secrets are shown to service_role (and the roles that are members of it, superusers included),
--- masked for every other role.
+-- masked for every other role. The caller, seen from inside a SECURITY DEFINER function (where
+-- current_user is the owner), is the role set with SET ROLE (as PostgREST does), else the
+-- session's login role.
 CREATE FUNCTION @extschema@._sees_secrets() RETURNS boolean
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_has_role(@extschema@._calling_role(), 'service_role', 'MEMBER')
+    SELECT pg_has_role(CASE WHEN current_setting('role') IN ('none', '') THEN session_user::text
+                            ELSE current_setting('role') END,
+                       'service_role', 'MEMBER')
 $$;
 COMMENT ON FUNCTION @extschema@._sees_secrets() IS
-    'Internal: whether the calling role may see secret configuration values (a member of service_role).';
+    'Internal: whether the calling role (SET ROLE, else the login role; also inside SECURITY DEFINER functions) may see secret configuration values: a member of service_role.';
 
 -- Every change that matters (value, secrecy, identity) lands in the history with who made it;
 -- an update that changes nothing else (updated_at only) does not. A row that already has its
