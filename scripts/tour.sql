@@ -36,3 +36,6 @@ RESET ROLE;
 SELECT c.relname AS partition, pg_get_expr(c.relpartbound, c.oid) AS bounds
   FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
  WHERE i.inhparent = 'transactions'::regclass ORDER BY c.relname;
+
+\echo '-- One call does the periodic work (pg_cron, or the maintenance worker when preloaded):'
+SELECT jsonb_pretty(run_maintenance() - 'duration_ms') AS run_maintenance;
