@@ -109,12 +109,15 @@ fi
 #    the background worker): the suites of tests/pg_regress/schedule_preloaded.
 #    The maintenance worker runs in a database of its own (pg_regress drops and re-creates its
 #    database, which a connected worker would prevent), every second.
-cpsql -q -d postgres -c "DROP DATABASE IF EXISTS easymo_worker" -c "CREATE DATABASE easymo_worker"
+#    A second one is still at 0.1.0, which has no run_maintenance(), until the suite updates it.
+cpsql -q -d postgres -c "DROP DATABASE IF EXISTS easymo_worker" -c "CREATE DATABASE easymo_worker" \
+    -c "DROP DATABASE IF EXISTS easymo_worker_old" -c "CREATE DATABASE easymo_worker_old"
 cpsql -q -d easymo_worker -c "CREATE EXTENSION easymo"
+cpsql -q -d easymo_worker_old -c "CREATE EXTENSION easymo VERSION '0.1.0'"
 cluster_stop test
 cat >> "$CLUSTER_DIR/data/postgresql.conf" <<'CONF'
 shared_preload_libraries = 'easymo'
-easymo.maintenance_databases = 'easymo_worker'
+easymo.maintenance_databases = 'easymo_worker, easymo_worker_old'
 easymo.maintenance_interval = 1
 CONF
 cluster_start test "$PORT"

@@ -93,7 +93,7 @@ pub extern "C-unwind" fn easymo_maintenance_worker_main(_arg: pg_sys::Datum) {
                     }
                 }
                 None if !missing_reported => {
-                    log!("easymo maintenance worker: extension easymo is not installed in database \"{database}\"; waiting for it");
+                    log!("easymo maintenance worker: extension easymo (0.2.0 or later) is not installed in database \"{database}\"; waiting for CREATE EXTENSION or ALTER EXTENSION easymo UPDATE");
                     missing_reported = true;
                 }
                 None => {}
@@ -113,18 +113,23 @@ pub extern "C-unwind" fn easymo_maintenance_worker_main(_arg: pg_sys::Datum) {
 }
 
 /// One run_maintenance() in the extension's schema; None when the extension is not installed
-/// in this database (yet).
+/// in this database (yet), or not updated to a version that has it.
 fn run_once() -> Option<(String, bool)> {
     Spi::connect_mut(|client| {
-        let schema = client
-            .select(
-                "SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'easymo'",
-                None,
-                &[],
-            )?
-            .first()
-            .get_one::<String>()?;
-        let Some(schema) = schema else { return Ok(None) };
+        // The schema, if the extension is installed at a version that has run_maintenance()
+        // (0.2.0 on): a database still at 0.1.0 after the library was upgraded waits for its
+        // ALTER EXTENSION easymo UPDATE instead of failing every interval.
+        let found = client.select(
+            "SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace \
+              WHERE e.extname = 'easymo' \
+                AND to_regprocedure(quote_ident(n.nspname) || '.run_maintenance()') IS NOT NULL",
+            None,
+            &[],
+        )?;
+        if found.is_empty() {
+            return Ok(None);
+        }
+        let Some(schema) = found.first().get_one::<String>()? else { return Ok(None) };
         // Whether the run did anything (a count above 0, or an error): only those are logged at
         // LOG, so a short interval does not flood the server log.
         let (summary, eventful) = client

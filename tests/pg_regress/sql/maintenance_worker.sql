@@ -1,6 +1,8 @@
 -- The maintenance worker (easymo preloaded; scripts/test.sh sets easymo.maintenance_databases =
--- 'easymo_worker', which it created with the extension, and easymo.maintenance_interval = 1):
--- a missing partition of next month comes back without anybody calling anything.
+-- 'easymo_worker, easymo_worker_old', which it created with the extension at 0.2.0 and 0.1.0,
+-- and easymo.maintenance_interval = 1): a missing partition of next month comes back without
+-- anybody calling anything; in a database still at 0.1.0 the worker waits, and does its work
+-- once the extension is updated.
 \set VERBOSITY terse
 SET client_min_messages = warning;
 SHOW easymo.maintenance_databases;
@@ -31,3 +33,26 @@ SELECT count(*) AS back FROM pg_class WHERE relname = :'next_part';
 SELECT count(*) AS member FROM pg_depend
  WHERE objid = :'next_part'::regclass AND refclassid = 'pg_extension'::regclass AND deptype = 'e';
 SELECT :'next_part'::regclass::oid = ANY (extconfig) AS dumped FROM pg_extension WHERE extname = 'easymo';
+
+-- The database at 0.1.0: its worker is there, waiting (not failing and restarting).
+\c easymo_worker_old
+SET client_min_messages = warning;
+SELECT extversion FROM pg_extension WHERE extname = 'easymo';
+-- Still connected after a few of its 1-second intervals (a failing worker would have exited).
+SELECT pg_sleep(3);
+SELECT count(*) AS workers FROM pg_stat_activity WHERE backend_type = 'easymo maintenance' AND datname = 'easymo_worker_old';
+ALTER EXTENSION easymo UPDATE;
+SELECT format('system_metrics_p%s', to_char(now() AT TIME ZONE 'UTC' + interval '1 month', 'YYYY_MM')) AS next_part \gset
+BEGIN;
+ALTER EXTENSION easymo DROP TABLE :"next_part";
+DROP TABLE :"next_part";
+COMMIT;
+DO $wait$
+BEGIN
+    FOR i IN 1 .. 600 LOOP
+        EXIT WHEN EXISTS (SELECT 1 FROM pg_class WHERE relname = format('system_metrics_p%s', to_char(now() AT TIME ZONE 'UTC' + interval '1 month', 'YYYY_MM')));
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END
+$wait$;
+SELECT count(*) AS back_after_update FROM pg_class WHERE relname = :'next_part';
