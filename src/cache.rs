@@ -6,7 +6,7 @@
 //! are counted in the backend and added in batches to shared memory (easymo preloaded) or to
 //! cache_stat_counters (never in a read-only transaction or on a standby).
 
-use crate::catalog::{as_owner, ext_table, ExtTable};
+use crate::catalog::{self, as_owner, ext_table, ExtTable};
 use crate::error::{required, ContractError, OrRaise};
 use crate::plan::WritePlan;
 use crate::raw::{RawJsonb, RawTextArray};
@@ -106,37 +106,10 @@ impl CacheTable {
     /// The entry under `key`, seen with the statement's snapshot, its expiry checked against the
     /// clock. A live value is copied out of the buffer (and detoasted) into the caller's memory.
     fn lookup(&self, key: &str) -> Found {
-        use pg_sys::{AccessShareLock, NoLock};
-        // SAFETY: as in money::KeyIndex::lookup: relations opened and locked as the executor
-        // would, everything released before returning (or by abort), values copied while the
-        // buffer is pinned.
-        unsafe {
-            let heap = pg_sys::table_open(self.table.relid, AccessShareLock as i32);
-            let index = pg_sys::index_open(self.pkey, AccessShareLock as i32);
-            let snapshot = pg_sys::RegisterSnapshot(if pg_sys::ActiveSnapshotSet() {
-                pg_sys::GetActiveSnapshot()
-            } else {
-                pg_sys::GetTransactionSnapshot()
-            });
-            let mut scankey: pg_sys::ScanKeyData = std::mem::zeroed();
-            let text = pg_sys::cstring_to_text_with_len(key.as_ptr().cast(), key.len() as i32);
-            pg_sys::ScanKeyEntryInitialize(
-                &mut scankey,
-                0,
-                1,
-                pg_sys::BTEqualStrategyNumber as u16,
-                pg_sys::Oid::INVALID,
-                *(*index).rd_indcollation,
-                pg_sys::Oid::from(pg_sys::F_TEXTEQ),
-                pg_sys::Datum::from(text),
-            );
-            let scan = pg_sys::index_beginscan(heap, index, snapshot, 1, 0);
-            pg_sys::index_rescan(scan, &mut scankey, 1, std::ptr::null_mut(), 0);
-            let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
-            let found = if pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
-                let last = *self.attributes.iter().max().expect("three attributes");
-                pg_sys::slot_getsomeattrs_int(slot, i32::from(last));
-                let datum = |att: i16| *(*slot).tts_values.add(att as usize - 1);
+        let last = *self.attributes.iter().max().expect("three attributes");
+        catalog::lookup_by_text_key(self.table.relid, self.pkey, key, false, last, |datum| {
+            // SAFETY: the attributes are those found in `find`, read while the row is pinned.
+            unsafe {
                 let cache_type = String::from_datum(datum(self.attributes[1]), false).expect("not null");
                 let expires_at = datum(self.attributes[2]).value() as pg_sys::TimestampTz;
                 if expires_at > now() {
@@ -145,16 +118,9 @@ impl CacheTable {
                 } else {
                     Found::Expired { cache_type }
                 }
-            } else {
-                Found::Absent
-            };
-            pg_sys::ExecDropSingleTupleTableSlot(slot);
-            pg_sys::index_endscan(scan);
-            pg_sys::UnregisterSnapshot(snapshot);
-            pg_sys::index_close(index, NoLock as i32);
-            pg_sys::table_close(heap, NoLock as i32);
-            found
-        }
+            }
+        })
+        .unwrap_or(Found::Absent)
     }
 }
 

@@ -96,3 +96,55 @@ pub fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R) -> R {
     unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) };
     result
 }
+
+/// Reads the row whose text key equals `key` through the btree `index` on `table` (a primary
+/// key: at most one row), with no SPI and no plan: the heap and index are opened and locked as
+/// the executor would. `read` gets the row's attributes (1-based numbers, up to `last_attribute`)
+/// while the buffer is pinned and must copy out whatever it keeps. With `fresh` the row is seen
+/// under a new snapshot (everything committed now), otherwise under the calling statement's.
+pub fn lookup_by_text_key<R>(
+    table: pg_sys::Oid,
+    index: pg_sys::Oid,
+    key: &str,
+    fresh: bool,
+    last_attribute: i16,
+    read: impl FnOnce(&dyn Fn(i16) -> pg_sys::Datum) -> R,
+) -> Option<R> {
+    use pg_sys::{AccessShareLock, NoLock};
+    // SAFETY: every resource is released before returning (and by transaction abort on error);
+    // attribute datums are only handed to `read` while the slot holds the row.
+    unsafe {
+        let heap = pg_sys::table_open(table, AccessShareLock as i32);
+        let index = pg_sys::index_open(index, AccessShareLock as i32);
+        let snapshot = pg_sys::RegisterSnapshot(if fresh || !pg_sys::ActiveSnapshotSet() {
+            pg_sys::GetTransactionSnapshot()
+        } else {
+            pg_sys::GetActiveSnapshot()
+        });
+        let mut scankey: pg_sys::ScanKeyData = std::mem::zeroed();
+        let text = pg_sys::cstring_to_text_with_len(key.as_ptr().cast(), key.len() as i32);
+        pg_sys::ScanKeyEntryInitialize(
+            &mut scankey,
+            0,
+            1,
+            pg_sys::BTEqualStrategyNumber as u16,
+            pg_sys::Oid::INVALID,
+            *(*index).rd_indcollation,
+            pg_sys::Oid::from(pg_sys::F_TEXTEQ),
+            pg_sys::Datum::from(text),
+        );
+        let scan = pg_sys::index_beginscan(heap, index, snapshot, 1, 0);
+        pg_sys::index_rescan(scan, &mut scankey, 1, std::ptr::null_mut(), 0);
+        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+        let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot).then(|| {
+            pg_sys::slot_getsomeattrs_int(slot, i32::from(last_attribute));
+            read(&|att: i16| *(*slot).tts_values.add(att as usize - 1))
+        });
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::index_endscan(scan);
+        pg_sys::UnregisterSnapshot(snapshot);
+        pg_sys::index_close(index, NoLock as i32);
+        pg_sys::table_close(heap, NoLock as i32);
+        found
+    }
+}

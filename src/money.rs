@@ -13,7 +13,7 @@
 //! The key lookup, the whole of a replay, reads the key table's primary key directly (no SPI,
 //! no plan, no executor): a replay then costs little more than the call itself.
 
-use crate::catalog::{ext_table, ExtTable};
+use crate::catalog::{self, ext_table, ExtTable};
 use crate::error::{required, ContractError, OrRaise};
 use crate::raw::RawJsonb;
 use crate::ids::new_v7;
@@ -186,37 +186,11 @@ impl KeyIndex {
     /// seen); otherwise under the calling statement's snapshot, which is enough for the first
     /// look: a key committed since then is caught by the insert's conflict, and looked up fresh.
     fn lookup(&self, key: &str, fresh: bool) -> Option<KeyUse> {
-        use pg_sys::{AccessShareLock, NoLock};
-        // SAFETY: the relations are opened and locked as the executor would, every resource is
-        // released before returning (and by transaction abort on error); attribute datums are
-        // converted to owned values while the buffer is still pinned.
-        unsafe {
-            let heap = pg_sys::table_open(self.table, AccessShareLock as i32);
-            let index = pg_sys::index_open(self.index, AccessShareLock as i32);
-            let snapshot = pg_sys::RegisterSnapshot(if fresh || !pg_sys::ActiveSnapshotSet() {
-                pg_sys::GetTransactionSnapshot()
-            } else {
-                pg_sys::GetActiveSnapshot()
-            });
-            let mut scankey: pg_sys::ScanKeyData = std::mem::zeroed();
-            let text = pg_sys::cstring_to_text_with_len(key.as_ptr().cast(), key.len() as i32);
-            pg_sys::ScanKeyEntryInitialize(
-                &mut scankey,
-                0,
-                1,
-                pg_sys::BTEqualStrategyNumber as u16,
-                pg_sys::Oid::INVALID,
-                *(*index).rd_indcollation,
-                pg_sys::Oid::from(pg_sys::F_TEXTEQ),
-                pg_sys::Datum::from(text),
-            );
-            let scan = pg_sys::index_beginscan(heap, index, snapshot, 1, 0);
-            pg_sys::index_rescan(scan, &mut scankey, 1, std::ptr::null_mut(), 0);
-            let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
-            let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot).then(|| {
-                let last = *self.attributes.iter().max().expect("five attributes");
-                pg_sys::slot_getsomeattrs_int(slot, i32::from(last));
-                let datum = |att: i16| *(*slot).tts_values.add(att as usize - 1);
+        let last = *self.attributes.iter().max().expect("five attributes");
+        catalog::lookup_by_text_key(self.table, self.index, key, fresh, last, |datum| {
+            // SAFETY: the attributes are those found in `find`, converted to owned values while
+            // the row is pinned.
+            unsafe {
                 let numeric = pg_sys::pg_detoast_datum(datum(self.attributes[3]).cast_mut_ptr());
                 KeyUse {
                     transaction_id: pgrx::Uuid::from_datum(datum(self.attributes[0]), false).expect("not null"),
@@ -225,14 +199,8 @@ impl KeyIndex {
                     amount: std::ffi::CStr::from_ptr(pg_sys::numeric_normalize(numeric.cast())).to_string_lossy().into_owned(),
                     currency: String::from_datum(datum(self.attributes[4]), false).expect("not null"),
                 }
-            });
-            pg_sys::ExecDropSingleTupleTableSlot(slot);
-            pg_sys::index_endscan(scan);
-            pg_sys::UnregisterSnapshot(snapshot);
-            pg_sys::index_close(index, NoLock as i32);
-            pg_sys::table_close(heap, NoLock as i32);
-            found
-        }
+            }
+        })
     }
 }
 
