@@ -37,10 +37,12 @@ ensure_toolchain() {
     fi
 }
 
-# Builds the release library and installs it into the system PostgreSQL 15.
+# Builds the library (release, or debug when asked) and installs it into the system PostgreSQL 15.
 install_extension() {
-    log "building and installing easymo (release)"
-    (cd "$ROOT" && cargo pgrx install --release --pg-config "$PG_CONFIG") >&2
+    local profile="${1:-release}" flags=(--release)
+    [ "$profile" = debug ] && flags=()
+    log "building and installing easymo ($profile)"
+    (cd "$ROOT" && cargo pgrx install "${flags[@]}" --pg-config "$PG_CONFIG") >&2
     install_versions
 }
 

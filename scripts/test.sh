@@ -1,56 +1,99 @@
 #!/usr/bin/env bash
-# Runs every test of easymo and exits non-zero on any failure:
-#   1. the Rust-level #[pg_test] units (cargo pgrx test, its own throw-away cluster);
-#   2. the release build, installed into the system PostgreSQL 15;
-#   3. every pg_regress suite (tests/pg_regress) and isolation spec (tests/isolation), against a
-#      fresh private cluster;
-#   4. the tests that race several real connections or compare with PostGIS (tests/integration),
-#      on that cluster;
-#   5. backup/restore and a streaming replica (tests/ops);
-#   6. the suites that need easymo preloaded, on that cluster restarted with it.
+# Runs the tests of easymo and exits non-zero on any failure.
+#
+#   scripts/test.sh                 everything (what CI runs):
+#     1. the Rust-level #[pg_test] units (cargo pgrx test, its own throw-away cluster);
+#     2. the release build, installed into the system PostgreSQL 15;
+#     3. every pg_regress suite (tests/pg_regress) and isolation spec (tests/isolation), against a
+#        fresh private cluster;
+#     4. the tests that race several real connections or compare with PostGIS (tests/integration),
+#        on that cluster;
+#     5. what a DBA does (tests/ops): backup/restore, a streaming replica, a transaction pooler,
+#        DDL from another session, random queries;
+#     6. the suites that need easymo preloaded, on that cluster restarted with it.
+#   scripts/test.sh NAME...         only the named tests, in the order above: a pg_regress suite
+#                                   or isolation spec by file name (cache, queue_claims, ...), an
+#                                   ops test (backup, standby, pooler, ...), `units`,
+#                                   `integration` (all of it) or `integration:FILTER` (cargo test
+#                                   filter). The cluster is set up as for the full run.
+#   scripts/test.sh --debug ...     build the library in debug mode (faster to rebuild).
 # On a fresh Debian 12 machine it first installs what is missing (see scripts/common.sh).
 source "$(dirname "$0")/common.sh"
 cd "$ROOT"
 
 PORT="${EASYMO_TEST_PORT:-28816}"
+PROFILE=release
+if [ "${1:-}" = "--debug" ]; then PROFILE=debug; shift; fi
+SELECTED=("$@")
+OPS_TESTS=(backup standby)
+
 # PostGIS is for the cross-check of the nearby search only; the extension never requires it.
 ensure_toolchain postgresql-15-postgis-3
+
+# Every spec or sql file must be in a schedule: a forgotten file would silently never run.
+for f in tests/pg_regress/sql/*.sql tests/isolation/specs/*.spec; do
+    dir=$(dirname "$(dirname "$f")"); name=$(basename "${f%.*}")
+    grep -qx "test: $name" "$dir"/schedule* || die "$f is not listed in a schedule of $dir"
+done
+
+# selected NAME: whether NAME is to run (everything runs when nothing was named).
+selected() {
+    [ "${#SELECTED[@]}" -eq 0 ] && return 0
+    local s; for s in "${SELECTED[@]}"; do [ "$s" = "$1" ] && return 0; done
+    return 1
+}
+# Names that no stage knows are a typo: say so rather than run nothing.
+for s in "${SELECTED[@]}"; do
+    case "$s" in
+        units|integration|integration:*) continue ;;
+    esac
+    [ -f "tests/pg_regress/sql/$s.sql" ] || [ -f "tests/isolation/specs/$s.spec" ] || [ -f "tests/ops/$s.sh" ] \
+        || die "no test named $s (a pg_regress suite, isolation spec, ops test, units or integration[:FILTER])"
+done
 
 passed=0; failed=0
 count_result() { if [ "$1" -eq 0 ]; then passed=$((passed + $2)); else failed=$((failed + ${3:-1})); fi; }
 
 # 1. cargo pgrx test runs initdb itself (and refuses an existing data directory) and installs its
 #    debug build over the system's easymo.so: run it before our cluster starts, and install the
-#    release build afterwards.
-log "cargo pgrx test"
-pgrx_data="$(cluster_base)/pgrx-test"
-rm -rf "$pgrx_data"; mkdir -p "$pgrx_data"
-[ "$PG_USER" = postgres ] && chown postgres:postgres "$pgrx_data"
-set +e
-CARGO_PGRX_TEST_RUNAS=$PG_USER CARGO_PGRX_TEST_PGDATA="$pgrx_data" \
-    cargo pgrx test pg15 2>&1 | tee target/pgrx-test.log
-rc=${PIPESTATUS[0]}
-set -e
-units=$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' target/pgrx-test.log | awk '{s+=$4} END {print s+0}')
-count_result "$rc" "$units"
+#    build under test afterwards.
+if selected units; then
+    log "cargo pgrx test"
+    pgrx_data="$(cluster_base)/pgrx-test"
+    rm -rf "$pgrx_data"; mkdir -p "$pgrx_data"
+    [ "$PG_USER" = postgres ] && chown postgres:postgres "$pgrx_data"
+    set +e
+    CARGO_PGRX_TEST_RUNAS=$PG_USER CARGO_PGRX_TEST_PGDATA="$pgrx_data" \
+        cargo pgrx test pg15 2>&1 | tee target/pgrx-test.log
+    rc=${PIPESTATUS[0]}
+    set -e
+    units=$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' target/pgrx-test.log | awk '{s+=$4} END {print s+0}')
+    count_result "$rc" "$units"
+fi
 
-# 2. The release build the suites run against.
-install_extension
+# 2. The build the suites run against.
+install_extension "$PROFILE"
 
 # 3. pg_regress and pg_isolation_regress suites against a fresh private cluster.
 EXTRA_PG_CONF="fsync = off" cluster_start test "$PORT" fresh
 trap 'cluster_stop test' EXIT
 PGXS_TEST=/usr/lib/postgresql/15/lib/pgxs/src/test
 
-# run_suites KIND DRIVER DIR SCHEDULE [driver options]: runs the suites of SCHEDULE (in DIR).
+# run_suites KIND DRIVER DIR SCHEDULE [driver options]: runs the suites of SCHEDULE (in DIR), or
+# those of them that were named (with setup first, which the others rely on).
 run_suites() {
     local kind="$1" driver="$2" dir="$3" schedule="$4"; shift 4
-    local out="$ROOT/target/$kind"
+    local out="$ROOT/target/$kind" names=() name
+    while read -r name; do
+        if selected "$name" || { [ "$name" = setup ] && [ "${#SELECTED[@]}" -gt 0 ]; }; then names+=("$name"); fi
+    done < <(sed -n 's/^test: //p' "$schedule")
+    # Only setup: nothing of this schedule was named.
+    if [ "${#names[@]}" -eq 0 ] || [ "${names[*]}" = setup ]; then return 0; fi
     log "$kind"
     rm -rf "$out"; mkdir -p "$out"
     set +e
     "$driver" --host="$CLUSTER_SOCK" --port="$PORT" --user=postgres \
-        --inputdir="$dir" --outputdir="$out" --schedule="$schedule" "$@" 2>&1 | tee "$out/summary.txt"
+        --inputdir="$dir" --outputdir="$out" "$@" "${names[@]}" 2>&1 | tee "$out/summary.txt"
     local rc=${PIPESTATUS[0]}
     set -e
     if [ "$rc" -ne 0 ] && [ -f "$out/regression.diffs" ]; then
@@ -58,8 +101,7 @@ run_suites() {
     fi
     # Passed is what the driver reported as ok, whatever its exit status says (a missing
     # expected file makes pg_regress stop without a FAILED line).
-    local total oks
-    total=$(grep -c '^test: ' "$schedule")
+    local total=${#names[@]} oks
     oks=$(grep -c '\.\.\. ok' "$out/summary.txt" || true)
     if [ "$rc" -eq 0 ] && [ "$oks" -eq "$total" ]; then
         count_result 0 "$total"
@@ -67,12 +109,6 @@ run_suites() {
         passed=$((passed + oks)); count_result 1 0 "$(( total > oks ? total - oks : 1 ))"
     fi
 }
-
-# Every spec or sql file must be in a schedule: a forgotten file would silently never run.
-for f in tests/pg_regress/sql/*.sql tests/isolation/specs/*.spec; do
-    dir=$(dirname "$(dirname "$f")"); name=$(basename "${f%.*}")
-    grep -qx "test: $name" "$dir"/schedule* || die "$f is not listed in a schedule of $dir"
-done
 
 run_suites pg_regress "$PGXS_TEST/regress/pg_regress" tests/pg_regress tests/pg_regress/schedule \
     --dbname=easymo_regress
@@ -82,47 +118,69 @@ run_suites isolation "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation
 
 # 4. Tests that race several real connections, or compare with PostGIS (tests/integration, a
 #    crate of its own; each test makes its own database on the cluster).
-log "integration"
-set +e
-EASYMO_TEST_PGHOST="$CLUSTER_SOCK" EASYMO_TEST_PGPORT="$PORT" \
-    cargo test --manifest-path tests/integration/Cargo.toml 2>&1 | tee target/integration.log
-rc=${PIPESTATUS[0]}
-set -e
-count_result "$rc" "$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' target/integration.log | awk '{s+=$4} END {print s+0}')"
+filters=()
+for s in "${SELECTED[@]}"; do case "$s" in integration:*) filters+=("${s#integration:}") ;; esac; done
+if selected integration || [ "${#filters[@]}" -gt 0 ]; then
+    log "integration"
+    [ "${#filters[@]}" -eq 0 ] && filters=("")
+    for filter in "${filters[@]}"; do
+        set +e
+        EASYMO_TEST_PGHOST="$CLUSTER_SOCK" EASYMO_TEST_PGPORT="$PORT" \
+            cargo test --manifest-path tests/integration/Cargo.toml -- $filter 2>&1 | tee target/integration.log
+        rc=${PIPESTATUS[0]}
+        set -e
+        count_result "$rc" "$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' target/integration.log | awk '{s+=$4} END {print s+0}')"
+    done
+fi
 
-# 5. What a DBA checks (tests/ops): pg_dump/pg_restore on this cluster; a streaming replica on
-#    two clusters of its own.
-for t in backup standby; do
+# 5. What a DBA does (tests/ops), each script against this cluster or clusters of its own.
+for t in "${OPS_TESTS[@]}"; do
+    selected "$t" || continue
     log "ops: $t"
     set +e
-    EASYMO_TEST_PGHOST="$CLUSTER_SOCK" EASYMO_TEST_PGPORT="$PORT" bash "tests/ops/$t.sh"
+    EASYMO_TEST_PGHOST="$CLUSTER_SOCK" EASYMO_TEST_PGPORT="$PORT" EASYMO_TEST_LOG="$CLUSTER_DIR/log/postgres.log" \
+        bash "tests/ops/$t.sh"
     rc=$?
     set -e
     count_result "$rc" 1
 done
 # No input in any suite may have crashed a backend (a crash restarts every connection).
-if grep -E 'terminated by signal|server process .* was terminated' "$CLUSTER_DIR/log/postgres.log"; then
-    log "a backend crashed (above, from $CLUSTER_DIR/log/postgres.log)"; count_result 1 0
-fi
+log_checked=0
+crashed() {
+    local log_file="$CLUSTER_DIR/log/postgres.log"
+    if tail -n +"$((log_checked + 1))" "$log_file" | grep -E 'terminated by signal|server process .* was terminated'; then
+        log "a backend crashed (above, from $log_file)"; count_result 1 0
+    fi
+    log_checked=$(wc -l < "$log_file")
+}
+crashed
 
 # 6. The same cluster restarted with easymo in shared_preload_libraries (shared-memory counters,
 #    the background worker): the suites of tests/pg_regress/schedule_preloaded.
 #    The maintenance worker runs in a database of its own (pg_regress drops and re-creates its
 #    database, which a connected worker would prevent), every second.
 #    A second one is still at 0.1.0, which has no run_maintenance(), until the suite updates it.
-cpsql -q -d postgres -c "DROP DATABASE IF EXISTS easymo_worker" -c "CREATE DATABASE easymo_worker" \
-    -c "DROP DATABASE IF EXISTS easymo_worker_old" -c "CREATE DATABASE easymo_worker_old"
-cpsql -q -d easymo_worker -c "CREATE EXTENSION easymo"
-cpsql -q -d easymo_worker_old -c "CREATE EXTENSION easymo VERSION '0.1.0'"
-cluster_stop test
-cat >> "$CLUSTER_DIR/data/postgresql.conf" <<'CONF'
+preloaded=0
+while read -r name; do
+    [ "$name" != setup ] && selected "$name" && preloaded=1
+done < <(sed -n 's/^test: //p' tests/pg_regress/schedule_preloaded)
+if [ "$preloaded" -eq 1 ]; then
+    cpsql -q -d postgres -c "DROP DATABASE IF EXISTS easymo_worker" -c "CREATE DATABASE easymo_worker" \
+        -c "DROP DATABASE IF EXISTS easymo_worker_old" -c "CREATE DATABASE easymo_worker_old"
+    cpsql -q -d easymo_worker -c "CREATE EXTENSION easymo"
+    cpsql -q -d easymo_worker_old -c "CREATE EXTENSION easymo VERSION '0.1.0'"
+    cluster_stop test
+    cat >> "$CLUSTER_DIR/data/postgresql.conf" <<'CONF'
 shared_preload_libraries = 'easymo'
 easymo.maintenance_databases = 'easymo_worker, easymo_worker_old'
 easymo.maintenance_interval = 1
+easymo.maintenance_restart_interval = 1
 CONF
-cluster_start test "$PORT"
-run_suites pg_regress_preloaded "$PGXS_TEST/regress/pg_regress" tests/pg_regress tests/pg_regress/schedule_preloaded \
-    --dbname=easymo_regress
+    cluster_start test "$PORT"
+    run_suites pg_regress_preloaded "$PGXS_TEST/regress/pg_regress" tests/pg_regress tests/pg_regress/schedule_preloaded \
+        --dbname=easymo_regress
+    crashed
+fi
 
 echo
 echo "easymo tests: $passed passed, $failed failed"

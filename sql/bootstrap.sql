@@ -2,6 +2,18 @@
 -- Runs first (pgrx `bootstrap`). Every object is created in the schema CREATE EXTENSION was given
 -- and referenced through @extschema@, so nothing assumes `public`.
 
+-- Every text the native functions read is UTF-8; in a database of another encoding (SQL_ASCII,
+-- LATIN1, ...) a non-ASCII argument could not be read. Refuse to install there, saying why.
+DO $encoding$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.<>) 'UTF8' THEN
+        RAISE EXCEPTION 'easymo needs a database with encoding UTF8, this one is %', pg_catalog.getdatabaseencoding()
+            USING ERRCODE = '0A000',
+                  HINT = 'Create the database with ENCODING ''UTF8'' (and a UTF-8 or C locale, e.g. TEMPLATE template0 LOCALE ''C.UTF-8'') and install easymo there.';
+    END IF;
+END
+$encoding$;
+
 -- The Supabase role names. Roles are cluster-wide and may already exist (Supabase, a second
 -- database): create them only when absent, NOLOGIN, and never drop them with the extension.
 DO $roles$
@@ -16,18 +28,24 @@ BEGIN
 END
 $roles$;
 
--- Exactly Supabase's auth.uid(): the `sub` claim PostgREST puts in the request settings.
+-- The calling user's id: the `sub` claim PostgREST puts in the request settings, as Supabase's
+-- auth.uid() reads it, except that the current setting wins. PostgREST sets
+-- request.jwt.claims for each transaction (set_config(..., true)); the legacy
+-- request.jwt.claim.sub is only read when request.jwt.claims is not set at all. Behind a
+-- transaction pooler a backend serves many clients, and one stray session-level claim.sub
+-- would otherwise make every later client that does set its claims act as that user (a
+-- claims object without a sub, an anonymous caller, is NULL, never the legacy value).
 CREATE FUNCTION @extschema@.request_user_id() RETURNS uuid
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(
-        nullif(current_setting('request.jwt.claim.sub', true), ''),
-        (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub')
-    )::uuid
+    SELECT CASE WHEN nullif(current_setting('request.jwt.claims', true), '') IS NOT NULL
+                THEN current_setting('request.jwt.claims', true)::jsonb ->> 'sub'
+                ELSE nullif(current_setting('request.jwt.claim.sub', true), '')
+           END::uuid
 $$;
 COMMENT ON FUNCTION @extschema@.request_user_id() IS
-    'The calling user''s id as Supabase auth.uid() gives it: request.jwt.claim.sub, else request.jwt.claims->>''sub'', as uuid; NULL when neither is set. Used by every RLS policy.';
+    'The calling user''s id: request.jwt.claims->>''sub'' when request.jwt.claims is set (NULL when it has no sub), else the legacy request.jwt.claim.sub, as uuid; NULL when neither is set. Used by every RLS policy.';
 
 -- One trigger function keeps updated_at honest on every table that has it.
 CREATE FUNCTION @extschema@._touch_updated_at() RETURNS trigger

@@ -67,7 +67,8 @@ CREATE TABLE @extschema@.transactions (
     -- decimal instead of refusing it.
     amount            numeric NOT NULL
                           CHECK (amount > 0 AND amount <= 1000000000000000 AND amount = round(amount, 4)),
-    currency          text NOT NULL DEFAULT 'RWF' CHECK (currency ~ '^[A-Z]{3}$'),
+    -- The codes create_transaction accepts (the list lives once, in src/money.rs).
+    currency          text NOT NULL DEFAULT 'RWF' CHECK (@extschema@._check_currency_code(currency)),
     status            text NOT NULL DEFAULT 'pending' CHECK (status IN
                           ('pending', 'processing', 'completed', 'failed', 'cancelled', 'reversed')),
     idempotency_key   text COLLATE "C" CHECK (length(idempotency_key) BETWEEN 1 AND 255),
@@ -87,6 +88,11 @@ CREATE INDEX transactions_open_status_idx
     ON @extschema@.transactions (status, created_at)
     WHERE status IN ('pending', 'processing');
 CREATE INDEX transactions_reference_idx ON @extschema@.transactions (reference);
+-- Deleting a payment method sets its transactions' payment_method_id to NULL: found here, not
+-- by scanning every partition.
+CREATE INDEX transactions_payment_method_idx
+    ON @extschema@.transactions (payment_method_id)
+    WHERE payment_method_id IS NOT NULL;
 CREATE INDEX transactions_correlation_idx
     ON @extschema@.transactions (correlation_id)
     WHERE correlation_id IS NOT NULL;
@@ -204,6 +210,8 @@ SELECT @extschema@._secure_view('@extschema@.user_recent_transactions', p_authen
 REVOKE ALL ON SEQUENCE @extschema@.transaction_reference_seq FROM PUBLIC, anon, authenticated;
 GRANT USAGE, SELECT ON SEQUENCE @extschema@.transaction_reference_seq TO service_role;
 
+COMMENT ON FUNCTION @extschema@._check_currency_code(text) IS
+    'Internal: whether p_code is an active ISO 4217 code in capitals, the list create_transaction accepts; the CHECK of transactions.currency.';
 COMMENT ON FUNCTION @extschema@.create_transaction(uuid, text, numeric, text, text, jsonb, text) IS
     'Creates a pending transaction with a unique reference and its created event; returns its id. With p_idempotency_key: the same key and the same user, type, amount and currency return the first call''s id and write nothing, any difference is 23505; concurrent callers with one key produce exactly one transaction.';
 

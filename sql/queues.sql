@@ -1,10 +1,8 @@
--- The claim / acknowledge / retry mechanism shared by the three queues: message_queue,
--- whatsapp_message_queue and background_jobs.
---
--- One template per operation (claim, finish, fail), instantiated below for each queue from a
--- row of facts (its table, its statuses, its counters, where a lease comes from, what narrows a
--- claim). The result is plain plpgsql with cached plans, so a claim costs what the hand-written
--- SQL would; the logic exists once.
+-- The claim / acknowledge / retry mechanism of the three queues: message_queue,
+-- whatsapp_message_queue and background_jobs. Each operation is written out per queue, as a
+-- plain function (grep finds it; an upgrade script replaces it as it is); what they share lives
+-- in the small functions below (the retry delay, the error for a row that is not claimed) and in
+-- the argument checks of bootstrap.sql.
 --
 -- Semantics, for every queue:
 --   claim    due rows by priority (1 first), then age, locked with FOR UPDATE SKIP LOCKED so
@@ -49,223 +47,130 @@ $$;
 COMMENT ON FUNCTION @extschema@._queue_not_claimed(regclass, text, uuid, text, boolean) IS
     'Internal: P0002 for an unknown queue row; 55000 (unless p_missing_only) for one that is not claimed.';
 
-DO $queues$
-DECLARE
-    claim_template CONSTANT text := $template$
-CREATE FUNCTION @extschema@.{claim_fn}({claim_args})
-RETURNS SETOF @extschema@.{tbl}
+-- ---------------------------------------------------------------------------------------------
+-- message_queue: processing while claimed, completed when acknowledged, dead_letter when its
+-- retries are used up.
+
+CREATE FUNCTION @extschema@.read_messages(p_queue_name text, p_batch_size integer DEFAULT 10, p_visibility_timeout_seconds integer DEFAULT 30)
+RETURNS SETOF @extschema@.message_queue
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $body$
-DECLARE
-    v_scope text[] := {scope_value};
-    v_lease integer := {lease_value};
-    v_worker text := {worker_value};
+AS $$
 BEGIN
     p_batch_size := @extschema@._check_range('p_batch_size', p_batch_size, 1, 1000);
-    {claim_checks}
+    p_queue_name := @extschema@._check_not_null('p_queue_name', p_queue_name);
+    p_visibility_timeout_seconds := @extschema@._check_range('p_visibility_timeout_seconds', p_visibility_timeout_seconds, 0, 43200);
     RETURN QUERY
     WITH due AS (
-        SELECT q.id FROM @extschema@.{tbl} q
-         WHERE {due}
-           AND {scope}
+        SELECT q.id FROM @extschema@.message_queue q
+         WHERE q.status IN ('pending', 'processing')
+           AND CASE q.status WHEN 'pending' THEN q.scheduled_at <= now() ELSE q.locked_until <= now() END
+           AND q.queue_name = p_queue_name
          ORDER BY q.priority, q.created_at, q.id
          LIMIT p_batch_size
            FOR UPDATE SKIP LOCKED
     ), claimed AS (
-        UPDATE @extschema@.{tbl} t
-           SET {counter} = {counter_on_claim},
-               status = CASE WHEN {dead_on_claim} THEN '{dead}' ELSE '{claimed}' END,
-               locked_until = now() + make_interval(secs => {lease}),
-               {claim_sets}
+        -- A row still processing here had its visibility timeout pass: a failed delivery.
+        UPDATE @extschema@.message_queue t
+           SET retry_count = t.retry_count + (t.status = 'processing')::int,
+               status = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries
+                             THEN 'dead_letter' ELSE 'processing' END,
+               locked_until = now() + make_interval(secs => p_visibility_timeout_seconds),
+               last_error = CASE WHEN t.status = 'processing'
+                                 THEN 'visibility timeout passed without an acknowledgement' ELSE t.last_error END,
+               dead_lettered_at = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries THEN now() END,
                updated_at = now()
           FROM due
          WHERE t.id = due.id
         RETURNING t.*
     )
-    SELECT * FROM claimed c WHERE c.status = '{claimed}' ORDER BY c.priority, c.created_at, c.id;
+    SELECT * FROM claimed c WHERE c.status = 'processing' ORDER BY c.priority, c.created_at, c.id;
 END
-$body$;
-COMMENT ON FUNCTION @extschema@.{claim_fn}({claim_types}) IS '{claim_comment}';
-$template$;
+$$;
+COMMENT ON FUNCTION @extschema@.read_messages(text, integer, integer) IS
+    'Claims up to p_batch_size due messages of p_queue_name (priority, then age; FOR UPDATE SKIP LOCKED) for p_visibility_timeout_seconds; an unacknowledged message is due again after that, counting as a failed delivery.';
 
-    finish_template CONSTANT text := $template$
-CREATE FUNCTION @extschema@.{finish_fn}({finish_args})
+CREATE FUNCTION @extschema@.ack_message(p_message_id uuid)
 RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $body$
+AS $$
 BEGIN
-    {id_param} := @extschema@._check_not_null('{id_param}', {id_param});{finish_checks}
-    UPDATE @extschema@.{tbl} t
-       SET status = '{done}', locked_until = NULL, {done_at} = now(), {finish_sets} updated_at = now()
-     WHERE t.id = {id_param} AND t.status = '{claimed}';
+    p_message_id := @extschema@._check_not_null('p_message_id', p_message_id);
+    UPDATE @extschema@.message_queue t
+       SET status = 'completed', locked_until = NULL, completed_at = now(), updated_at = now()
+     WHERE t.id = p_message_id AND t.status = 'processing';
     IF FOUND THEN
         RETURN true;
     END IF;
-    PERFORM @extschema@._queue_not_claimed('@extschema@.{tbl}', '{what}', {id_param}, '{claimed}', true);
+    PERFORM @extschema@._queue_not_claimed('@extschema@.message_queue', 'message', p_message_id, 'processing', true);
     RETURN false;
 END
-$body$;
-COMMENT ON FUNCTION @extschema@.{finish_fn}({finish_types}) IS '{finish_comment}';
-$template$;
+$$;
+COMMENT ON FUNCTION @extschema@.ack_message(uuid) IS
+    'Acknowledges a claimed message (-> completed): true, or false when it was not claimed; unknown id P0002.';
 
-    fail_template CONSTANT text := $template$
-CREATE FUNCTION @extschema@.{fail_fn}({fail_args})
+CREATE FUNCTION @extschema@.nack_message(p_message_id uuid, p_error text DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $body$
+AS $$
 DECLARE
     new_status text;
 BEGIN
-    {id_param} := @extschema@._check_not_null('{id_param}', {id_param});
-    UPDATE @extschema@.{tbl} t
-       SET {counter} = {failures},
-           status = CASE WHEN {used_up} THEN '{dead}' ELSE 'pending' END,
-           scheduled_at = CASE WHEN {used_up} THEN t.scheduled_at
-                               ELSE now() + @extschema@._retry_delay({failures}) END,
+    p_message_id := @extschema@._check_not_null('p_message_id', p_message_id);
+    UPDATE @extschema@.message_queue t
+       SET retry_count = t.retry_count + 1,
+           status = CASE WHEN t.retry_count + 1 > t.max_retries THEN 'dead_letter' ELSE 'pending' END,
+           scheduled_at = CASE WHEN t.retry_count + 1 > t.max_retries THEN t.scheduled_at
+                               ELSE now() + @extschema@._retry_delay(t.retry_count + 1) END,
            locked_until = NULL,
            last_error = p_error,
-           {fail_sets}
+           dead_lettered_at = CASE WHEN t.retry_count + 1 > t.max_retries THEN now() END,
            updated_at = now()
-     WHERE t.id = {id_param} AND t.status = '{claimed}'
+     WHERE t.id = p_message_id AND t.status = 'processing'
     RETURNING t.status INTO new_status;
     IF NOT FOUND THEN
-        PERFORM @extschema@._queue_not_claimed('@extschema@.{tbl}', '{what}', {id_param}, '{claimed}', false);
+        PERFORM @extschema@._queue_not_claimed('@extschema@.message_queue', 'message', p_message_id, 'processing', false);
     END IF;
     RETURN new_status;
 END
-$body$;
-COMMENT ON FUNCTION @extschema@.{fail_fn}({fail_types}) IS '{fail_comment}';
-$template$;
+$$;
+COMMENT ON FUNCTION @extschema@.nack_message(uuid, text) IS
+    'Gives a claimed message back: pending again after an exponential backoff with jitter, or dead_letter after max_retries; returns the new status.';
 
-    -- Maintenance's bulk form of what a claim does to a row whose visibility timeout passed:
-    -- back to pending (due now) counting a failed delivery, or to the dead state past
-    -- max_retries. Rows a consumer holds locked right now are skipped, not waited for.
-    release_template CONSTANT text := $template$
-CREATE FUNCTION @extschema@.{release_fn}()
+-- Maintenance's bulk form of what a claim does to a message whose visibility timeout passed:
+-- back to pending (due now) counting a failed delivery, or dead_letter past max_retries. Rows a
+-- consumer holds locked right now are skipped, not waited for.
+CREATE FUNCTION @extschema@._release_expired_messages()
 RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $body$
+AS $$
 DECLARE
     n integer;
 BEGIN
     WITH expired AS (
-        SELECT q.id FROM @extschema@.{tbl} q
-         WHERE q.status = '{claimed}' AND q.locked_until <= now()
+        SELECT q.id FROM @extschema@.message_queue q
+         WHERE q.status = 'processing' AND q.locked_until <= now()
            FOR UPDATE SKIP LOCKED
     )
-    UPDATE @extschema@.{tbl} t
-       SET {counter} = {counter_on_claim},
-           status = CASE WHEN {dead_on_claim} THEN '{dead}' ELSE 'pending' END,
+    UPDATE @extschema@.message_queue t
+       SET retry_count = t.retry_count + 1,
+           status = CASE WHEN t.retry_count + 1 > t.max_retries THEN 'dead_letter' ELSE 'pending' END,
            scheduled_at = now(),
            locked_until = NULL,
-           {claim_sets}
+           last_error = 'visibility timeout passed without an acknowledgement',
+           dead_lettered_at = CASE WHEN t.retry_count + 1 > t.max_retries THEN now() END,
            updated_at = now()
       FROM expired
      WHERE t.id = expired.id;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END
-$body$;
-COMMENT ON FUNCTION @extschema@.{release_fn}() IS 'Internal: {what}s whose visibility timeout passed without an acknowledgement go back to pending (a failed delivery) or, past max_retries, to {dead}; returns how many. Run by run_maintenance().';
-$template$;
-
-    q record;
-    sql text;
-    key text;
-    facts jsonb;
-BEGIN
-    FOR facts IN SELECT * FROM jsonb_array_elements($facts$[
-      {
-        "what": "message", "tbl": "message_queue",
-        "claimed": "processing", "done": "completed", "dead": "dead_letter", "done_at": "completed_at",
-        "counter": "retry_count",
-        "claim_fn": "read_messages", "release_fn": "_release_expired_messages",
-        "claim_args": "p_queue_name text, p_batch_size integer DEFAULT 10, p_visibility_timeout_seconds integer DEFAULT 30",
-        "claim_types": "text, integer, integer",
-        "scope_value": "ARRAY[p_queue_name]", "lease_value": "p_visibility_timeout_seconds", "worker_value": "NULL",
-        "claim_checks": "p_queue_name := {ext}._check_not_null('p_queue_name', p_queue_name); v_lease := {ext}._check_range('p_visibility_timeout_seconds', v_lease, 0, 43200);",
-        "due": "q.status IN ('pending', 'processing') AND CASE q.status WHEN 'pending' THEN q.scheduled_at <= now() ELSE q.locked_until <= now() END",
-        "scope": "q.queue_name = v_scope[1]",
-        "counter_on_claim": "t.retry_count + (t.status = 'processing')::int",
-        "dead_on_claim": "t.status = 'processing' AND t.retry_count + 1 > t.max_retries",
-        "lease": "v_lease",
-        "claim_sets": "last_error = CASE WHEN t.status = 'processing' THEN 'visibility timeout passed without an acknowledgement' ELSE t.last_error END, dead_lettered_at = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries THEN now() END,",
-        "claim_comment": "Claims up to p_batch_size due messages of p_queue_name (priority, then age; FOR UPDATE SKIP LOCKED) for p_visibility_timeout_seconds; an unacknowledged message is due again after that, counting as a failed delivery.",
-        "finish_fn": "ack_message", "finish_args": "p_message_id uuid", "finish_types": "uuid",
-        "id_param": "p_message_id", "finish_sets": "", "finish_checks": "",
-        "finish_comment": "Acknowledges a claimed message (-> completed): true, or false when it was not claimed; unknown id P0002.",
-        "fail_fn": "nack_message", "fail_args": "p_message_id uuid, p_error text DEFAULT NULL", "fail_types": "uuid, text",
-        "failures": "t.retry_count + 1", "used_up": "t.retry_count + 1 > t.max_retries",
-        "fail_sets": "dead_lettered_at = CASE WHEN t.retry_count + 1 > t.max_retries THEN now() END,",
-        "fail_comment": "Gives a claimed message back: pending again after an exponential backoff with jitter, or dead_letter after max_retries; returns the new status."
-      },
-      {
-        "what": "WhatsApp message", "tbl": "whatsapp_message_queue",
-        "claimed": "processing", "done": "sent", "dead": "failed", "done_at": "sent_at",
-        "counter": "retry_count",
-        "claim_fn": "claim_whatsapp_messages", "release_fn": "_release_expired_whatsapp_messages",
-        "claim_args": "p_batch_size integer DEFAULT 10, p_visibility_timeout_seconds integer DEFAULT 30",
-        "claim_types": "integer, integer",
-        "scope_value": "NULL", "lease_value": "p_visibility_timeout_seconds", "worker_value": "NULL",
-        "claim_checks": "v_lease := {ext}._check_range('p_visibility_timeout_seconds', v_lease, 0, 43200);",
-        "due": "q.status IN ('pending', 'processing') AND CASE q.status WHEN 'pending' THEN q.scheduled_at <= now() ELSE q.locked_until <= now() END",
-        "scope": "true",
-        "counter_on_claim": "t.retry_count + (t.status = 'processing')::int",
-        "dead_on_claim": "t.status = 'processing' AND t.retry_count + 1 > t.max_retries",
-        "lease": "v_lease",
-        "claim_sets": "last_error = CASE WHEN t.status = 'processing' THEN 'visibility timeout passed without an acknowledgement' ELSE t.last_error END,",
-        "claim_comment": "Claims up to p_batch_size due outbound WhatsApp messages (priority, then age; FOR UPDATE SKIP LOCKED) for p_visibility_timeout_seconds; an unconfirmed message is due again after that, counting as a failed delivery.",
-        "finish_fn": "complete_whatsapp_message", "finish_args": "p_message_id uuid, p_provider_message_id text DEFAULT NULL", "finish_types": "uuid, text",
-        "id_param": "p_message_id", "finish_sets": "provider_message_id = coalesce(p_provider_message_id, t.provider_message_id),",
-        "finish_checks": "\n    p_provider_message_id := {ext}._check_text('p_provider_message_id', p_provider_message_id, 255, false);",
-        "finish_comment": "Marks a claimed WhatsApp message sent, with the provider''s message id: true, or false when it was not claimed; unknown id P0002.",
-        "fail_fn": "fail_whatsapp_message", "fail_args": "p_message_id uuid, p_error text DEFAULT NULL", "fail_types": "uuid, text",
-        "failures": "t.retry_count + 1", "used_up": "t.retry_count + 1 > t.max_retries",
-        "fail_sets": "",
-        "fail_comment": "Gives a claimed WhatsApp message back: pending again after an exponential backoff with jitter, or failed after max_retries; returns the new status."
-      },
-      {
-        "what": "job", "tbl": "background_jobs",
-        "claimed": "running", "done": "completed", "dead": "failed", "done_at": "completed_at",
-        "counter": "attempts",
-        "claim_fn": "claim_jobs",
-        "claim_args": "p_job_types text[] DEFAULT NULL, p_batch_size integer DEFAULT 1, p_worker_id text DEFAULT NULL",
-        "claim_types": "text[], integer, text",
-        "scope_value": "p_job_types", "lease_value": "NULL", "worker_value": "p_worker_id",
-        "claim_checks": "v_worker := {ext}._check_text('p_worker_id', v_worker, 255, false);",
-        "due": "q.status = 'pending' AND q.scheduled_at <= now()",
-        "scope": "(v_scope IS NULL OR q.job_type = ANY (v_scope))",
-        "counter_on_claim": "t.attempts + 1",
-        "dead_on_claim": "false",
-        "lease": "t.timeout_seconds",
-        "claim_sets": "started_at = now(), worker_id = v_worker,",
-        "claim_comment": "Claims up to p_batch_size due jobs (of p_job_types, or any), priority then age, FOR UPDATE SKIP LOCKED; each is leased for its timeout_seconds (maintenance times out the ones that overrun) and counts an attempt.",
-        "finish_fn": "complete_job", "finish_args": "p_job_id uuid, p_result jsonb DEFAULT NULL", "finish_types": "uuid, jsonb",
-        "id_param": "p_job_id", "finish_sets": "result = p_result,", "finish_checks": "",
-        "finish_comment": "Completes a running job with its result: true, or false when it was not running; unknown id P0002.",
-        "fail_fn": "fail_job", "fail_args": "p_job_id uuid, p_error text DEFAULT NULL", "fail_types": "uuid, text",
-        "failures": "t.attempts", "used_up": "t.attempts >= t.max_attempts",
-        "fail_sets": "completed_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END,",
-        "fail_comment": "Gives a running job back: pending again after an exponential backoff with jitter, or failed after max_attempts; returns the new status."
-      }
-    ]$facts$::jsonb)
-    LOOP
-        FOREACH sql IN ARRAY ARRAY[claim_template, finish_template, fail_template]
-                             || CASE WHEN facts ? 'release_fn' THEN ARRAY[release_template] ELSE '{}' END LOOP
-            FOR key IN SELECT jsonb_object_keys(facts) LOOP
-                sql := replace(sql, '{' || key || '}', facts ->> key);
-            END LOOP;
-            -- The facts are JSON, where a quoted schema name ("Easy Mo") cannot be written as is.
-            sql := replace(sql, '{ext}', '@extschema@');
-            EXECUTE sql;
-        END LOOP;
-    END LOOP;
-END
-$queues$;
+$$;
+COMMENT ON FUNCTION @extschema@._release_expired_messages() IS
+    'Internal: messages whose visibility timeout passed without an acknowledgement go back to pending (a failed delivery) or, past max_retries, to dead_letter; returns how many. Run by run_maintenance().';
 
 -- A dead-lettered message goes back to the queue, its retries counted afresh.
 CREATE FUNCTION @extschema@.replay_dead_letter(p_message_id uuid) RETURNS boolean
@@ -287,6 +192,212 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.replay_dead_letter(uuid) IS
     'Puts a dead-lettered message back in its queue (pending, retries counted afresh): true, or false when it was not dead-lettered; unknown id P0002.';
+
+-- ---------------------------------------------------------------------------------------------
+-- whatsapp_message_queue: processing while claimed, sent when the provider took it, failed when
+-- its retries are used up.
+
+CREATE FUNCTION @extschema@.claim_whatsapp_messages(p_batch_size integer DEFAULT 10, p_visibility_timeout_seconds integer DEFAULT 30)
+RETURNS SETOF @extschema@.whatsapp_message_queue
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    p_batch_size := @extschema@._check_range('p_batch_size', p_batch_size, 1, 1000);
+    p_visibility_timeout_seconds := @extschema@._check_range('p_visibility_timeout_seconds', p_visibility_timeout_seconds, 0, 43200);
+    RETURN QUERY
+    WITH due AS (
+        SELECT q.id FROM @extschema@.whatsapp_message_queue q
+         WHERE q.status IN ('pending', 'processing')
+           AND CASE q.status WHEN 'pending' THEN q.scheduled_at <= now() ELSE q.locked_until <= now() END
+         ORDER BY q.priority, q.created_at, q.id
+         LIMIT p_batch_size
+           FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        -- A row still processing here had its visibility timeout pass: a failed delivery.
+        UPDATE @extschema@.whatsapp_message_queue t
+           SET retry_count = t.retry_count + (t.status = 'processing')::int,
+               status = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries
+                             THEN 'failed' ELSE 'processing' END,
+               locked_until = now() + make_interval(secs => p_visibility_timeout_seconds),
+               last_error = CASE WHEN t.status = 'processing'
+                                 THEN 'visibility timeout passed without an acknowledgement' ELSE t.last_error END,
+               updated_at = now()
+          FROM due
+         WHERE t.id = due.id
+        RETURNING t.*
+    )
+    SELECT * FROM claimed c WHERE c.status = 'processing' ORDER BY c.priority, c.created_at, c.id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.claim_whatsapp_messages(integer, integer) IS
+    'Claims up to p_batch_size due outbound WhatsApp messages (priority, then age; FOR UPDATE SKIP LOCKED) for p_visibility_timeout_seconds; an unconfirmed message is due again after that, counting as a failed delivery.';
+
+CREATE FUNCTION @extschema@.complete_whatsapp_message(p_message_id uuid, p_provider_message_id text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    p_message_id := @extschema@._check_not_null('p_message_id', p_message_id);
+    p_provider_message_id := @extschema@._check_text('p_provider_message_id', p_provider_message_id, 255, false);
+    UPDATE @extschema@.whatsapp_message_queue t
+       SET status = 'sent', locked_until = NULL, sent_at = now(),
+           provider_message_id = coalesce(p_provider_message_id, t.provider_message_id), updated_at = now()
+     WHERE t.id = p_message_id AND t.status = 'processing';
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    PERFORM @extschema@._queue_not_claimed('@extschema@.whatsapp_message_queue', 'WhatsApp message', p_message_id, 'processing', true);
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.complete_whatsapp_message(uuid, text) IS
+    'Marks a claimed WhatsApp message sent, with the provider''s message id: true, or false when it was not claimed; unknown id P0002.';
+
+CREATE FUNCTION @extschema@.fail_whatsapp_message(p_message_id uuid, p_error text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_status text;
+BEGIN
+    p_message_id := @extschema@._check_not_null('p_message_id', p_message_id);
+    UPDATE @extschema@.whatsapp_message_queue t
+       SET retry_count = t.retry_count + 1,
+           status = CASE WHEN t.retry_count + 1 > t.max_retries THEN 'failed' ELSE 'pending' END,
+           scheduled_at = CASE WHEN t.retry_count + 1 > t.max_retries THEN t.scheduled_at
+                               ELSE now() + @extschema@._retry_delay(t.retry_count + 1) END,
+           locked_until = NULL,
+           last_error = p_error,
+           updated_at = now()
+     WHERE t.id = p_message_id AND t.status = 'processing'
+    RETURNING t.status INTO new_status;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._queue_not_claimed('@extschema@.whatsapp_message_queue', 'WhatsApp message', p_message_id, 'processing', false);
+    END IF;
+    RETURN new_status;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.fail_whatsapp_message(uuid, text) IS
+    'Gives a claimed WhatsApp message back: pending again after an exponential backoff with jitter, or failed after max_retries; returns the new status.';
+
+CREATE FUNCTION @extschema@._release_expired_whatsapp_messages()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    WITH expired AS (
+        SELECT q.id FROM @extschema@.whatsapp_message_queue q
+         WHERE q.status = 'processing' AND q.locked_until <= now()
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE @extschema@.whatsapp_message_queue t
+       SET retry_count = t.retry_count + 1,
+           status = CASE WHEN t.retry_count + 1 > t.max_retries THEN 'failed' ELSE 'pending' END,
+           scheduled_at = now(),
+           locked_until = NULL,
+           last_error = 'visibility timeout passed without an acknowledgement',
+           updated_at = now()
+      FROM expired
+     WHERE t.id = expired.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._release_expired_whatsapp_messages() IS
+    'Internal: WhatsApp messages whose visibility timeout passed without an acknowledgement go back to pending (a failed delivery) or, past max_retries, to failed; returns how many. Run by run_maintenance().';
+
+-- ---------------------------------------------------------------------------------------------
+-- background_jobs: running while claimed (leased for the job's own timeout_seconds; maintenance
+-- times out the ones that overrun), completed, or failed when its attempts are used up.
+
+CREATE FUNCTION @extschema@.claim_jobs(p_job_types text[] DEFAULT NULL, p_batch_size integer DEFAULT 1, p_worker_id text DEFAULT NULL)
+RETURNS SETOF @extschema@.background_jobs
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    p_batch_size := @extschema@._check_range('p_batch_size', p_batch_size, 1, 1000);
+    p_worker_id := @extschema@._check_text('p_worker_id', p_worker_id, 255, false);
+    RETURN QUERY
+    WITH due AS (
+        SELECT q.id FROM @extschema@.background_jobs q
+         WHERE q.status = 'pending' AND q.scheduled_at <= now()
+           AND (p_job_types IS NULL OR q.job_type = ANY (p_job_types))
+         ORDER BY q.priority, q.created_at, q.id
+         LIMIT p_batch_size
+           FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE @extschema@.background_jobs t
+           SET attempts = t.attempts + 1,
+               status = 'running',
+               locked_until = now() + make_interval(secs => t.timeout_seconds),
+               started_at = now(),
+               worker_id = p_worker_id,
+               updated_at = now()
+          FROM due
+         WHERE t.id = due.id
+        RETURNING t.*
+    )
+    SELECT * FROM claimed c ORDER BY c.priority, c.created_at, c.id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.claim_jobs(text[], integer, text) IS
+    'Claims up to p_batch_size due jobs (of p_job_types, or any), priority then age, FOR UPDATE SKIP LOCKED; each is leased for its timeout_seconds (maintenance times out the ones that overrun) and counts an attempt.';
+
+CREATE FUNCTION @extschema@.complete_job(p_job_id uuid, p_result jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    p_job_id := @extschema@._check_not_null('p_job_id', p_job_id);
+    UPDATE @extschema@.background_jobs t
+       SET status = 'completed', locked_until = NULL, completed_at = now(), result = p_result, updated_at = now()
+     WHERE t.id = p_job_id AND t.status = 'running';
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    PERFORM @extschema@._queue_not_claimed('@extschema@.background_jobs', 'job', p_job_id, 'running', true);
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.complete_job(uuid, jsonb) IS
+    'Completes a running job with its result: true, or false when it was not running; unknown id P0002.';
+
+CREATE FUNCTION @extschema@.fail_job(p_job_id uuid, p_error text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_status text;
+BEGIN
+    p_job_id := @extschema@._check_not_null('p_job_id', p_job_id);
+    -- The claim counted the attempt already.
+    UPDATE @extschema@.background_jobs t
+       SET status = CASE WHEN t.attempts >= t.max_attempts THEN 'failed' ELSE 'pending' END,
+           scheduled_at = CASE WHEN t.attempts >= t.max_attempts THEN t.scheduled_at
+                               ELSE now() + @extschema@._retry_delay(t.attempts) END,
+           locked_until = NULL,
+           last_error = p_error,
+           completed_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END,
+           updated_at = now()
+     WHERE t.id = p_job_id AND t.status = 'running'
+    RETURNING t.status INTO new_status;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._queue_not_claimed('@extschema@.background_jobs', 'job', p_job_id, 'running', false);
+    END IF;
+    RETURN new_status;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.fail_job(uuid, text) IS
+    'Gives a running job back: pending again after an exponential backoff with jitter, or failed after max_attempts; returns the new status.';
 
 -- Jobs that overran their lease, in the contract's two steps: a running job past its
 -- timeout_seconds becomes `timeout`, and every `timeout` job (including one a supervisor marked

@@ -284,14 +284,19 @@ fn delete_cache(p_key: Option<&str>) -> bool {
 
 /// Deletes every entry tagged `p_tag`; returns how many.
 #[pg_extern(volatile, parallel_unsafe)]
-fn invalidate_cache_by_tag(p_tag: Option<&str>) -> i64 {
+fn invalidate_cache_by_tag(p_tag: Option<&str>) -> i32 {
     let tag = required(p_tag, "p_tag").or_raise();
     if tag.is_empty() {
         ContractError::invalid("p_tag", "must not be empty").raise();
     }
     let plans = write_plans();
-    Spi::connect_mut(|client| client.update(&plans.invalidate, None, &[tag.into()]).map(|t| t.len() as i64))
+    Spi::connect_mut(|client| client.update(&plans.invalidate, None, &[tag.into()]).map(|t| saturating_i32(t.len())))
         .unwrap_or_else(|e| error!("invalidate_cache_by_tag: {e}"))
+}
+
+/// A row count as the contract's integer (a count past 2^31 - 1 is reported as that).
+fn saturating_i32(n: impl TryInto<i32>) -> i32 {
+    n.try_into().unwrap_or(i32::MAX)
 }
 
 /// Pages per sweep batch: 8 MB of heap per DELETE.
@@ -335,8 +340,8 @@ pub fn cache_pages() -> u32 {
 
 /// Deletes every expired entry; returns how many.
 #[pg_extern(volatile, parallel_unsafe)]
-fn cleanup_expired_cache() -> i64 {
-    sweep_expired(0, cache_pages())
+fn cleanup_expired_cache() -> i32 {
+    saturating_i32(sweep_expired(0, cache_pages()))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ pub extern "C-unwind" fn _PG_init() {
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/observability.sql", name = "observability", requires = ["bootstrap"]);
 extension_sql_file!("../sql/whatsapp.sql", name = "whatsapp", requires = ["bootstrap"]);
-extension_sql_file!("../sql/money.sql", name = "money", requires = ["bootstrap", money::create_transaction]);
+extension_sql_file!("../sql/money.sql", name = "money", requires = ["bootstrap", money::create_transaction, money::check_currency_code]);
 extension_sql_file!(
     "../sql/coordination.sql",
     name = "coordination",

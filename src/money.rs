@@ -85,6 +85,13 @@ pub fn check_currency(currency: &str) -> Result<(), ContractError> {
     Ok(())
 }
 
+/// The CHECK of every currency column (transactions.currency): the list `create_transaction`
+/// checks, so a row written by hand is held to the same codes.
+#[pg_extern(immutable, parallel_safe, strict, name = "_check_currency_code")]
+fn check_currency_code(p_code: &str) -> bool {
+    check_currency(p_code).is_ok()
+}
+
 fn check_type(kind: &str) -> Result<(), ContractError> {
     if !TYPES.contains(&kind) {
         return Err(ContractError::invalid("p_type", format!("must be one of {}, got {kind:?}", TYPES.join(", "))));

@@ -306,14 +306,16 @@ pub fn compile_variants(variants: &Value) -> Result<Vec<Variant>, String> {
 
 /// The variant whose share of the total weight covers `bucket` (0..10000).
 pub fn choose_variant(variants: &[Variant], bucket: u32) -> Option<&str> {
-    let total: u64 = variants.iter().map(|v| v.weight).sum();
+    // Wide arithmetic: up to 10^14 per weight (10^12 with two decimals) times any number of
+    // variants times 10^4 buckets does not fit 64 bits.
+    let total: u128 = variants.iter().map(|v| u128::from(v.weight)).sum();
     if total == 0 {
         return None;
     }
-    let point = u64::from(bucket) * total / BUCKETS;
-    let mut cumulative = 0;
+    let point = u128::from(bucket) * total / u128::from(BUCKETS);
+    let mut cumulative = 0u128;
     for v in variants {
-        cumulative += v.weight;
+        cumulative += u128::from(v.weight);
         if point < cumulative {
             return Some(&v.name);
         }
@@ -528,5 +530,11 @@ mod tests {
         assert!(compile_variants(&json!([{"name": "a", "weight": -1}])).is_err());
         assert!(compile_variants(&json!({"a": 1})).is_err());
         assert_eq!(choose_variant(&[], 10), None);
+        // 300 variants at the largest weight: 0.2.0 overflowed and chose 19 of them; each gets
+        // its share now.
+        let heavy: Vec<Value> = (0..300).map(|i| json!({"name": format!("v{i}"), "weight": 1e12})).collect();
+        let v = compile_variants(&Value::Array(heavy)).unwrap();
+        let chosen: std::collections::HashSet<&str> = (0..BUCKETS as u32).filter_map(|b| choose_variant(&v, b)).collect();
+        assert_eq!(chosen.len(), 300);
     }
 }

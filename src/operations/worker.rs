@@ -12,8 +12,9 @@ use std::time::Duration;
 pub static INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(300);
 pub static DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
-/// A worker that stops on an unexpected error is started again after this long.
-const RESTART_AFTER: Duration = Duration::from_secs(60);
+/// Seconds after which a worker that stopped (an error, pg_terminate_backend, its database
+/// dropped WITH (FORCE)) is started again.
+pub static RESTART_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60);
 
 /// Defines the settings; when preloading, registers one worker per named database.
 pub fn init() {
@@ -41,6 +42,17 @@ pub fn init() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"easymo.maintenance_restart_interval",
+        c"Seconds after which a stopped easymo maintenance worker is started again.",
+        c"A worker stops on an error, when terminated (pg_terminate_backend) or when its database is dropped; the postmaster starts it again after this long (a change needs a restart). Exists only when easymo is in shared_preload_libraries.",
+        &RESTART_INTERVAL,
+        1,
+        24 * 3600,
+        GucContext::Postmaster,
+        GucFlags::UNIT_S,
+    );
+    let restart = Duration::from_secs(RESTART_INTERVAL.get() as u64);
     for database in databases() {
         BackgroundWorkerBuilder::new(&format!("easymo maintenance {database}"))
             .set_type("easymo maintenance")
@@ -50,7 +62,7 @@ pub fn init() {
             .enable_spi_access()
             // Maintenance writes: a standby has nothing to do until it is promoted.
             .set_start_time(BgWorkerStartTime::RecoveryFinished)
-            .set_restart_time(Some(RESTART_AFTER))
+            .set_restart_time(Some(restart))
             .load();
     }
 }
@@ -109,7 +121,11 @@ pub extern "C-unwind" fn easymo_maintenance_worker_main(_arg: pg_sys::Datum) {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
     }
-    log!("easymo maintenance worker in database \"{database}\" stopped");
+    // Exit code 1 asks the postmaster to start the worker again after the restart interval (0
+    // would unregister it until the server restarts). At server shutdown nothing is restarted.
+    log!("easymo maintenance worker in database \"{database}\" stopped; it starts again in {} s", RESTART_INTERVAL.get());
+    // SAFETY: ends this background worker process the way Postgres's own workers do.
+    unsafe { pg_sys::proc_exit(1) };
 }
 
 /// One run_maintenance() in the extension's schema; None when the extension is not installed

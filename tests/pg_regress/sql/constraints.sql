@@ -48,6 +48,11 @@ SELECT regress.outcome($$INSERT INTO transactions (reference, user_id, type, amo
 SELECT regress.outcome($$INSERT INTO transactions (reference, user_id, type, amount) VALUES ('R', '00000000-0000-0000-0000-00000000000a', 'debit', 'NaN')$$);
 SELECT regress.outcome($$INSERT INTO transactions (reference, user_id, type, amount, currency) VALUES ('R', '00000000-0000-0000-0000-00000000000a', 'debit', 1, 'rwf')$$);
 SELECT regress.outcome($$INSERT INTO transactions (reference, user_id, type, amount, currency) VALUES ('R', '00000000-0000-0000-0000-00000000000a', 'debit', 1, 'EURO')$$);
+-- The same list create_transaction checks: a well-formed code that is not a currency is refused
+-- by both (0.2.0's CHECK took any three capitals).
+SELECT regress.outcome($$INSERT INTO transactions (reference, user_id, type, amount, currency) VALUES ('R', '00000000-0000-0000-0000-00000000000a', 'debit', 1, 'ABC')$$);
+SELECT regress.outcome($$SELECT create_transaction('00000000-0000-0000-0000-00000000000a', 'debit', 1, 'ABC')$$);
+SELECT regress.outcome($$INSERT INTO transactions (reference, user_id, type, amount, currency) VALUES ('R', '00000000-0000-0000-0000-00000000000a', 'debit', 1, 'XOF')$$);
 INSERT INTO transactions (reference, user_id, type, amount) VALUES ('R-ok-1', :a, 'debit', 1000000000000000), ('R-ok-2', :a, 'debit', 0.0001);
 SELECT reference, amount, currency, status FROM transactions ORDER BY reference;
 

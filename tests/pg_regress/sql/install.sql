@@ -139,3 +139,20 @@ SELECT count(*) AS rows_left_in_default FROM "Easy Mo".transactions_default;
 DROP EXTENSION easymo CASCADE;
 DROP SCHEMA "Easy Mo";
 SELECT * FROM public_objects EXCEPT SELECT * FROM before_install;
+
+-- Only in a UTF8 database: in SQL_ASCII or LATIN1 a non-ASCII argument could not be read by the
+-- native functions (0.2.0 installed there and answered XX000), so CREATE EXTENSION refuses,
+-- saying why (0A000), and leaves nothing behind.
+\set regress_db :DBNAME
+CREATE DATABASE easymo_sql_ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
+CREATE DATABASE easymo_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0;
+\c easymo_sql_ascii
+\set VERBOSITY default
+CREATE EXTENSION easymo;
+\set VERBOSITY terse
+SELECT count(*) AS installed FROM pg_extension WHERE extname = 'easymo';
+\c easymo_latin1
+CREATE EXTENSION easymo;
+\c :regress_db
+DROP DATABASE easymo_sql_ascii;
+DROP DATABASE easymo_latin1;

@@ -56,3 +56,25 @@ BEGIN
 END
 $wait$;
 SELECT count(*) AS back_after_update FROM pg_class WHERE relname = :'next_part';
+
+-- A terminated worker comes back after easymo.maintenance_restart_interval (1 s here; 0.2.0's
+-- worker exited with code 0 when terminated and was never started again until the server
+-- restarted). Its database at 0.3.0 has nothing to wait for.
+\c easymo_worker
+SET client_min_messages = warning;
+SHOW easymo.maintenance_restart_interval;
+SELECT pid AS old_worker FROM pg_stat_activity WHERE backend_type = 'easymo maintenance' AND datname = 'easymo_worker' \gset
+SELECT pg_terminate_backend(:old_worker) AS terminated;
+SELECT set_config('regress.old_worker', :'old_worker', false) IS NOT NULL AS remembered;
+DO $wait$
+BEGIN
+    FOR i IN 1 .. 300 LOOP
+        EXIT WHEN EXISTS (SELECT 1 FROM pg_stat_activity
+                           WHERE backend_type = 'easymo maintenance' AND datname = 'easymo_worker'
+                             AND pid <> current_setting('regress.old_worker')::int);
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END
+$wait$;
+SELECT count(*) AS workers_again FROM pg_stat_activity
+ WHERE backend_type = 'easymo maintenance' AND datname = 'easymo_worker' AND pid <> :old_worker;

@@ -129,6 +129,20 @@ UPDATE payment_methods SET is_default = true WHERE id = '30000000-0000-0000-0000
 SELECT id, is_default FROM payment_methods WHERE user_id = :a ORDER BY id;
 SELECT regress.outcome($$INSERT INTO payment_methods (user_id, type, display_hint) VALUES ('00000000-0000-0000-0000-00000000000a', 'card', '4242424242424242')$$);
 
+-- Deleting a payment method detaches its transactions, found through an index on
+-- payment_method_id in every partition (0.2.0 had none: each delete scanned every partition).
+INSERT INTO transactions (reference, user_id, type, amount, payment_method_id)
+VALUES ('R-pm', :a, 'payment', 7, '30000000-0000-0000-0000-000000000003');
+SELECT p.relname AS partition_without_payment_method_index
+  FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhrelid
+ WHERE i.inhparent = 'transactions'::regclass
+   AND NOT EXISTS (SELECT 1 FROM pg_index x
+                    WHERE x.indrelid = p.oid
+                      AND x.indkey[0] = (SELECT attnum FROM pg_attribute WHERE attrelid = p.oid AND attname = 'payment_method_id'));
+DELETE FROM payment_methods WHERE id = '30000000-0000-0000-0000-000000000003';
+SELECT payment_method_id IS NULL AS detached FROM transactions WHERE reference = 'R-pm';
+DELETE FROM transactions WHERE reference = 'R-pm';
+
 -- Views and RLS: a user sees only its own transactions, events and payment methods.
 SELECT status, type, currency, transactions FROM transaction_summary ORDER BY status, type, currency;
 SELECT create_transaction(:b, 'credit', 5000) IS NOT NULL AS b_created;

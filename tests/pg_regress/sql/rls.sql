@@ -10,14 +10,23 @@ CREATE EXTENSION easymo;
 \set a '''00000000-0000-0000-0000-00000000000a'''
 \set b '''00000000-0000-0000-0000-00000000000b'''
 
--- request_user_id() is Supabase's auth.uid(): claim.sub first, then claims->>'sub', else NULL.
+-- request_user_id(): request.jwt.claims->>'sub' when the claims are set, else the legacy
+-- request.jwt.claim.sub, else NULL. The current claims win over a legacy setting: behind a
+-- transaction pooler a stray session-level claim.sub must not make another client's transaction
+-- act as that user (it did in 0.2.0).
 SELECT request_user_id() IS NULL AS no_claims;
-SET request.jwt.claims = '{"sub": "00000000-0000-0000-0000-00000000000a", "role": "authenticated"}';
-SELECT request_user_id() = :a AS from_claims;
 SET request.jwt.claim.sub = '00000000-0000-0000-0000-00000000000b';
-SELECT request_user_id() = :b AS claim_sub_wins;
+SELECT request_user_id() = :b AS legacy_claim_sub_alone;
+SET request.jwt.claims = '{"sub": "00000000-0000-0000-0000-00000000000a", "role": "authenticated"}';
+SELECT request_user_id() = :a AS claims_win_over_legacy;
+BEGIN;
+SELECT set_config('request.jwt.claims', '{"role": "anon"}', true) IS NOT NULL AS anonymous_claims;
+SELECT request_user_id() IS NULL AS claims_without_sub_are_null_not_legacy;
+COMMIT;
+SET request.jwt.claims = '';
+SELECT request_user_id() = :b AS empty_claims_fall_back_to_legacy;
 SET request.jwt.claim.sub = '';
-SELECT request_user_id() = :a AS empty_claim_sub_ignored;
+SELECT request_user_id() IS NULL AS both_empty;
 RESET request.jwt.claim.sub;
 RESET request.jwt.claims;
 

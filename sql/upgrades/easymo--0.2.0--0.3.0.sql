@@ -1,0 +1,417 @@
+-- easymo 0.2.0 -> 0.3.0: nothing lost, nothing leaked, no read that writes.
+--   refuses a database whose encoding is not UTF8 (0A000), as a fresh install does
+--   request_user_id()                  request.jwt.claims wins over the legacy request.jwt.claim.sub
+--   queue functions                    written out one by one (no text templates), same behaviour
+--   _check_currency_code(text)         transactions.currency is checked against the list
+--                                      create_transaction uses
+--   transactions_payment_method_idx    deleting a payment method no longer scans every partition
+--   cleanup_expired_cache(), invalidate_cache_by_tag()  return integer, as the reference says
+-- tests/pg_regress/sql/upgrade.sql checks that 0.2.0 updated by this script has exactly the
+-- objects of a fresh 0.3.0 install. Frozen once released: later changes get a script of their own.
+
+\echo Use "ALTER EXTENSION easymo UPDATE TO '0.3.0'" to load this file. \quit
+
+DO $encoding$
+BEGIN
+    IF pg_catalog.getdatabaseencoding() OPERATOR(pg_catalog.<>) 'UTF8' THEN
+        RAISE EXCEPTION 'easymo needs a database with encoding UTF8, this one is %', pg_catalog.getdatabaseencoding()
+            USING ERRCODE = '0A000',
+                  HINT = 'Create the database with ENCODING ''UTF8'' (and a UTF-8 or C locale, e.g. TEMPLATE template0 LOCALE ''C.UTF-8'') and install easymo there.';
+    END IF;
+END
+$encoding$;
+
+CREATE OR REPLACE FUNCTION @extschema@.request_user_id() RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN nullif(current_setting('request.jwt.claims', true), '') IS NOT NULL
+                THEN current_setting('request.jwt.claims', true)::jsonb ->> 'sub'
+                ELSE nullif(current_setting('request.jwt.claim.sub', true), '')
+           END::uuid
+$$;
+COMMENT ON FUNCTION @extschema@.request_user_id() IS
+    'The calling user''s id: request.jwt.claims->>''sub'' when request.jwt.claims is set (NULL when it has no sub), else the legacy request.jwt.claim.sub, as uuid; NULL when neither is set. Used by every RLS policy.';
+
+
+CREATE OR REPLACE FUNCTION @extschema@.read_messages(p_queue_name text, p_batch_size integer DEFAULT 10, p_visibility_timeout_seconds integer DEFAULT 30)
+RETURNS SETOF @extschema@.message_queue
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    p_batch_size := @extschema@._check_range('p_batch_size', p_batch_size, 1, 1000);
+    p_queue_name := @extschema@._check_not_null('p_queue_name', p_queue_name);
+    p_visibility_timeout_seconds := @extschema@._check_range('p_visibility_timeout_seconds', p_visibility_timeout_seconds, 0, 43200);
+    RETURN QUERY
+    WITH due AS (
+        SELECT q.id FROM @extschema@.message_queue q
+         WHERE q.status IN ('pending', 'processing')
+           AND CASE q.status WHEN 'pending' THEN q.scheduled_at <= now() ELSE q.locked_until <= now() END
+           AND q.queue_name = p_queue_name
+         ORDER BY q.priority, q.created_at, q.id
+         LIMIT p_batch_size
+           FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        -- A row still processing here had its visibility timeout pass: a failed delivery.
+        UPDATE @extschema@.message_queue t
+           SET retry_count = t.retry_count + (t.status = 'processing')::int,
+               status = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries
+                             THEN 'dead_letter' ELSE 'processing' END,
+               locked_until = now() + make_interval(secs => p_visibility_timeout_seconds),
+               last_error = CASE WHEN t.status = 'processing'
+                                 THEN 'visibility timeout passed without an acknowledgement' ELSE t.last_error END,
+               dead_lettered_at = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries THEN now() END,
+               updated_at = now()
+          FROM due
+         WHERE t.id = due.id
+        RETURNING t.*
+    )
+    SELECT * FROM claimed c WHERE c.status = 'processing' ORDER BY c.priority, c.created_at, c.id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.read_messages(text, integer, integer) IS
+    'Claims up to p_batch_size due messages of p_queue_name (priority, then age; FOR UPDATE SKIP LOCKED) for p_visibility_timeout_seconds; an unacknowledged message is due again after that, counting as a failed delivery.';
+
+CREATE OR REPLACE FUNCTION @extschema@.ack_message(p_message_id uuid)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    p_message_id := @extschema@._check_not_null('p_message_id', p_message_id);
+    UPDATE @extschema@.message_queue t
+       SET status = 'completed', locked_until = NULL, completed_at = now(), updated_at = now()
+     WHERE t.id = p_message_id AND t.status = 'processing';
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    PERFORM @extschema@._queue_not_claimed('@extschema@.message_queue', 'message', p_message_id, 'processing', true);
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.ack_message(uuid) IS
+    'Acknowledges a claimed message (-> completed): true, or false when it was not claimed; unknown id P0002.';
+
+CREATE OR REPLACE FUNCTION @extschema@.nack_message(p_message_id uuid, p_error text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_status text;
+BEGIN
+    p_message_id := @extschema@._check_not_null('p_message_id', p_message_id);
+    UPDATE @extschema@.message_queue t
+       SET retry_count = t.retry_count + 1,
+           status = CASE WHEN t.retry_count + 1 > t.max_retries THEN 'dead_letter' ELSE 'pending' END,
+           scheduled_at = CASE WHEN t.retry_count + 1 > t.max_retries THEN t.scheduled_at
+                               ELSE now() + @extschema@._retry_delay(t.retry_count + 1) END,
+           locked_until = NULL,
+           last_error = p_error,
+           dead_lettered_at = CASE WHEN t.retry_count + 1 > t.max_retries THEN now() END,
+           updated_at = now()
+     WHERE t.id = p_message_id AND t.status = 'processing'
+    RETURNING t.status INTO new_status;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._queue_not_claimed('@extschema@.message_queue', 'message', p_message_id, 'processing', false);
+    END IF;
+    RETURN new_status;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.nack_message(uuid, text) IS
+    'Gives a claimed message back: pending again after an exponential backoff with jitter, or dead_letter after max_retries; returns the new status.';
+
+-- Maintenance's bulk form of what a claim does to a message whose visibility timeout passed:
+-- back to pending (due now) counting a failed delivery, or dead_letter past max_retries. Rows a
+-- consumer holds locked right now are skipped, not waited for.
+CREATE OR REPLACE FUNCTION @extschema@._release_expired_messages()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    WITH expired AS (
+        SELECT q.id FROM @extschema@.message_queue q
+         WHERE q.status = 'processing' AND q.locked_until <= now()
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE @extschema@.message_queue t
+       SET retry_count = t.retry_count + 1,
+           status = CASE WHEN t.retry_count + 1 > t.max_retries THEN 'dead_letter' ELSE 'pending' END,
+           scheduled_at = now(),
+           locked_until = NULL,
+           last_error = 'visibility timeout passed without an acknowledgement',
+           dead_lettered_at = CASE WHEN t.retry_count + 1 > t.max_retries THEN now() END,
+           updated_at = now()
+      FROM expired
+     WHERE t.id = expired.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._release_expired_messages() IS
+    'Internal: messages whose visibility timeout passed without an acknowledgement go back to pending (a failed delivery) or, past max_retries, to dead_letter; returns how many. Run by run_maintenance().';
+
+CREATE OR REPLACE FUNCTION @extschema@.claim_whatsapp_messages(p_batch_size integer DEFAULT 10, p_visibility_timeout_seconds integer DEFAULT 30)
+RETURNS SETOF @extschema@.whatsapp_message_queue
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    p_batch_size := @extschema@._check_range('p_batch_size', p_batch_size, 1, 1000);
+    p_visibility_timeout_seconds := @extschema@._check_range('p_visibility_timeout_seconds', p_visibility_timeout_seconds, 0, 43200);
+    RETURN QUERY
+    WITH due AS (
+        SELECT q.id FROM @extschema@.whatsapp_message_queue q
+         WHERE q.status IN ('pending', 'processing')
+           AND CASE q.status WHEN 'pending' THEN q.scheduled_at <= now() ELSE q.locked_until <= now() END
+         ORDER BY q.priority, q.created_at, q.id
+         LIMIT p_batch_size
+           FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        -- A row still processing here had its visibility timeout pass: a failed delivery.
+        UPDATE @extschema@.whatsapp_message_queue t
+           SET retry_count = t.retry_count + (t.status = 'processing')::int,
+               status = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries
+                             THEN 'failed' ELSE 'processing' END,
+               locked_until = now() + make_interval(secs => p_visibility_timeout_seconds),
+               last_error = CASE WHEN t.status = 'processing'
+                                 THEN 'visibility timeout passed without an acknowledgement' ELSE t.last_error END,
+               updated_at = now()
+          FROM due
+         WHERE t.id = due.id
+        RETURNING t.*
+    )
+    SELECT * FROM claimed c WHERE c.status = 'processing' ORDER BY c.priority, c.created_at, c.id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.claim_whatsapp_messages(integer, integer) IS
+    'Claims up to p_batch_size due outbound WhatsApp messages (priority, then age; FOR UPDATE SKIP LOCKED) for p_visibility_timeout_seconds; an unconfirmed message is due again after that, counting as a failed delivery.';
+
+CREATE OR REPLACE FUNCTION @extschema@.complete_whatsapp_message(p_message_id uuid, p_provider_message_id text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    p_message_id := @extschema@._check_not_null('p_message_id', p_message_id);
+    p_provider_message_id := @extschema@._check_text('p_provider_message_id', p_provider_message_id, 255, false);
+    UPDATE @extschema@.whatsapp_message_queue t
+       SET status = 'sent', locked_until = NULL, sent_at = now(),
+           provider_message_id = coalesce(p_provider_message_id, t.provider_message_id), updated_at = now()
+     WHERE t.id = p_message_id AND t.status = 'processing';
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    PERFORM @extschema@._queue_not_claimed('@extschema@.whatsapp_message_queue', 'WhatsApp message', p_message_id, 'processing', true);
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.complete_whatsapp_message(uuid, text) IS
+    'Marks a claimed WhatsApp message sent, with the provider''s message id: true, or false when it was not claimed; unknown id P0002.';
+
+CREATE OR REPLACE FUNCTION @extschema@.fail_whatsapp_message(p_message_id uuid, p_error text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_status text;
+BEGIN
+    p_message_id := @extschema@._check_not_null('p_message_id', p_message_id);
+    UPDATE @extschema@.whatsapp_message_queue t
+       SET retry_count = t.retry_count + 1,
+           status = CASE WHEN t.retry_count + 1 > t.max_retries THEN 'failed' ELSE 'pending' END,
+           scheduled_at = CASE WHEN t.retry_count + 1 > t.max_retries THEN t.scheduled_at
+                               ELSE now() + @extschema@._retry_delay(t.retry_count + 1) END,
+           locked_until = NULL,
+           last_error = p_error,
+           updated_at = now()
+     WHERE t.id = p_message_id AND t.status = 'processing'
+    RETURNING t.status INTO new_status;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._queue_not_claimed('@extschema@.whatsapp_message_queue', 'WhatsApp message', p_message_id, 'processing', false);
+    END IF;
+    RETURN new_status;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.fail_whatsapp_message(uuid, text) IS
+    'Gives a claimed WhatsApp message back: pending again after an exponential backoff with jitter, or failed after max_retries; returns the new status.';
+
+CREATE OR REPLACE FUNCTION @extschema@._release_expired_whatsapp_messages()
+RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    WITH expired AS (
+        SELECT q.id FROM @extschema@.whatsapp_message_queue q
+         WHERE q.status = 'processing' AND q.locked_until <= now()
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE @extschema@.whatsapp_message_queue t
+       SET retry_count = t.retry_count + 1,
+           status = CASE WHEN t.retry_count + 1 > t.max_retries THEN 'failed' ELSE 'pending' END,
+           scheduled_at = now(),
+           locked_until = NULL,
+           last_error = 'visibility timeout passed without an acknowledgement',
+           updated_at = now()
+      FROM expired
+     WHERE t.id = expired.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._release_expired_whatsapp_messages() IS
+    'Internal: WhatsApp messages whose visibility timeout passed without an acknowledgement go back to pending (a failed delivery) or, past max_retries, to failed; returns how many. Run by run_maintenance().';
+
+CREATE OR REPLACE FUNCTION @extschema@.claim_jobs(p_job_types text[] DEFAULT NULL, p_batch_size integer DEFAULT 1, p_worker_id text DEFAULT NULL)
+RETURNS SETOF @extschema@.background_jobs
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    p_batch_size := @extschema@._check_range('p_batch_size', p_batch_size, 1, 1000);
+    p_worker_id := @extschema@._check_text('p_worker_id', p_worker_id, 255, false);
+    RETURN QUERY
+    WITH due AS (
+        SELECT q.id FROM @extschema@.background_jobs q
+         WHERE q.status = 'pending' AND q.scheduled_at <= now()
+           AND (p_job_types IS NULL OR q.job_type = ANY (p_job_types))
+         ORDER BY q.priority, q.created_at, q.id
+         LIMIT p_batch_size
+           FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE @extschema@.background_jobs t
+           SET attempts = t.attempts + 1,
+               status = 'running',
+               locked_until = now() + make_interval(secs => t.timeout_seconds),
+               started_at = now(),
+               worker_id = p_worker_id,
+               updated_at = now()
+          FROM due
+         WHERE t.id = due.id
+        RETURNING t.*
+    )
+    SELECT * FROM claimed c ORDER BY c.priority, c.created_at, c.id;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.claim_jobs(text[], integer, text) IS
+    'Claims up to p_batch_size due jobs (of p_job_types, or any), priority then age, FOR UPDATE SKIP LOCKED; each is leased for its timeout_seconds (maintenance times out the ones that overrun) and counts an attempt.';
+
+CREATE OR REPLACE FUNCTION @extschema@.complete_job(p_job_id uuid, p_result jsonb DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    p_job_id := @extschema@._check_not_null('p_job_id', p_job_id);
+    UPDATE @extschema@.background_jobs t
+       SET status = 'completed', locked_until = NULL, completed_at = now(), result = p_result, updated_at = now()
+     WHERE t.id = p_job_id AND t.status = 'running';
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    PERFORM @extschema@._queue_not_claimed('@extschema@.background_jobs', 'job', p_job_id, 'running', true);
+    RETURN false;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.complete_job(uuid, jsonb) IS
+    'Completes a running job with its result: true, or false when it was not running; unknown id P0002.';
+
+CREATE OR REPLACE FUNCTION @extschema@.fail_job(p_job_id uuid, p_error text DEFAULT NULL)
+RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_status text;
+BEGIN
+    p_job_id := @extschema@._check_not_null('p_job_id', p_job_id);
+    -- The claim counted the attempt already.
+    UPDATE @extschema@.background_jobs t
+       SET status = CASE WHEN t.attempts >= t.max_attempts THEN 'failed' ELSE 'pending' END,
+           scheduled_at = CASE WHEN t.attempts >= t.max_attempts THEN t.scheduled_at
+                               ELSE now() + @extschema@._retry_delay(t.attempts) END,
+           locked_until = NULL,
+           last_error = p_error,
+           completed_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END,
+           updated_at = now()
+     WHERE t.id = p_job_id AND t.status = 'running'
+    RETURNING t.status INTO new_status;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._queue_not_claimed('@extschema@.background_jobs', 'job', p_job_id, 'running', false);
+    END IF;
+    RETURN new_status;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.fail_job(uuid, text) IS
+    'Gives a running job back: pending again after an exponential backoff with jitter, or failed after max_attempts; returns the new status.';
+
+
+CREATE FUNCTION @extschema@._check_currency_code(p_code text) RETURNS boolean
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'check_currency_code_wrapper';
+COMMENT ON FUNCTION @extschema@._check_currency_code(text) IS
+    'Internal: whether p_code is an active ISO 4217 code in capitals, the list create_transaction accepts; the CHECK of transactions.currency.';
+ALTER TABLE @extschema@.transactions DROP CONSTRAINT transactions_currency_check;
+ALTER TABLE @extschema@.transactions ADD CONSTRAINT transactions_currency_check CHECK (@extschema@._check_currency_code(currency));
+
+CREATE INDEX transactions_payment_method_idx
+    ON @extschema@.transactions (payment_method_id)
+    WHERE payment_method_id IS NOT NULL;
+
+DROP FUNCTION @extschema@.cleanup_expired_cache();
+CREATE FUNCTION @extschema@.cleanup_expired_cache() RETURNS integer
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'cleanup_expired_cache_wrapper';
+COMMENT ON FUNCTION @extschema@.cleanup_expired_cache() IS
+    'Deletes every expired entry, walking the table in page batches; returns how many.';
+DROP FUNCTION @extschema@.invalidate_cache_by_tag(text);
+CREATE FUNCTION @extschema@.invalidate_cache_by_tag(p_tag text) RETURNS integer
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'invalidate_cache_by_tag_wrapper';
+COMMENT ON FUNCTION @extschema@.invalidate_cache_by_tag(text) IS
+    'Deletes every entry tagged p_tag; returns how many.';
+
+-- Function privileges, exactly as a fresh install sets them (sql/security.sql): new and
+-- re-created functions start with PUBLIC EXECUTE. Keep this block last.
+DO $function_privileges$
+DECLARE
+    fn regprocedure;
+    fname name;
+    -- The end-user surface (contract: "Calling conventions"); request_user_id is needed by the
+    -- RLS policies themselves.
+    end_user_helpers name[] := ARRAY['request_user_id', 'is_feature_enabled', 'get_feature_variant',
+                                     'find_nearby_locations', 'get_cache', 'get_cached_route'];
+    service_role_internals name[] := ARRAY['_retry_delay', '_queue_not_claimed'];
+BEGIN
+    FOR fn, fname IN
+        SELECT p.oid::regprocedure, p.proname
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+         WHERE d.classid = 'pg_catalog.pg_proc'::regclass
+           AND d.refclassid = 'pg_catalog.pg_extension'::regclass
+           AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'easymo')
+           AND d.deptype = 'e'
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, anon, authenticated, service_role', fn);
+        IF fname LIKE '\_check\_%' OR fname = ANY (service_role_internals) THEN
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO service_role', fn);
+        END IF;
+        CONTINUE WHEN fname LIKE '\_%';
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO service_role', fn);
+        IF fname = ANY (end_user_helpers) THEN
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO authenticated', fn);
+        END IF;
+    END LOOP;
+END
+$function_privileges$;
