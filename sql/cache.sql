@@ -9,7 +9,11 @@
 --   * expiry is checked on every read, so sweeping is only about reclaiming space: it walks the
 --     heap in page ranges (a TID range scan), each batch bounded, the whole table in one pass;
 --   * tags are found through a GIN index that is partial (non-empty tags only): untagged entries,
---     the common case, never touch it, and an overwrite with the same tags stays HOT.
+--     the common case, never touch it, and an overwrite with the same tags stays HOT;
+--   * visibility says who besides service_role may read an entry through get_cache: nobody
+--     (service, the default), every authenticated caller, or one user (owner, owner_user_id =
+--     request_user_id()). get_cache checks it natively; an entry the caller may not read is
+--     NULL, exactly like a missing one. owner_user_id may also mark whose data an entry is.
 CREATE TABLE @extschema@.cache_entries (
     key        text COLLATE "C" PRIMARY KEY CHECK (octet_length(key) BETWEEN 1 AND 512),
     value      jsonb NOT NULL,
@@ -17,16 +21,20 @@ CREATE TABLE @extschema@.cache_entries (
     tags       text[] NOT NULL DEFAULT '{}',
     expires_at timestamptz NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now()
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    visibility text NOT NULL DEFAULT 'service' CHECK (visibility IN ('service', 'authenticated', 'owner')),
+    owner_user_id uuid,
+    CONSTRAINT cache_entries_owner_check CHECK (visibility <> 'owner' OR owner_user_id IS NOT NULL)
 ) WITH (fillfactor = 70);
 CREATE INDEX cache_entries_tags_idx ON @extschema@.cache_entries USING gin (tags) WHERE tags <> '{}';
 COMMENT ON TABLE @extschema@.cache_entries IS
     'General-purpose key-value cache: jsonb values with a TTL (expires_at, checked on every read), a cache type and tags for bulk invalidation. Use set_cache(), get_cache(), delete_cache(), invalidate_cache_by_tag(), cleanup_expired_cache().';
 
 -- Hits and misses, when easymo is not in shared_preload_libraries: each backend counts in its
--- own memory and adds its counts here in batches (never in a read-only transaction or on a
--- standby), so a read never writes a row. With the library preloaded the counts go to shared
--- memory instead. cache_type '' holds the misses of keys that had no entry at all.
+-- own memory and hands its counts to a short-lived background worker, which adds them here in a
+-- transaction of its own (src/stats.rs), so a read never writes in the caller's transaction.
+-- With the library preloaded the counts go to shared memory instead. cache_type '' holds the
+-- misses of keys that had no entry the caller could read.
 CREATE TABLE @extschema@.cache_stat_counters (
     cache_type text PRIMARY KEY,
     hits       bigint NOT NULL DEFAULT 0 CHECK (hits >= 0),
@@ -34,12 +42,12 @@ CREATE TABLE @extschema@.cache_stat_counters (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE @extschema@.cache_stat_counters IS
-    'Cache hits and misses per cache type, added in batches by the backends when easymo is not preloaded (cache_type '''' = misses of keys with no entry). Read them through cache_stats.';
+    'Cache hits and misses per cache type, added by easymo''s flush worker when easymo is not preloaded (cache_type '''' = misses of keys with no entry the caller could read). Read them through cache_stats.';
 
-COMMENT ON FUNCTION @extschema@.set_cache(text, jsonb, integer, text, text[]) IS
-    'Stores p_value under p_key for p_ttl_seconds (1 s to 365 days) with a cache type and tags, replacing any previous value, TTL and tags; returns the expiry.';
+COMMENT ON FUNCTION @extschema@.set_cache(text, jsonb, integer, text, text[], text, uuid) IS
+    'Stores p_value under p_key for p_ttl_seconds (1 s to 365 days) with a cache type, tags and a visibility (service: service_role only, the default; authenticated: every authenticated caller; owner: the user p_owner_user_id too), replacing any previous value, TTL, tags and visibility; returns the expiry.';
 COMMENT ON FUNCTION @extschema@.get_cache(text) IS
-    'The value cached under p_key, or NULL when there is none or it has expired. Never writes a row; works on a hot standby. Counts a hit or a miss for cache_stats.';
+    'The value cached under p_key, or NULL when there is none, it has expired, or the caller may not read it (its visibility). Never writes in the caller''s transaction; works read-only and on a hot standby. Counts a hit or a miss for cache_stats.';
 COMMENT ON FUNCTION @extschema@.delete_cache(text) IS
     'Deletes p_key; true when it held a value that had not expired.';
 COMMENT ON FUNCTION @extschema@.invalidate_cache_by_tag(text) IS
@@ -47,7 +55,9 @@ COMMENT ON FUNCTION @extschema@.invalidate_cache_by_tag(text) IS
 COMMENT ON FUNCTION @extschema@.cleanup_expired_cache() IS
     'Deletes every expired entry, walking the table in page batches; returns how many.';
 COMMENT ON FUNCTION @extschema@.cache_hit_counters() IS
-    'Hits and misses per cache type since counting began (shared memory when easymo is preloaded, plus the counters table, plus the calling session''s not yet flushed counts); cache_type NULL counts keys that had no entry. What cache_stats reports.';
+    'Hits and misses per cache type since counting began (shared memory when easymo is preloaded, plus the counters table, plus the calling session''s counts not yet handed on); cache_type NULL counts keys that had no entry the caller could read. What cache_stats reports.';
+COMMENT ON FUNCTION @extschema@._flush_stats() IS
+    'Internal: hands the calling session''s cache and flag counts on now (shared memory, or the flush worker, waiting until it has stored them); false when that is not possible now (the counts are kept). Sessions do this by themselves every easymo.stats_flush_interval seconds and when they end.';
 
 CREATE VIEW @extschema@.cache_stats WITH (security_invoker = true) AS
 WITH entries AS (

@@ -74,7 +74,24 @@ CREATE INDEX feature_flag_evaluations_user_idx
     ON @extschema@.feature_flag_evaluations (user_id, evaluated_at DESC)
     WHERE user_id IS NOT NULL;
 COMMENT ON TABLE @extschema@.feature_flag_evaluations IS
-    'Log of flag evaluations (who got which answer and why), written according to easymo.flag_evaluation_log; never written in read-only transactions or on a standby.';
+    'Log of flag evaluations (who got which answer and why), written according to easymo.flag_evaluation_log where a write is allowed (not in read-only transactions, on a standby or in parallel queries); a failed log write never fails the evaluation.';
+
+-- Every evaluation is counted, per flag key, requested environment, variant ('' for none) and
+-- answer: Unleash's yes/no and variant exposure counts. Sessions count in memory and hand their
+-- counts to shared memory (easymo preloaded) or to a background worker that adds them here in
+-- a transaction of its own (src/stats.rs): no evaluation writes a row, so read-only callers and
+-- standbys are counted too. flag_key '' counts keys that name no flag.
+CREATE TABLE @extschema@.feature_flag_exposure_counters (
+    flag_key    text NOT NULL,
+    environment text NOT NULL,
+    variant     text NOT NULL DEFAULT '',
+    enabled     boolean NOT NULL,
+    evaluations bigint NOT NULL DEFAULT 0 CHECK (evaluations >= 0),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (flag_key, environment, variant, enabled)
+);
+COMMENT ON TABLE @extschema@.feature_flag_exposure_counters IS
+    'Feature flag evaluations per flag key, environment, variant ('''' = none) and answer, added by easymo''s flush worker when easymo is not preloaded (flag_key '''' = keys that name no flag). Read them through feature_flag_exposures().';
 
 CREATE VIEW @extschema@.service_health_overview WITH (security_invoker = true) AS
 SELECT s.service_name,
@@ -110,22 +127,31 @@ SELECT f.key,
           FROM @extschema@.feature_flag_evaluations e
          WHERE e.flag_key = f.key
            AND e.evaluated_at > now() - interval '24 hours') AS evaluations_24h,
-       f.updated_at
-  FROM @extschema@.feature_flags f;
+       f.updated_at,
+       coalesce(x.evaluations, 0)    AS evaluations,
+       coalesce(x.evaluations_on, 0) AS evaluations_on
+  FROM @extschema@.feature_flags f
+  LEFT JOIN (SELECT e.flag_key, sum(e.evaluations)::bigint AS evaluations,
+                    (sum(e.evaluations) FILTER (WHERE e.enabled))::bigint AS evaluations_on
+               FROM @extschema@.feature_flag_exposures() e
+              GROUP BY e.flag_key) x ON x.flag_key = f.key;
 COMMENT ON VIEW @extschema@.feature_flag_overview IS
-    'Every feature flag with strategy, rollout, target/condition/variant counts and evaluations logged in the last 24 hours.';
+    'Every feature flag with strategy, rollout, target/condition/variant counts, evaluations logged in the last 24 hours, and every evaluation counted since counting began (all environments) and how many of them answered on.';
 
 SELECT @extschema@._secure_table('@extschema@.service_registry');
 SELECT @extschema@._secure_table('@extschema@.feature_flags');
 SELECT @extschema@._secure_table('@extschema@.feature_flag_evaluations', 'user_id');
+SELECT @extschema@._secure_table('@extschema@.feature_flag_exposure_counters');
 SELECT @extschema@._secure_view('@extschema@.service_health_overview');
 SELECT @extschema@._secure_view('@extschema@.feature_flag_overview');
 
 -- Evaluation (Rust, src/coordination).
 COMMENT ON FUNCTION @extschema@.is_feature_enabled(text, uuid, text, jsonb) IS
-    'Whether flag p_flag_key is on for p_user_id in p_environment (development, staging, production): strategies all, none, user_list, percentage (xxh3_64(key:user) mod 10000 < percentage*100) and condition (every rule holds for p_context). Unknown or disabled flags are off. Evaluated from a per-session cache that a committed change to feature_flags invalidates.';
+    'Whether flag p_flag_key is on for p_user_id in p_environment (development, staging, production): strategies all, none, user_list, percentage (xxh3_64(key:user) mod 10000 < percentage*100) and condition (every rule holds for p_context). Unknown or disabled flags are off. Evaluated from a per-session cache that a committed change to feature_flags invalidates. Callers other than service_role evaluate for themselves only: p_user_id defaults to and must equal request_user_id() (42501). Every evaluation is counted (feature_flag_exposures); VOLATILE because it writes the evaluation log where easymo.flag_evaluation_log asks for it and a write is allowed.';
 COMMENT ON FUNCTION @extschema@.get_feature_variant(text, uuid, text) IS
-    'The weighted variant of p_flag_key for p_user_id (bucketed independently of the on/off decision), or NULL when the flag is off for that user or has no variants.';
+    'The weighted variant of p_flag_key for p_user_id (bucketed independently of the on/off decision), or NULL when the flag is off for that user or has no variants. Callers other than service_role ask for themselves only (42501). Counted and logged as is_feature_enabled.';
+COMMENT ON FUNCTION @extschema@.feature_flag_exposures() IS
+    'Every flag evaluation counted since counting began, per flag key (NULL: keys that name no flag), requested environment, variant (NULL: none) and answer: shared memory when easymo is preloaded, plus feature_flag_exposure_counters, plus the calling session''s counts not yet handed on.';
 COMMENT ON FUNCTION @extschema@._check_flag_rules(jsonb, jsonb) IS
     'Internal: CHECK constraint of feature_flags; raises 22023 unless conditions and variants are well-formed.';
 COMMENT ON FUNCTION @extschema@._feature_flags_changed() IS

@@ -6,18 +6,21 @@
 //! are counted in the backend and added in batches to shared memory (easymo preloaded) or to
 //! cache_stat_counters (never in a read-only transaction or on a standby).
 
-use crate::catalog::{self, as_owner, ext_table, ExtTable};
+use crate::catalog::{ext_table, ExtTable};
 use crate::error::{required, ContractError, OrRaise};
 use crate::plan::WritePlan;
+use crate::postgres::identity::as_owner;
+use crate::postgres::relation::{self, Column, TableSpec};
+use crate::postgres::{caller_has_role, caller_is_service};
 use crate::raw::{RawJsonb, RawTextArray};
+use crate::session::request_user_id;
+use crate::stats::{self, Kind};
 use pgrx::prelude::*;
 use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
-use pgrx::{PGRXSharedMemory, PgLwLock, PgOid};
-use std::cell::RefCell;
+use pgrx::PgOid;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 const MAX_KEY_BYTES: usize = 512;
 const MAX_TTL_SECONDS: i32 = 365 * 24 * 3600;
@@ -75,83 +78,109 @@ fn now() -> pg_sys::TimestampTz {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Who may read an entry.
+
+/// An entry's visibility: who besides service_role may read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Visibility {
+    /// service_role (and superusers, and the table owner) only: the default.
+    Service,
+    /// Every authenticated caller too.
+    Authenticated,
+    /// The user named in owner_user_id too (request_user_id()).
+    Owner,
+}
+
+const VISIBILITIES: [(&str, Visibility); 3] =
+    [("service", Visibility::Service), ("authenticated", Visibility::Authenticated), ("owner", Visibility::Owner)];
+
+impl Visibility {
+    fn parse(s: &str) -> Option<Visibility> {
+        VISIBILITIES.iter().find(|(name, _)| *name == s).map(|(_, v)| *v)
+    }
+}
+
+fn check_visibility(visibility: Option<&str>, owner: Option<pgrx::Uuid>) -> Result<Visibility, ContractError> {
+    let name = required(visibility, "p_visibility")?;
+    let v = Visibility::parse(name).ok_or_else(|| {
+        ContractError::invalid("p_visibility", format!("must be service, authenticated or owner, got {name:?}"))
+    })?;
+    if v == Visibility::Owner && owner.is_none() {
+        return Err(ContractError::NullArgument("p_owner_user_id (p_visibility is owner)"));
+    }
+    Ok(v)
+}
+
+/// Whether the caller may read an entry: service callers read everything; authenticated
+/// callers what is visible to them. Only asked when an entry was found.
+fn may_read(visibility: Option<Visibility>, owner: Option<pgrx::Uuid>, table_owner: pg_sys::Oid) -> bool {
+    if caller_is_service(table_owner) {
+        return true;
+    }
+    match visibility {
+        Some(Visibility::Authenticated) => caller_has_role(c"authenticated"),
+        Some(Visibility::Owner) => owner.is_some() && owner == request_user_id(),
+        // A visibility this version does not know (a row written by hand): service only.
+        Some(Visibility::Service) | None => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Reading: the primary key, directly.
 
-struct CacheTable {
-    table: ExtTable,
-    pkey: pg_sys::Oid,
-    /// value, cache_type, expires_at.
-    attributes: [i16; 3],
-}
+/// What get_cache reads of cache_entries (positions below).
+static ENTRIES: TableSpec = TableSpec {
+    name: c"cache_entries",
+    columns: &[
+        Column::new(c"key", pg_sys::TEXTOID),
+        Column::new(c"value", pg_sys::JSONBOID),
+        Column::new(c"cache_type", pg_sys::TEXTOID),
+        Column::new(c"expires_at", pg_sys::TIMESTAMPTZOID),
+        // Added in 0.3.0; before the update every entry reads as service-only.
+        Column::added_later(c"visibility", pg_sys::TEXTOID),
+        Column::added_later(c"owner_user_id", pg_sys::UUIDOID),
+    ],
+};
+const KEY: usize = 0;
+const VALUE: usize = 1;
+const CACHE_TYPE: usize = 2;
+const EXPIRES_AT: usize = 3;
+const VISIBILITY: usize = 4;
+const OWNER_USER_ID: usize = 5;
 
-enum Found {
-    Live { value: pg_sys::Datum, cache_type: String },
-    Expired { cache_type: String },
-    Absent,
-}
+/// A miss of a key that has no entry (or one the caller may not read: it is indistinguishable)
+/// is counted under this cache type, which no entry can have (cache types are 1 to 64
+/// characters).
+pub const NO_ENTRY: &str = "";
 
-impl CacheTable {
-    fn find() -> CacheTable {
-        let table = ext_table("cache_entries");
-        // SAFETY: syscache lookups on a relation that exists.
-        let pkey = unsafe { pg_sys::get_relname_relid(c"cache_entries_pkey".as_ptr(), table.namespace) };
-        let attribute = |name: &std::ffi::CStr| unsafe { pg_sys::get_attnum(table.relid, name.as_ptr()) };
-        let attributes = [attribute(c"value"), attribute(c"cache_type"), attribute(c"expires_at")];
-        if pkey == pg_sys::Oid::INVALID || attributes.iter().any(|a| *a <= 0) {
-            error!("cache_entries is not as easymo created it");
-        }
-        CacheTable { table, pkey, attributes }
-    }
-
-    /// The entry under `key`, seen with the statement's snapshot, its expiry checked against the
-    /// clock. A live value is copied out of the buffer (and detoasted) into the caller's memory.
-    fn lookup(&self, key: &str) -> Found {
-        let last = *self.attributes.iter().max().expect("three attributes");
-        catalog::lookup_by_text_key(self.table.relid, self.pkey, key, false, last, |datum| {
-            // SAFETY: the attributes are those found in `find`, read while the row is pinned.
-            unsafe {
-                let cache_type = String::from_datum(datum(self.attributes[1]), false).expect("not null");
-                let expires_at = datum(self.attributes[2]).value() as pg_sys::TimestampTz;
-                if expires_at > now() {
-                    let value = pg_sys::pg_detoast_datum_copy(datum(self.attributes[0]).cast_mut_ptr());
-                    Found::Live { value: pg_sys::Datum::from(value), cache_type }
-                } else {
-                    Found::Expired { cache_type }
-                }
-            }
-        })
-        .unwrap_or(Found::Absent)
-    }
-}
-
-thread_local! {
-    static CACHE_TABLE: RefCell<Option<Rc<CacheTable>>> = const { RefCell::new(None) };
-}
-
-fn cache_table() -> Rc<CacheTable> {
-    if let Some(t) = CACHE_TABLE.with_borrow(|t| t.as_ref().filter(|t| t.table.still_valid()).cloned()) {
-        return t;
-    }
-    let t = Rc::new(CacheTable::find());
-    CACHE_TABLE.set(Some(Rc::clone(&t)));
-    t
-}
-
-/// The value cached under `p_key`, or NULL when there is none or it has expired.
-#[pg_extern(stable, parallel_safe)]
+/// The value cached under `p_key`, or NULL when there is none, it has expired, or the caller
+/// may not read it.
+#[pg_extern(stable, parallel_restricted)]
 fn get_cache(p_key: Option<&str>) -> Option<RawJsonb> {
     let key = check_key(p_key).or_raise();
-    match cache_table().lookup(key) {
-        Found::Live { value, cache_type } => {
-            counters::note(&cache_type, true);
-            Some(RawJsonb::from_datum(value))
+    let table = relation::table(&ENTRIES);
+    let owner = table.ext.owner;
+    // (cache type, value if live and readable). A NULL in a column the table declares NOT NULL
+    // (altered by hand) reads as what it says: no expiry is no entry, no value is a NULL value.
+    let found = relation::lookup_by_text_key(&ENTRIES, KEY, key, false, |row| {
+        let readable = may_read(row.text(VISIBILITY).as_deref().and_then(Visibility::parse), row.uuid(OWNER_USER_ID), owner);
+        let live = row.timestamptz(EXPIRES_AT).is_some_and(|e| e > now());
+        match (readable, live) {
+            (false, _) => (NO_ENTRY.to_owned(), None),
+            (true, live) => (row.text(CACHE_TYPE).unwrap_or_default(), live.then(|| row.jsonb(VALUE))),
         }
-        Found::Expired { cache_type } => {
-            counters::note(&cache_type, false);
+    });
+    match found {
+        Some((cache_type, Some(value))) => {
+            stats::add(Kind::CacheHit, &[&cache_type], 1);
+            value
+        }
+        Some((cache_type, None)) => {
+            stats::add(Kind::CacheMiss, &[&cache_type], 1);
             None
         }
-        Found::Absent => {
-            counters::note(counters::NO_ENTRY, false);
+        None => {
+            stats::add(Kind::CacheMiss, &[NO_ENTRY], 1);
             None
         }
     }
@@ -162,7 +191,10 @@ fn get_cache(p_key: Option<&str>) -> Option<RawJsonb> {
 
 struct WritePlans {
     table: ExtTable,
-    upsert: WritePlan,
+    /// Prepared on first use: a database not yet updated to 0.3.0 has no visibility columns, and
+    /// only the legacy set_cache (its own declaration) writes there.
+    upsert: OnceCell<WritePlan>,
+    legacy_upsert: OnceCell<WritePlan>,
     delete: OwnedPreparedStatement,
     invalidate: OwnedPreparedStatement,
     sweep: OwnedPreparedStatement,
@@ -177,20 +209,12 @@ fn oids(types: &[pg_sys::Oid]) -> Vec<PgOid> {
 }
 
 fn prepare_writes(client: &SpiClient<'_>) -> pgrx::spi::SpiResult<WritePlans> {
-    use pg_sys::{JSONBOID, TEXTARRAYOID, TEXTOID, TIDOID, TIMESTAMPTZOID};
+    use pg_sys::{TEXTOID, TIDOID, TIMESTAMPTZOID};
     let table = ext_table("cache_entries");
     let t = &table.qualified;
     Ok(WritePlans {
-        // Only unindexed columns change on conflict: the update is HOT when the page has room.
-        upsert: WritePlan::prepare(
-            &format!(
-                "INSERT INTO {t} AS c (key, value, cache_type, tags, expires_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, cache_type = excluded.cache_type, \
-                     tags = excluded.tags, expires_at = excluded.expires_at, updated_at = excluded.updated_at"
-            ),
-            &[TEXTOID, JSONBOID, TEXTOID, TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
-        ),
+        upsert: OnceCell::new(),
+        legacy_upsert: OnceCell::new(),
         delete: client
             .prepare_mut(&format!("DELETE FROM {t} WHERE key OPERATOR(pg_catalog.=) $1 RETURNING expires_at"), &oids(&[TEXTOID]))?
             .keep(),
@@ -218,6 +242,43 @@ fn prepare_writes(client: &SpiClient<'_>) -> pgrx::spi::SpiResult<WritePlans> {
     })
 }
 
+impl WritePlans {
+    // Only unindexed columns change on conflict: the update is HOT when the page has room.
+    fn upsert(&self) -> &WritePlan {
+        use pg_sys::{JSONBOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, UUIDOID};
+        self.upsert.get_or_init(|| {
+            WritePlan::prepare(
+                &format!(
+                    "INSERT INTO {} AS c (key, value, cache_type, tags, expires_at, created_at, updated_at, visibility, owner_user_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, cache_type = excluded.cache_type, \
+                         tags = excluded.tags, expires_at = excluded.expires_at, updated_at = excluded.updated_at, \
+                         visibility = excluded.visibility, owner_user_id = excluded.owner_user_id",
+                    self.table.qualified
+                ),
+                &[TEXTOID, JSONBOID, TEXTOID, TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, UUIDOID],
+            )
+        })
+    }
+
+    /// The upsert of 0.2.0's table (no visibility columns: every entry is service-only there).
+    fn legacy_upsert(&self) -> &WritePlan {
+        use pg_sys::{JSONBOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID};
+        self.legacy_upsert.get_or_init(|| {
+            WritePlan::prepare(
+                &format!(
+                    "INSERT INTO {} AS c (key, value, cache_type, tags, expires_at, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value, cache_type = excluded.cache_type, \
+                         tags = excluded.tags, expires_at = excluded.expires_at, updated_at = excluded.updated_at",
+                    self.table.qualified
+                ),
+                &[TEXTOID, JSONBOID, TEXTOID, TEXTARRAYOID, TIMESTAMPTZOID, TIMESTAMPTZOID],
+            )
+        })
+    }
+}
+
 fn write_plans() -> Rc<WritePlans> {
     if let Some(p) = WRITE_PLANS.with_borrow(|p| p.as_ref().filter(|p| p.table.still_valid()).cloned()) {
         return p;
@@ -232,22 +293,44 @@ fn timestamptz(t: pg_sys::TimestampTz) -> TimestampWithTimeZone {
     unsafe { TimestampWithTimeZone::from_datum(pg_sys::Datum::from(t), false) }.expect("not null")
 }
 
-/// Stores `p_value` under `p_key` for `p_ttl_seconds`, replacing value, TTL, type and tags;
-/// returns the expiry.
-#[pg_extern(volatile, parallel_unsafe)]
-fn set_cache(
+/// Stores `p_value` under `p_key` for `p_ttl_seconds`, replacing value, TTL, type, tags and
+/// visibility; returns the expiry. `p_visibility`: service (service_role only, the default),
+/// authenticated (every authenticated caller), owner (the user `p_owner_user_id` too).
+#[pg_extern(volatile, parallel_unsafe, name = "set_cache")]
+fn set_cache_entry(
     p_key: Option<&str>,
     p_value: Option<RawJsonb>,
     p_ttl_seconds: default!(Option<i32>, 3600),
     p_cache_type: default!(Option<&str>, "'general'"),
     p_tags: default!(Option<RawTextArray>, "'{}'"),
+    p_visibility: default!(Option<&str>, "'service'"),
+    p_owner_user_id: default!(Option<pgrx::Uuid>, "NULL"),
+) -> TimestampWithTimeZone {
+    store(p_key, p_value, p_ttl_seconds, p_cache_type, p_tags, Some((p_visibility, p_owner_user_id)))
+}
+
+/// set_cache's work; `visibility` None writes 0.2.0's table (see legacy_upsert).
+fn store(
+    p_key: Option<&str>,
+    p_value: Option<RawJsonb>,
+    p_ttl_seconds: Option<i32>,
+    p_cache_type: Option<&str>,
+    p_tags: Option<RawTextArray>,
+    visibility: Option<(Option<&str>, Option<pgrx::Uuid>)>,
 ) -> TimestampWithTimeZone {
     let check = || -> Result<_, ContractError> {
         let checked = (check_key(p_key)?, required(p_value, "p_value")?, check_ttl(p_ttl_seconds)?, check_cache_type(p_cache_type)?);
         check_tags(p_tags.as_ref())?;
-        Ok(checked)
+        let visibility = match visibility {
+            Some((name, owner)) => {
+                let v = check_visibility(name, owner)?;
+                Some((VISIBILITIES.iter().find(|(_, x)| *x == v).map(|(n, _)| *n).expect("listed"), owner))
+            }
+            None => None,
+        };
+        Ok((checked, visibility))
     };
-    let (key, value, ttl, kind) = check().or_raise();
+    let ((key, value, ttl, kind), visibility) = check().or_raise();
     let plans = write_plans();
     let now = now();
     let expires_at = now + i64::from(ttl) * 1_000_000;
@@ -255,15 +338,38 @@ fn set_cache(
         Some(t) => Some(t.datum()),
         None => Vec::<String>::new().into_datum(),
     };
-    plans.upsert.execute(&[
+    let mut args = vec![
         key.into_datum(),
         Some(value.datum()),
         kind.into_datum(),
         tags,
         Some(pg_sys::Datum::from(expires_at)),
         Some(pg_sys::Datum::from(now)),
-    ]);
+    ];
+    match visibility {
+        Some((name, owner)) => {
+            args.extend([name.into_datum(), owner.into_datum()]);
+            plans.upsert().execute(&args);
+        }
+        None => {
+            plans.legacy_upsert().execute(&args);
+        }
+    }
     timestamptz(expires_at)
+}
+
+/// set_cache as easymo 0.2.0 declared it (five arguments), kept under its C symbol: a database
+/// still at 0.2.0 after this library is installed calls it until ALTER EXTENSION easymo UPDATE
+/// replaces the declaration. Not declared by this version's install script.
+#[pg_extern(sql = false, volatile, parallel_unsafe)]
+fn set_cache(
+    p_key: Option<&str>,
+    p_value: Option<RawJsonb>,
+    p_ttl_seconds: Option<i32>,
+    p_cache_type: Option<&str>,
+    p_tags: Option<RawTextArray>,
+) -> TimestampWithTimeZone {
+    store(p_key, p_value, p_ttl_seconds, p_cache_type, p_tags, None)
 }
 
 /// Deletes `p_key`; true when it held a value that had not expired.
@@ -345,252 +451,39 @@ fn cleanup_expired_cache() -> i32 {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hit and miss counters.
+// Hit and miss counters (counted by src/stats.rs, never written in the caller's transaction).
 
-pub mod counters {
-    use super::*;
-
-    /// The counter of misses on keys that had no entry (cache_type is 1 to 64 characters, so
-    /// this never names a real type).
-    pub const NO_ENTRY: &str = "";
-
-    const SLOTS: usize = 128;
-
-    #[derive(Copy, Clone)]
-    struct Slot {
-        used: bool,
-        len: u8,
-        name: [u8; 256],
-        hits: u64,
-        misses: u64,
-    }
-
-    impl Default for Slot {
-        fn default() -> Self {
-            Slot { used: false, len: 0, name: [0; 256], hits: 0, misses: 0 }
-        }
-    }
-
-    /// Counters in shared memory (easymo preloaded): one slot per cache type; types beyond the
-    /// table's size share the last slot, reported as '(other)'.
-    #[derive(Copy, Clone)]
-    pub struct SharedCounters {
-        slots: [Slot; SLOTS],
-    }
-
-    impl Default for SharedCounters {
-        fn default() -> Self {
-            SharedCounters { slots: [Slot::default(); SLOTS] }
-        }
-    }
-
-    // SAFETY: plain old data, no pointers.
-    unsafe impl PGRXSharedMemory for SharedCounters {}
-
-    impl SharedCounters {
-        fn add(&mut self, name: &str, hits: u64, misses: u64) {
-            let bytes = &name.as_bytes()[..name.len().min(255)];
-            let slot = match self.slots.iter().position(|s| !s.used || &s.name[..s.len as usize] == bytes) {
-                Some(i) => &mut self.slots[i],
-                None => {
-                    let last = &mut self.slots[SLOTS - 1];
-                    let other = b"(other)";
-                    last.name[..other.len()].copy_from_slice(other);
-                    last.len = other.len() as u8;
-                    last
-                }
-            };
-            if !slot.used {
-                slot.used = true;
-                slot.len = bytes.len() as u8;
-                slot.name[..bytes.len()].copy_from_slice(bytes);
-            }
-            slot.hits += hits;
-            slot.misses += misses;
-        }
-    }
-
-    // SAFETY: one name, used by this extension only.
-    pub static SHARED: PgLwLock<SharedCounters> = unsafe { PgLwLock::new(c"easymo_cache_counters") };
-    /// Set in _PG_init when the library is preloaded (inherited by every backend).
-    pub static SHARED_READY: AtomicBool = AtomicBool::new(false);
-
-    /// Flushes to shared memory after this many events or this long.
-    const SHARED_BATCH: u64 = 64;
-    const SHARED_INTERVAL_US: i64 = 1_000_000;
-    /// Flushes to the counters table after this many events (or after
-    /// easymo.cache_stats_flush_interval seconds).
-    const TABLE_BATCH: u64 = 1_000;
-
-    #[derive(Default)]
-    struct Local {
-        counts: HashMap<String, (u64, u64)>,
-        pending: u64,
-        last_flush: pg_sys::TimestampTz,
-        exit_hook: bool,
-    }
-
-    /// A backend that exits hands its last counts to shared memory (while that is still
-    /// attached). Without preloading there is no way to write a table at exit: up to one batch
-    /// may be lost then.
-    unsafe extern "C-unwind" fn flush_at_exit(_code: i32, _arg: pg_sys::Datum) {
-        let counts = LOCAL.with_borrow_mut(|l| std::mem::take(&mut l.counts));
-        if !counts.is_empty() {
-            let mut s = SHARED.exclusive();
-            for (name, (hits, misses)) in &counts {
-                s.add(name, *hits, *misses);
-            }
-        }
-    }
-
-    thread_local! {
-        static LOCAL: RefCell<Local> = RefCell::new(Local::default());
-    }
-
-    /// Counts one read: a hit or a miss of `cache_type`. No write, unless a batch is due.
-    pub fn note(cache_type: &str, hit: bool) {
-        let due = LOCAL.with_borrow_mut(|l| {
-            match l.counts.get_mut(cache_type) {
-                Some(c) => *if hit { &mut c.0 } else { &mut c.1 } += 1,
-                None => {
-                    l.counts.insert(cache_type.to_owned(), if hit { (1, 0) } else { (0, 1) });
-                }
-            }
-            l.pending += 1;
-            if l.last_flush == 0 {
-                l.last_flush = now(); // the first batch is counted from the first event
-            }
-            let shared = SHARED_READY.load(Ordering::Relaxed);
-            if shared && !l.exit_hook {
-                l.exit_hook = true;
-                // SAFETY: registers a callback for this backend's exit.
-                unsafe { pg_sys::before_shmem_exit(Some(flush_at_exit), pg_sys::Datum::from(0)) };
-            }
-            let (batch, interval) = if shared {
-                (SHARED_BATCH, SHARED_INTERVAL_US)
-            } else {
-                (TABLE_BATCH, i64::from(super::FLUSH_INTERVAL.get()) * 1_000_000)
-            };
-            l.pending >= batch || now() - l.last_flush >= interval
-        });
-        if due {
-            flush();
-        }
-    }
-
-    fn can_write() -> bool {
-        // SAFETY: reads of backend state.
-        unsafe { !(pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() || pg_sys::IsInParallelMode()) }
-    }
-
-    /// Moves this backend's counts to shared memory, or to the counters table when that is
-    /// possible now; otherwise keeps them for later.
-    pub fn flush() {
-        let shared = SHARED_READY.load(Ordering::Relaxed);
-        if !shared && !can_write() {
-            return;
-        }
-        let counts = LOCAL.with_borrow_mut(|l| {
-            l.pending = 0;
-            l.last_flush = now();
-            std::mem::take(&mut l.counts)
-        });
-        if counts.is_empty() {
-            return;
-        }
-        if shared {
-            let mut s = SHARED.exclusive();
-            for (name, (hits, misses)) in &counts {
-                s.add(name, *hits, *misses);
-            }
-            return;
-        }
-        let table = ext_table("cache_stat_counters");
-        let (names, (hits, misses)): (Vec<String>, (Vec<i64>, Vec<i64>)) =
-            counts.into_iter().map(|(n, (h, m))| (n, (h as i64, m as i64))).unzip();
-        as_owner(table.owner, || {
-            Spi::run_with_args(
-                &format!(
-                    "INSERT INTO {0} AS c (cache_type, hits, misses) \
-                     SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), \
-                         pg_catalog.unnest($2::pg_catalog.int8[]), pg_catalog.unnest($3::pg_catalog.int8[])) \
-                     ON CONFLICT (cache_type) DO UPDATE SET hits = c.hits OPERATOR(pg_catalog.+) excluded.hits, \
-                         misses = c.misses OPERATOR(pg_catalog.+) excluded.misses, updated_at = pg_catalog.now()",
-                    table.qualified
-                ),
-                &[names.into(), hits.into(), misses.into()],
-            )
-        })
-        .unwrap_or_else(|e| error!("flushing cache counters: {e}"));
-    }
-
-    /// Totals per cache type: shared memory, the counters table, and this backend's unflushed
-    /// counts.
-    pub fn totals() -> HashMap<String, (i64, i64)> {
-        let mut totals: HashMap<String, (i64, i64)> = HashMap::new();
-        let mut add = |name: &str, h: i64, m: i64| {
-            let t = totals.entry(name.to_owned()).or_default();
-            t.0 += h;
-            t.1 += m;
-        };
-        if SHARED_READY.load(Ordering::Relaxed) {
-            flush();
-            let s = SHARED.share();
-            for slot in s.slots.iter().filter(|s| s.used) {
-                add(&String::from_utf8_lossy(&slot.name[..slot.len as usize]), slot.hits as i64, slot.misses as i64);
-            }
-        }
-        LOCAL.with_borrow(|l| {
-            for (name, (h, m)) in &l.counts {
-                add(name, *h as i64, *m as i64);
-            }
-        });
-        let table = ext_table("cache_stat_counters");
-        let rows: Vec<(String, i64, i64)> = as_owner(table.owner, || {
-            Spi::connect(|client| {
-                client
-                    .select(&format!("SELECT cache_type, hits, misses FROM {}", table.qualified), None, &[])?
-                    .map(|r| Ok((r.get(1)?.unwrap_or_default(), r.get(2)?.unwrap_or(0), r.get(3)?.unwrap_or(0))))
-                    .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-            })
-        })
-        .unwrap_or_else(|e| error!("reading cache counters: {e}"));
-        for (name, h, m) in rows {
-            add(&name, h, m);
-        }
-        totals
-    }
-}
-
-pub static FLUSH_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(10);
-
-/// The flush interval setting; shared memory for the counters when easymo is preloaded.
-pub fn init() {
-    GucRegistry::define_int_guc(
-        c"easymo.cache_stats_flush_interval",
-        c"Seconds after which a session adds its cache hit and miss counts to cache_stat_counters.",
-        c"When easymo is not preloaded, each session counts cache hits and misses in its own memory and adds them to the table after 1,000 reads or this many seconds, whichever comes first (never in a read-only transaction or on a standby).",
-        &FLUSH_INTERVAL,
-        1,
-        24 * 3600,
-        GucContext::Userset,
-        GucFlags::default(),
-    );
-    // SAFETY: reading a postmaster global in _PG_init.
-    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        use counters::SHARED;
-        pgrx::pg_shmem_init!(SHARED);
-        counters::SHARED_READY.store(true, Ordering::Relaxed);
-    }
-}
-
-/// Hits and misses per cache type (cache_type NULL: keys that had no entry).
+/// Hits and misses per cache type (cache_type NULL: keys that had no entry the caller could
+/// read): shared memory or cache_stat_counters, plus this session's counts not yet handed on.
 #[pg_extern(stable, parallel_restricted)]
 fn cache_hit_counters() -> TableIterator<'static, (name!(cache_type, Option<String>), name!(hits, i64), name!(misses, i64))> {
-    let mut rows: Vec<_> = counters::totals()
-        .into_iter()
-        .map(|(name, (h, m))| ((name != counters::NO_ENTRY).then_some(name), h, m))
-        .collect();
+    let mut totals: HashMap<String, (i64, i64)> = HashMap::new();
+    for (key, n) in stats::totals(&[Kind::CacheHit, Kind::CacheMiss]) {
+        let name = stats::split_key(&key[1..]).swap_remove(0);
+        let t = totals.entry(name).or_default();
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        if key[0] == Kind::CacheHit as u8 {
+            t.0 += n;
+        } else {
+            t.1 += n;
+        }
+    }
+    let table = ext_table("cache_stat_counters");
+    let rows: Vec<(String, i64, i64)> = as_owner(table.owner, || {
+        Spi::connect(|client| {
+            client
+                .select(&format!("SELECT cache_type, hits, misses FROM {}", table.qualified), None, &[])?
+                .map(|r| Ok((r.get(1)?.unwrap_or_default(), r.get(2)?.unwrap_or(0), r.get(3)?.unwrap_or(0))))
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+    })
+    .unwrap_or_else(|e| error!("reading cache counters: {e}"));
+    for (name, h, m) in rows {
+        let t = totals.entry(name).or_default();
+        t.0 += h;
+        t.1 += m;
+    }
+    let mut rows: Vec<_> = totals.into_iter().map(|(name, (h, m))| ((name != NO_ENTRY).then_some(name), h, m)).collect();
     rows.sort();
     TableIterator::new(rows)
 }

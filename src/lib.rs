@@ -17,13 +17,16 @@ mod location;
 mod money;
 mod operations;
 mod plan;
+mod postgres;
 mod session;
+mod stats;
 
 /// Runs once per backend, when the library is first loaded.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    postgres::relation::init();
+    stats::init();
     coordination::init();
-    cache::init();
     operations::worker::init();
     // Typos in easymo.* settings are reported instead of silently creating placeholders.
     // SAFETY: a valid C string; called from _PG_init after our GUCs are defined.
@@ -40,7 +43,10 @@ extension_sql_file!(
     requires = [
         "bootstrap",
         coordination::check_flag_rules,
-        coordination::cache::_feature_flags_changed
+        coordination::cache::_feature_flags_changed,
+        coordination::is_feature_enabled,
+        coordination::get_feature_variant,
+        coordination::feature_flag_exposures
     ]
 );
 extension_sql_file!("../sql/events.sql", name = "events", requires = ["bootstrap"]);
@@ -57,11 +63,12 @@ extension_sql_file!(
     requires = [
         "bootstrap",
         cache::get_cache,
-        cache::set_cache,
+        cache::set_cache_entry,
         cache::delete_cache,
         cache::invalidate_cache_by_tag,
         cache::cleanup_expired_cache,
-        cache::cache_hit_counters
+        cache::cache_hit_counters,
+        stats::flush_stats
     ]
 );
 extension_sql_file!(

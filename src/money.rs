@@ -13,8 +13,9 @@
 //! The key lookup, the whole of a replay, reads the key table's primary key directly (no SPI,
 //! no plan, no executor): a replay then costs little more than the call itself.
 
-use crate::catalog::{self, ext_table, ExtTable};
-use crate::error::{required, ContractError, OrRaise};
+use crate::catalog::{ext_table, ExtTable};
+use crate::error::{raise, required, ContractError, OrRaise};
+use crate::postgres::relation::{self, Column, TableSpec};
 use crate::raw::RawJsonb;
 use crate::ids::new_v7;
 use crate::plan::WritePlan;
@@ -153,62 +154,41 @@ impl KeyUse {
     }
 }
 
-/// The key table's primary key and the attribute numbers a lookup reads.
-struct KeyIndex {
-    table: pg_sys::Oid,
-    index: pg_sys::Oid,
-    /// transaction_id, user_id, type, amount, currency.
-    attributes: [i16; 5],
-}
+/// What a replay reads of transaction_idempotency_keys (positions below).
+static KEYS: TableSpec = TableSpec {
+    name: c"transaction_idempotency_keys",
+    columns: &[
+        Column::new(c"idempotency_key", pg_sys::TEXTOID),
+        Column::new(c"transaction_id", pg_sys::UUIDOID),
+        Column::new(c"user_id", pg_sys::UUIDOID),
+        Column::new(c"type", pg_sys::TEXTOID),
+        Column::new(c"amount", pg_sys::NUMERICOID),
+        Column::new(c"currency", pg_sys::TEXTOID),
+    ],
+};
+const KEY_COLUMN: usize = 0;
 
-impl KeyIndex {
-    fn find(keys: &ExtTable) -> KeyIndex {
-        let index = unsafe { pg_sys::get_relname_relid(c"transaction_idempotency_keys_pkey".as_ptr(), keys.namespace) };
-        if index == pg_sys::Oid::INVALID {
-            error!("index transaction_idempotency_keys_pkey not found");
+/// The key's row, read through the primary key. With `fresh`, under a snapshot as a new
+/// statement would take it (READ COMMITTED: everything committed now, so a racing winner is
+/// seen); otherwise under the calling statement's snapshot, which is enough for the first look:
+/// a key committed since then is caught by the insert's conflict, and looked up fresh. A NULL
+/// where the table declares NOT NULL (altered by hand) cannot be replayed against: 55000.
+fn lookup_key(key: &str, fresh: bool) -> Option<KeyUse> {
+    relation::lookup_by_text_key(&KEYS, KEY_COLUMN, key, fresh, |row| {
+        fn null<T>(key: &str, i: usize) -> T {
+            relation::not_as_created(
+                KEYS.name,
+                format_args!("column {} is NULL for idempotency key {key:?}", KEYS.columns[i].name.to_string_lossy()),
+            )
         }
-        let attribute = |name: &std::ffi::CStr| {
-            // SAFETY: a syscache lookup on an existing relation.
-            let n = unsafe { pg_sys::get_attnum(keys.relid, name.as_ptr()) };
-            if n <= 0 {
-                error!("column {name:?} of transaction_idempotency_keys not found");
-            }
-            n
-        };
-        KeyIndex {
-            table: keys.relid,
-            index,
-            attributes: [
-                attribute(c"transaction_id"),
-                attribute(c"user_id"),
-                attribute(c"type"),
-                attribute(c"amount"),
-                attribute(c"currency"),
-            ],
+        KeyUse {
+            transaction_id: row.uuid(1).unwrap_or_else(|| null(key, 1)),
+            user_id: row.uuid(2).unwrap_or_else(|| null(key, 2)),
+            kind: row.text(3).unwrap_or_else(|| null(key, 3)),
+            amount: row.numeric_text(4).unwrap_or_else(|| null(key, 4)),
+            currency: row.text(5).unwrap_or_else(|| null(key, 5)),
         }
-    }
-
-    /// The key's row, read through the primary key. With `fresh`, under a snapshot as a new
-    /// statement would take it (READ COMMITTED: everything committed now, so a racing winner is
-    /// seen); otherwise under the calling statement's snapshot, which is enough for the first
-    /// look: a key committed since then is caught by the insert's conflict, and looked up fresh.
-    fn lookup(&self, key: &str, fresh: bool) -> Option<KeyUse> {
-        let last = *self.attributes.iter().max().expect("five attributes");
-        catalog::lookup_by_text_key(self.table, self.index, key, fresh, last, |datum| {
-            // SAFETY: the attributes are those found in `find`, converted to owned values while
-            // the row is pinned.
-            unsafe {
-                let numeric = pg_sys::pg_detoast_datum(datum(self.attributes[3]).cast_mut_ptr());
-                KeyUse {
-                    transaction_id: pgrx::Uuid::from_datum(datum(self.attributes[0]), false).expect("not null"),
-                    user_id: pgrx::Uuid::from_datum(datum(self.attributes[1]), false).expect("not null"),
-                    kind: String::from_datum(datum(self.attributes[2]), false).expect("not null"),
-                    amount: std::ffi::CStr::from_ptr(pg_sys::numeric_normalize(numeric.cast())).to_string_lossy().into_owned(),
-                    currency: String::from_datum(datum(self.attributes[4]), false).expect("not null"),
-                }
-            }
-        })
-    }
+    })
 }
 
 /// The statements of create_transaction, planned once per backend (re-planned by Postgres when
@@ -216,7 +196,6 @@ impl KeyIndex {
 struct Plans {
     transactions: ExtTable,
     reference_sequence: pg_sys::Oid,
-    keys: KeyIndex,
     insert_key: WritePlan,
     insert_transaction: WritePlan,
     insert_event: WritePlan,
@@ -233,7 +212,6 @@ fn prepare() -> Plans {
     let events = transactions.sibling("transaction_events");
     let sequence = ext_table("transaction_reference_seq");
     Plans {
-        keys: KeyIndex::find(&ext_table("transaction_idempotency_keys")),
         // Inserts nothing (processes 0 rows) when the key is taken.
         insert_key: WritePlan::prepare(
             &format!(
@@ -333,7 +311,7 @@ fn create_transaction(
     let plans = plans();
     // A replay reads one index entry and returns: no SPI, no plan, no write.
     if let Some(key) = p_idempotency_key {
-        if let Some(first) = plans.keys.lookup(key, false) {
+        if let Some(first) = lookup_key(key, false) {
             return first.replay(key, user, kind, &amount_text, currency).or_raise();
         }
     }
@@ -353,7 +331,13 @@ fn create_transaction(
         ]);
         if claimed == 0 {
             // A concurrent call with this key committed first: replay it.
-            let first = plans.keys.lookup(key, true).expect("the conflicting key row is committed");
+            let Some(first) = lookup_key(key, true) else {
+                // Deleted again between the conflict and the look (a retention run, say).
+                raise(
+                    PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+                    format!("idempotency key {key:?} was taken and released by a concurrent call; retry"),
+                )
+            };
             return first.replay(key, user, kind, &amount_text, currency).or_raise();
         }
     }

@@ -58,7 +58,10 @@ const JB_FARRAY: u32 = 0x4000_0000;
 
 impl RawJsonb {
     /// Wraps a jsonb datum (a detoasted copy the caller owns, when it is to be returned).
-    pub fn from_datum(datum: pg_sys::Datum) -> Self {
+    ///
+    /// # Safety
+    /// `datum` must be a valid, non-null jsonb that lives as long as the wrapper is used.
+    pub unsafe fn from_datum_unchecked(datum: pg_sys::Datum) -> Self {
         RawJsonb(datum)
     }
 

@@ -6,6 +6,12 @@
 --                                      create_transaction uses
 --   transactions_payment_method_idx    deleting a payment method no longer scans every partition
 --   cleanup_expired_cache(), invalidate_cache_by_tag()  return integer, as the reference says
+--   _flush_stats()                     cache and flag counts leave the caller's transaction
+--   cache_entries.visibility, owner_user_id, set_cache(..., p_visibility, p_owner_user_id)
+--                                      who besides service_role may read an entry
+--   is_feature_enabled, get_feature_variant  VOLATILE (they may log), PARALLEL RESTRICTED;
+--                                      feature_flag_exposure_counters, feature_flag_exposures(),
+--                                      feature_flag_overview.evaluations / evaluations_on
 -- tests/pg_regress/sql/upgrade.sql checks that 0.2.0 updated by this script has exactly the
 -- objects of a fresh 0.3.0 install. Frozen once released: later changes get a script of their own.
 
@@ -381,6 +387,99 @@ LANGUAGE c
 AS 'MODULE_PATHNAME', 'invalidate_cache_by_tag_wrapper';
 COMMENT ON FUNCTION @extschema@.invalidate_cache_by_tag(text) IS
     'Deletes every entry tagged p_tag; returns how many.';
+
+-- Reads never write in the caller's transaction (src/stats.rs): cache hits and misses and flag
+-- exposures are handed to shared memory or to a flush worker.
+CREATE FUNCTION @extschema@._flush_stats() RETURNS boolean
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'flush_stats_wrapper';
+COMMENT ON FUNCTION @extschema@._flush_stats() IS
+    'Internal: hands the calling session''s cache and flag counts on now (shared memory, or the flush worker, waiting until it has stored them); false when that is not possible now (the counts are kept). Sessions do this by themselves every easymo.stats_flush_interval seconds and when they end.';
+COMMENT ON TABLE @extschema@.cache_stat_counters IS
+    'Cache hits and misses per cache type, added by easymo''s flush worker when easymo is not preloaded (cache_type '''' = misses of keys with no entry the caller could read). Read them through cache_stats.';
+COMMENT ON FUNCTION @extschema@.cache_hit_counters() IS
+    'Hits and misses per cache type since counting began (shared memory when easymo is preloaded, plus the counters table, plus the calling session''s counts not yet handed on); cache_type NULL counts keys that had no entry the caller could read. What cache_stats reports.';
+
+-- Cache entries carry a visibility, checked by get_cache.
+ALTER TABLE @extschema@.cache_entries
+    ADD COLUMN visibility text NOT NULL DEFAULT 'service' CHECK (visibility IN ('service', 'authenticated', 'owner')),
+    ADD COLUMN owner_user_id uuid,
+    ADD CONSTRAINT cache_entries_owner_check CHECK (visibility <> 'owner' OR owner_user_id IS NOT NULL);
+DROP FUNCTION @extschema@.set_cache(text, jsonb, integer, text, text[]);
+CREATE FUNCTION @extschema@.set_cache(
+    p_key text,
+    p_value jsonb,
+    p_ttl_seconds integer DEFAULT 3600,
+    p_cache_type text DEFAULT 'general',
+    p_tags text[] DEFAULT '{}',
+    p_visibility text DEFAULT 'service',
+    p_owner_user_id uuid DEFAULT NULL
+) RETURNS timestamptz
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'set_cache_entry_wrapper';
+COMMENT ON FUNCTION @extschema@.set_cache(text, jsonb, integer, text, text[], text, uuid) IS
+    'Stores p_value under p_key for p_ttl_seconds (1 s to 365 days) with a cache type, tags and a visibility (service: service_role only, the default; authenticated: every authenticated caller; owner: the user p_owner_user_id too), replacing any previous value, TTL, tags and visibility; returns the expiry.';
+ALTER FUNCTION @extschema@.get_cache(text) PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.get_cache(text) IS
+    'The value cached under p_key, or NULL when there is none, it has expired, or the caller may not read it (its visibility). Never writes in the caller''s transaction; works read-only and on a hot standby. Counts a hit or a miss for cache_stats.';
+
+-- Flag evaluation: honest volatility, evaluations counted, callers other than service_role
+-- evaluate for themselves only.
+ALTER FUNCTION @extschema@.is_feature_enabled(text, uuid, text, jsonb) VOLATILE PARALLEL RESTRICTED;
+ALTER FUNCTION @extschema@.get_feature_variant(text, uuid, text) VOLATILE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.is_feature_enabled(text, uuid, text, jsonb) IS
+    'Whether flag p_flag_key is on for p_user_id in p_environment (development, staging, production): strategies all, none, user_list, percentage (xxh3_64(key:user) mod 10000 < percentage*100) and condition (every rule holds for p_context). Unknown or disabled flags are off. Evaluated from a per-session cache that a committed change to feature_flags invalidates. Callers other than service_role evaluate for themselves only: p_user_id defaults to and must equal request_user_id() (42501). Every evaluation is counted (feature_flag_exposures); VOLATILE because it writes the evaluation log where easymo.flag_evaluation_log asks for it and a write is allowed.';
+COMMENT ON FUNCTION @extschema@.get_feature_variant(text, uuid, text) IS
+    'The weighted variant of p_flag_key for p_user_id (bucketed independently of the on/off decision), or NULL when the flag is off for that user or has no variants. Callers other than service_role ask for themselves only (42501). Counted and logged as is_feature_enabled.';
+COMMENT ON TABLE @extschema@.feature_flag_evaluations IS
+    'Log of flag evaluations (who got which answer and why), written according to easymo.flag_evaluation_log where a write is allowed (not in read-only transactions, on a standby or in parallel queries); a failed log write never fails the evaluation.';
+CREATE TABLE @extschema@.feature_flag_exposure_counters (
+    flag_key    text NOT NULL,
+    environment text NOT NULL,
+    variant     text NOT NULL DEFAULT '',
+    enabled     boolean NOT NULL,
+    evaluations bigint NOT NULL DEFAULT 0 CHECK (evaluations >= 0),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (flag_key, environment, variant, enabled)
+);
+COMMENT ON TABLE @extschema@.feature_flag_exposure_counters IS
+    'Feature flag evaluations per flag key, environment, variant ('''' = none) and answer, added by easymo''s flush worker when easymo is not preloaded (flag_key '''' = keys that name no flag). Read them through feature_flag_exposures().';
+SELECT @extschema@._secure_table('@extschema@.feature_flag_exposure_counters');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.feature_flag_exposure_counters', '');
+CREATE FUNCTION @extschema@.feature_flag_exposures()
+RETURNS TABLE (flag_key text, environment text, variant text, enabled boolean, evaluations bigint)
+STRICT STABLE PARALLEL RESTRICTED
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'feature_flag_exposures_wrapper';
+COMMENT ON FUNCTION @extschema@.feature_flag_exposures() IS
+    'Every flag evaluation counted since counting began, per flag key (NULL: keys that name no flag), requested environment, variant (NULL: none) and answer: shared memory when easymo is preloaded, plus feature_flag_exposure_counters, plus the calling session''s counts not yet handed on.';
+CREATE OR REPLACE VIEW @extschema@.feature_flag_overview WITH (security_invoker = true) AS
+SELECT f.key,
+       f.environment,
+       f.name,
+       f.enabled,
+       f.rollout_strategy,
+       f.rollout_percentage,
+       cardinality(f.target_users)      AS target_user_count,
+       jsonb_array_length(f.conditions) AS condition_count,
+       jsonb_array_length(f.variants)   AS variant_count,
+       (SELECT count(*)
+          FROM @extschema@.feature_flag_evaluations e
+         WHERE e.flag_key = f.key
+           AND e.evaluated_at > now() - interval '24 hours') AS evaluations_24h,
+       f.updated_at,
+       coalesce(x.evaluations, 0)    AS evaluations,
+       coalesce(x.evaluations_on, 0) AS evaluations_on
+  FROM @extschema@.feature_flags f
+  LEFT JOIN (SELECT e.flag_key, sum(e.evaluations)::bigint AS evaluations,
+                    (sum(e.evaluations) FILTER (WHERE e.enabled))::bigint AS evaluations_on
+               FROM @extschema@.feature_flag_exposures() e
+              GROUP BY e.flag_key) x ON x.flag_key = f.key;
+COMMENT ON VIEW @extschema@.feature_flag_overview IS
+    'Every feature flag with strategy, rollout, target/condition/variant counts, evaluations logged in the last 24 hours, and every evaluation counted since counting began (all environments) and how many of them answered on.';
+
 
 -- Function privileges, exactly as a fresh install sets them (sql/security.sql): new and
 -- re-created functions start with PUBLIC EXECUTE. Keep this block last.

@@ -14,10 +14,13 @@
 //! transaction's snapshot and kept only until the transaction ends.
 
 use super::rules::{compile_conditions, compile_variants, Environment, Flag, Strategy};
-use crate::catalog::{as_owner, ext_table, ExtTable};
+use crate::catalog::{ext_table, ExtTable};
+use crate::postgres::identity::as_owner;
+use crate::postgres::inval;
 use pgrx::prelude::*;
 use pgrx::{register_xact_callback, PgXactCallbackEvent};
-use std::cell::RefCell;
+use crate::stats::{self, Kind};
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -27,11 +30,15 @@ static GENERATION: AtomicU64 = AtomicU64::new(1);
 /// The oid of feature_flags as of the last load; 0 before.
 static FLAGS_RELID: AtomicU32 = AtomicU32::new(0);
 
-/// A key's definitions: one for `all` and one per specific environment.
+/// A key's definitions: one for `all` and one per specific environment; and how often each
+/// environment's evaluations answered on and off without a variant, counted here so that an
+/// evaluation costs no hash lookup for its count (stats::add counts the variants).
 #[derive(Default)]
 struct Slots {
     all: Option<Flag>,
     specific: [Option<Flag>; 3],
+    on: [Cell<u64>; 3],
+    off: [Cell<u64>; 3],
 }
 
 fn env_index(env: Environment) -> usize {
@@ -45,6 +52,8 @@ fn env_index(env: Environment) -> usize {
 #[derive(Default)]
 pub struct FlagSet {
     by_key: HashMap<String, Slots, Xxh3Builder>,
+    /// Evaluations of keys that name no flag, per environment (counted under the key '').
+    unknown: [Cell<u64>; 3],
     /// Where evaluations are logged; looked up with the flags, not on every logged call.
     pub evaluations: Option<ExtTable>,
 }
@@ -54,6 +63,49 @@ impl FlagSet {
     pub fn lookup(&self, key: &str, env: Environment) -> Option<&Flag> {
         let slots = self.by_key.get(key)?;
         slots.specific[env_index(env)].as_ref().or(slots.all.as_ref())
+    }
+
+    /// Counts an evaluation of `key` in `env` that answered `on` without a variant.
+    pub fn count(&self, key: &str, env: Environment, on: bool) {
+        let cell = match self.by_key.get(key) {
+            Some(slots) => &(if on { &slots.on } else { &slots.off })[env_index(env)],
+            None => &self.unknown[env_index(env)],
+        };
+        cell.set(cell.get() + 1);
+    }
+
+    /// Moves the counts kept here into `into`.
+    fn drain(&self, into: &mut dyn FnMut(Kind, &[&str], u64)) {
+        let envs = [Environment::Development, Environment::Staging, Environment::Production];
+        for (i, env) in envs.iter().enumerate() {
+            let n = self.unknown[i].replace(0);
+            if n > 0 {
+                into(Kind::FlagOff, &[UNKNOWN_FLAG, env.as_str(), ""], n);
+            }
+        }
+        for (key, slots) in &self.by_key {
+            for (i, env) in envs.iter().enumerate() {
+                for (cell, kind) in [(&slots.on[i], Kind::FlagOn), (&slots.off[i], Kind::FlagOff)] {
+                    let n = cell.replace(0);
+                    if n > 0 {
+                        into(kind, &[key, env.as_str(), ""], n);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The key under which evaluations of keys that name no flag are counted (flag keys are 1 to 255
+/// characters, so no flag has it): counting each unknown key would let any caller grow the
+/// counters without bound.
+pub const UNKNOWN_FLAG: &str = "";
+
+/// The stats drain (registered in _PG_init): the cached set's counts.
+pub fn drain_exposures(into: &mut dyn FnMut(Kind, &[&str], u64)) {
+    let set = CACHE.with_borrow(|c| c.as_ref().map(|c| Rc::clone(&c.flags)));
+    if let Some(set) = set {
+        set.drain(into);
     }
 }
 
@@ -66,14 +118,6 @@ thread_local! {
     static CACHE: RefCell<Option<Cached>> = const { RefCell::new(None) };
 }
 
-// utils/inval.h is not among pgrx 0.16.1's bindings; these are stable exported functions.
-type RelcacheCallback = unsafe extern "C-unwind" fn(arg: pg_sys::Datum, relid: pg_sys::Oid);
-unsafe extern "C-unwind" {
-    fn CacheRegisterRelcacheCallback(func: RelcacheCallback, arg: pg_sys::Datum);
-    fn CacheInvalidateRelcacheByRelid(relid: pg_sys::Oid);
-    fn AcceptInvalidationMessages();
-}
-
 /// Runs inside invalidation processing: it must not fail and must not touch the database.
 unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     // InvalidOid means "every relation" (e.g. after a shared-invalidation queue overflow).
@@ -84,12 +128,7 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid:
 
 /// Called once per backend, from _PG_init.
 pub fn register_invalidation_callback() {
-    // SAFETY: called in _PG_init, where registering a callback for the backend's life is allowed.
-    unsafe {
-        pg_sys::ffi::pg_guard_ffi_boundary(|| {
-            CacheRegisterRelcacheCallback(on_relcache_invalidation, pg_sys::Datum::from(0))
-        })
-    };
+    inval::register_relcache_callback(on_relcache_invalidation);
 }
 
 /// Statement-level trigger on feature_flags: every insert, update, delete or truncate
@@ -99,8 +138,7 @@ fn _feature_flags_changed<'a>(
     trigger: &'a pgrx::PgTrigger<'a>,
 ) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
     let relid = trigger.relation()?.oid();
-    // SAFETY: queues an invalidation message for a relation that exists (we are its trigger).
-    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| CacheInvalidateRelcacheByRelid(relid)) };
+    inval::invalidate_relcache(relid);
     Ok(None)
 }
 
@@ -109,8 +147,7 @@ pub fn flags() -> Rc<FlagSet> {
     // Postgres reads the invalidation queue only at transaction start and when it takes a lock;
     // a statement that evaluates flags may take none. Read it now, so a change whose COMMIT has
     // returned is seen by this very call. With nothing queued this is one unlocked flag test.
-    // SAFETY: processes pending invalidations, as any lock acquisition would.
-    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| AcceptInvalidationMessages()) };
+    inval::accept_invalidation_messages();
     let generation = GENERATION.load(Ordering::Relaxed);
     if let Some(flags) = CACHE.with_borrow(|c| {
         c.as_ref().filter(|c| c.generation == generation).map(|c| Rc::clone(&c.flags))
@@ -118,7 +155,10 @@ pub fn flags() -> Rc<FlagSet> {
         return flags;
     }
     let flags = Rc::new(load());
-    CACHE.set(Some(Cached { generation, flags: Rc::clone(&flags) }));
+    // The counts of the set being replaced are kept.
+    if let Some(old) = CACHE.replace(Some(Cached { generation, flags: Rc::clone(&flags) })) {
+        old.flags.drain(&mut |kind, parts, n| stats::add(kind, parts, n));
+    }
     flags
 }
 

@@ -4,8 +4,11 @@
 pub mod cache;
 pub mod rules;
 
-use crate::catalog::as_owner;
-use crate::error::{required, ContractError, OrRaise};
+use crate::error::{raise, required, ContractError, OrRaise};
+use crate::postgres::identity::as_owner;
+use crate::postgres::{caller_is_service, in_subtransaction};
+use crate::session::request_user_id;
+use crate::stats::{self, Kind};
 use crate::raw::RawJsonb;
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::datum::DatumWithOid;
@@ -60,6 +63,7 @@ pub fn init() {
         GucFlags::default(),
     );
     cache::register_invalidation_callback();
+    stats::register_drain(cache::drain_exposures);
 }
 
 /// A call's arguments, checked.
@@ -77,20 +81,48 @@ fn check_call<'a>(key: Option<&'a str>, user: Option<pgrx::Uuid>, env: Option<&s
     })
 }
 
+/// The user an evaluation is for. Service callers (service_role, superusers, the table owner)
+/// may evaluate for anyone; anyone else only for themselves: `p_user_id` defaults to
+/// request_user_id() and must equal it (42501), so an end user cannot learn another user's
+/// targeting.
+fn evaluated_user(call: &Call, flags: &cache::FlagSet) -> Option<[u8; 16]> {
+    let owner = flags.evaluations.as_ref().map_or(pg_sys::Oid::INVALID, |t| t.owner);
+    if caller_is_service(owner) {
+        return call.user;
+    }
+    let me = request_user_id().map(|u| *u.as_bytes());
+    match call.user {
+        None => me,
+        Some(u) if Some(u) == me => me,
+        Some(u) => raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!(
+                "p_user_id: {} may evaluate feature flags only for its own user (request_user_id() is {}), got {}",
+                // SAFETY: reads the current user's name (palloc'd).
+                unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)) }.to_string_lossy(),
+                me.map_or("NULL".to_owned(), |m| uuid::Uuid::from_bytes(m).to_string()),
+                uuid::Uuid::from_bytes(u)
+            ),
+        ),
+    }
+}
+
 /// Whether the flag `p_flag_key` is on for `p_user_id` in `p_environment` (see the contract,
-/// "Coordination"). Unknown and disabled flags are off.
-#[pg_extern(stable, parallel_safe)]
+/// "Coordination"). Unknown and disabled flags are off. Volatile: it may write the evaluation
+/// log (easymo.flag_evaluation_log), where a write is allowed.
+#[pg_extern(volatile, parallel_restricted)]
 fn is_feature_enabled(
     p_flag_key: Option<&str>,
     p_user_id: default!(Option<pgrx::Uuid>, "NULL"),
     p_environment: default!(Option<&str>, "'production'"),
     p_context: default!(Option<RawJsonb>, "'{}'"),
 ) -> bool {
-    let call = check_call(p_flag_key, p_user_id, p_environment).or_raise();
+    let mut call = check_call(p_flag_key, p_user_id, p_environment).or_raise();
     if let Some(ctx) = &p_context {
         ctx.check_object("p_context").or_raise();
     }
     let flags = cache::flags();
+    call.user = evaluated_user(&call, &flags);
     let flag = flags.lookup(call.key, call.env);
     let context = OnceCell::new();
     let (on, reason) = match flag {
@@ -109,21 +141,24 @@ fn is_feature_enabled(
             })
             .or_raise(),
     };
+    flags.count(call.key, call.env, on);
+    stats::tick();
     log_evaluation(&flags, &call, flag, on, None, reason, p_context.as_ref());
     on
 }
 
 /// The variant of `p_flag_key` that `p_user_id` gets, or NULL when the flag is off for them (or
 /// defines no variants). Condition flags are evaluated with an empty context.
-#[pg_extern(stable, parallel_safe)]
+#[pg_extern(volatile, parallel_restricted)]
 fn get_feature_variant(
     p_flag_key: Option<&str>,
     p_user_id: Option<pgrx::Uuid>,
     p_environment: default!(Option<&str>, "'production'"),
 ) -> Option<String> {
-    let call = check_call(p_flag_key, p_user_id, p_environment).or_raise();
-    let user = required(call.user, "p_user_id").or_raise();
+    let mut call = check_call(p_flag_key, p_user_id, p_environment).or_raise();
     let flags = cache::flags();
+    call.user = evaluated_user(&call, &flags);
+    let user = required(call.user, "p_user_id").or_raise();
     let flag = flags.lookup(call.key, call.env);
     let empty = Value::Object(Default::default());
     let (on, reason) = match flag {
@@ -134,8 +169,61 @@ fn get_feature_variant(
         (true, Some(flag)) => flag.variant(call.key, &user).or_raise().map(str::to_owned),
         _ => None,
     };
+    match &variant {
+        Some(v) => stats::add(Kind::FlagOn, &[call.key, call.env.as_str(), v], 1),
+        None => {
+            flags.count(call.key, call.env, on);
+            stats::tick();
+        }
+    }
     log_evaluation(&flags, &call, flag, on, variant.as_deref(), reason, None);
     variant
+}
+
+/// Evaluations per flag key, environment, variant and answer since counting began (shared
+/// memory or feature_flag_exposure_counters, plus this session's counts not yet handed on): the
+/// exposure counts of Unleash's metrics. flag_key NULL counts keys that name no flag; variant
+/// NULL evaluations without a variant.
+#[pg_extern(stable, parallel_restricted)]
+fn feature_flag_exposures() -> TableIterator<
+    'static,
+    (
+        name!(flag_key, Option<String>),
+        name!(environment, String),
+        name!(variant, Option<String>),
+        name!(enabled, bool),
+        name!(evaluations, i64),
+    ),
+> {
+    let mut totals: std::collections::BTreeMap<(String, String, String, bool), i64> = Default::default();
+    for (key, n) in stats::totals(&[Kind::FlagOn, Kind::FlagOff]) {
+        let parts = stats::split_key(&key[1..]);
+        let [flag, env, variant] = <[String; 3]>::try_from(parts).unwrap_or_else(|p| [p.join(" "), String::new(), String::new()]);
+        *totals.entry((flag, env, variant, key[0] == Kind::FlagOn as u8)).or_default() += i64::try_from(n).unwrap_or(i64::MAX);
+    }
+    let table = crate::catalog::ext_table("feature_flag_exposure_counters");
+    let rows: Vec<(String, String, String, bool, i64)> = as_owner(table.owner, || {
+        Spi::connect(|client| {
+            client
+                .select(&format!("SELECT flag_key, environment, variant, enabled, evaluations FROM {}", table.qualified), None, &[])?
+                .map(|r| {
+                    Ok((
+                        r.get(1)?.unwrap_or_default(),
+                        r.get(2)?.unwrap_or_default(),
+                        r.get(3)?.unwrap_or_default(),
+                        r.get(4)?.unwrap_or(false),
+                        r.get(5)?.unwrap_or(0),
+                    ))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+        })
+    })
+    .unwrap_or_else(|e| error!("reading feature flag exposure counters: {e}"));
+    for (flag, env, variant, on, n) in rows {
+        *totals.entry((flag, env, variant, on)).or_default() += n;
+    }
+    let blank = |s: String| (!s.is_empty()).then_some(s);
+    TableIterator::new(totals.into_iter().map(move |((flag, env, variant, on), n)| (blank(flag), env, blank(variant), on, n)))
 }
 
 /// CHECK constraint of feature_flags: conditions and variants must compile, so a malformed flag
@@ -164,8 +252,10 @@ fn draw() -> f64 {
     (xxh3_64(&seed.to_le_bytes()) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// Writes one feature_flag_evaluations row when easymo.flag_evaluation_log asks for it, and
-/// silently not where no write is possible (read-only transaction, standby, parallel query).
+/// Writes one feature_flag_evaluations row when easymo.flag_evaluation_log asks for it, where a
+/// write is possible (not in a read-only transaction, on a standby or in a parallel query). The
+/// insert runs in a subtransaction: logging never makes an evaluation fail (a failure is a
+/// WARNING). Keys longer than a flag key can be name no flag and are not logged.
 fn log_evaluation(
     flags: &cache::FlagSet,
     call: &Call,
@@ -184,29 +274,35 @@ fn log_evaluation(
     if !wanted || unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() || pg_sys::IsInParallelMode() } {
         return;
     }
+    if call.key.chars().count() > MAX_FLAG_KEY_CHARS {
+        return;
+    }
     let table = flags.evaluations.as_ref().expect("loaded with the flags");
     let query = format!(
         "INSERT INTO {} (flag_key, flag_id, user_id, environment, result, variant, reason, context) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         table.qualified
     );
-        as_owner(table.owner, || {
-        Spi::run_with_args(
-            &query,
-            &[
-                call.key.into(),
-                flag.map(|f| pgrx::Uuid::from_bytes(f.id)).into(),
-                call.user.map(pgrx::Uuid::from_bytes).into(),
-                call.env.as_str().into(),
-                result.into(),
-                variant.into(),
-                reason.into(),
-                context.map_or_else(|| DatumWithOid::null::<pgrx::JsonB>(), RawJsonb::as_arg),
-            ],
-        )
-    })
-    .unwrap_or_else(|e| error!("logging a feature flag evaluation: {e}"));
+    let args = [
+        call.key.into(),
+        flag.map(|f| pgrx::Uuid::from_bytes(f.id)).into(),
+        call.user.map(pgrx::Uuid::from_bytes).into(),
+        call.env.as_str().into(),
+        result.into(),
+        variant.into(),
+        reason.into(),
+        context.map_or_else(|| DatumWithOid::null::<pgrx::JsonB>(), RawJsonb::as_arg),
+    ];
+    let logged = in_subtransaction(std::panic::AssertUnwindSafe(|| as_owner(table.owner, || Spi::run_with_args(&query, &args))));
+    match logged {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warning!("feature flag evaluation of {:?} not logged: {e}", call.key),
+        Err(message) => warning!("feature flag evaluation of {:?} not logged: {message}", call.key),
+    }
 }
+
+/// The longest flag key (feature_flags.key's CHECK).
+const MAX_FLAG_KEY_CHARS: usize = 255;
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]

@@ -288,8 +288,8 @@ pub fn compile_variants(variants: &Value) -> Result<Vec<Variant>, String> {
             let name = v
                 .get("name")
                 .and_then(Value::as_str)
-                .filter(|n| !n.is_empty())
-                .ok_or_else(|| format!("variant {i} needs a non-empty string \"name\", got {v}"))?;
+                .filter(|n| !n.is_empty() && n.chars().count() <= 255)
+                .ok_or_else(|| format!("variant {i} needs a string \"name\" of 1 to 255 characters, got {v}"))?;
             let weight = v
                 .get("weight")
                 .and_then(Value::as_f64)

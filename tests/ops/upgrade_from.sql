@@ -13,13 +13,15 @@ CREATE EXTENSION easymo VERSION :'from_version';
 \o
 \i tests/ops/checksums.sql
 \i tests/ops/catalog.sql
-SELECT string_agg(format('%s %s %s', name, n, md5), E'\n' ORDER BY name) AS data_before FROM pg_temp.table_checksums() \gset
+SELECT pg_temp.table_columns() AS columns_before \gset
+SELECT string_agg(format('%s %s %s', name, n, md5), E'\n' ORDER BY name) AS data_before FROM pg_temp.table_checksums(:'columns_before') \gset
 \set ECHO all
 ALTER EXTENSION easymo UPDATE;
 SELECT :'from_version' AS updated_from, extversion AS updated_to FROM pg_extension WHERE extname = 'easymo';
+-- Every row of the old tables is there, with its old columns unchanged.
 SELECT string_agg(format('%s %s %s', name, n, md5), E'\n' ORDER BY name) = :'data_before' AS rows_intact,
        count(*) AS tables
-  FROM pg_temp.table_checksums();
+  FROM pg_temp.table_checksums(:'columns_before');
 -- The difference from a fresh install, both ways: none.
 (SELECT 'only after upgrade: ' || l FROM pg_temp.catalog_fingerprint() l
  EXCEPT SELECT 'only after upgrade: ' || l FROM regexp_split_to_table(:'fresh', E'\n') l)

@@ -4,7 +4,7 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS easymo CASCADE;
 CREATE EXTENSION easymo;
-SET easymo.cache_stats_flush_interval = 3600;
+SET easymo.stats_flush_interval = 3600;
 
 -- Every jsonb shape comes back as it went in.
 CREATE TEMP TABLE shapes (key text, value jsonb);
@@ -71,24 +71,54 @@ SELECT cleanup_expired_cache() AS removed;
 SELECT cleanup_expired_cache() AS removed_again;
 SELECT count(*) AS live_after FROM cache_entries WHERE expires_at > now();
 
--- Hits and misses per cache type, counted without writing: this session's counts are visible
--- at once, and reach cache_stat_counters only in batches (1,000 reads, or
--- easymo.cache_stats_flush_interval seconds: set long here, so time plays no part).
-SET easymo.cache_stats_flush_interval = 3600;
-SELECT count(*) FROM cache_stat_counters;
+-- Hits and misses per cache type, counted without writing in the caller's transaction: no
+-- xid, no row lock, however many reads (0.2.0 flushed into cache_stat_counters inside the
+-- reading transaction: a plain SELECT get_cache(k) could wait on, and deadlock with, another
+-- reader). This session's counts are visible at once; they reach cache_stat_counters through
+-- the flush worker, in a transaction of its own, every easymo.stats_flush_interval seconds (set
+-- long here, so time plays no part), when the session ends, or when _flush_stats() says so.
+SET easymo.stats_flush_interval = 3600;
+SELECT _flush_stats() AS flushed_before;
+DELETE FROM cache_stat_counters;
+BEGIN;
 SELECT get_cache('p:2') IS NOT NULL AS hit, get_cache('p:404') IS NULL AS miss, get_cache('short') IS NULL AS expired_miss;
+SELECT count(get_cache('p:' || (g % 9 + 1))) AS hits_of_5000 FROM generate_series(1, 5000) g;
+SELECT txid_current_if_assigned() IS NULL AS no_xid_after_5002_reads;
+SELECT count(*) AS locks_on_counters FROM pg_locks WHERE relation = 'cache_stat_counters'::regclass AND pid = pg_backend_pid();
+COMMIT;
 SELECT cache_type, hits, misses FROM cache_hit_counters();
 SELECT cache_type, entries, expired, hits, misses, hit_ratio FROM cache_stats ORDER BY cache_type NULLS FIRST;
 SELECT count(*) AS rows_written_by_reads FROM cache_stat_counters;
--- In a read-only transaction a full batch is still only counted, never written.
+-- Read-only, counted the same.
 BEGIN READ ONLY;
 SELECT count(get_cache('p:2')) AS hits_read_only FROM generate_series(1, 1500);
 COMMIT;
-SELECT count(*) AS rows_written_read_only FROM cache_stat_counters;
--- In a writable one, the next read that completes a batch adds the counts to the table.
-SELECT count(get_cache('p:' || (g % 9 + 1))) AS hits FROM generate_series(1, 10) g;
+-- A rolled-back transaction's reads still count (they happened).
+BEGIN;
+SELECT count(get_cache('p:2')) AS hits_rolled_back FROM generate_series(1, 10);
+ROLLBACK;
+SELECT cache_type, hits, misses FROM cache_hit_counters();
+SELECT _flush_stats() AS flushed;
 SELECT cache_type, hits, misses FROM cache_stat_counters ORDER BY cache_type;
 SELECT cache_type, hits, misses FROM cache_hit_counters();
+-- A session that ends hands its counts to the flush worker as it exits.
+SELECT hits AS hits_before FROM cache_stat_counters WHERE cache_type = 'products' \gset
+\c
+SELECT count(get_cache('p:2')) AS hits_in_a_session_that_ends FROM generate_series(1, 7);
+\c
+SET client_min_messages = warning;
+SELECT set_config('regress.hits_before', :'hits_before', false) IS NOT NULL AS remembered;
+DO $wait$
+BEGIN
+    FOR i IN 1 .. 300 LOOP
+        EXIT WHEN (SELECT hits FROM cache_stat_counters WHERE cache_type = 'products')
+                  >= current_setting('regress.hits_before')::bigint + 7;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END
+$wait$;
+SELECT hits - :hits_before AS arrived_from_the_ended_session FROM cache_stat_counters WHERE cache_type = 'products';
+SET easymo.stats_flush_interval = 3600;
 
 -- Bad input: NULL 22004; empty or longer than 512 bytes, TTL <= 0 or above a year, a bad type
 -- or tag 22023.
@@ -114,9 +144,39 @@ SELECT invalidate_cache_by_tag('');
 SELECT set_cache(repeat('é', 256), '1', 31536000) IS NOT NULL AS edges_ok;
 SELECT get_cache(repeat('é', 256)) AS value;
 
--- Who may call: authenticated reads the shared cache (get_cache only); service_role all.
+-- Visibility: an entry is readable by service_role only (the default), by every authenticated
+-- caller, or by one user too. An entry the caller may not read is NULL, exactly like a missing
+-- one, and is counted as a miss of no entry (0.2.0 let any authenticated user read any entry).
+SELECT set_cache('v:service', '"secret"') IS NOT NULL AND set_cache('v:all', '"shared"', 60, 'general', '{}', 'authenticated') IS NOT NULL
+   AND set_cache('v:a', '"for a"', 60, 'general', '{}', 'owner', '00000000-0000-0000-0000-00000000000a') IS NOT NULL AS stored;
+SELECT key, visibility, owner_user_id FROM cache_entries WHERE key LIKE 'v:%' ORDER BY key;
+SELECT regress.outcome($$SELECT set_cache('v:x', '1', 60, 'general', '{}', 'owner')$$) AS owner_without_user,
+       regress.outcome($$SELECT set_cache('v:x', '1', 60, 'general', '{}', 'public')$$) AS unknown_visibility,
+       regress.outcome($$SELECT set_cache('v:x', '1', 60, 'general', '{}', NULL)$$) AS null_visibility;
 SET ROLE authenticated;
-SELECT get_cache('p:2') AS authenticated_reads;
+SET request.jwt.claims = '{"sub": "00000000-0000-0000-0000-00000000000a"}';
+SELECT get_cache('v:service') AS service_only, get_cache('v:all') AS for_authenticated, get_cache('v:a') AS own;
+SET request.jwt.claims = '{"sub": "00000000-0000-0000-0000-00000000000b"}';
+SELECT get_cache('v:service') AS service_only, get_cache('v:all') AS for_authenticated, get_cache('v:a') AS others;
+RESET request.jwt.claims;
+SELECT get_cache('v:a') AS no_claims;
+BEGIN READ ONLY;
+SELECT get_cache('v:all') AS read_only_too;
+COMMIT;
+SET ROLE service_role;
+SELECT get_cache('v:service') AS service_only, get_cache('v:all') AS for_authenticated, get_cache('v:a') AS owned_by_a;
+RESET ROLE;
+-- An overwrite replaces the visibility.
+SELECT set_cache('v:a', '"now service"') IS NOT NULL AS overwritten;
+SET ROLE authenticated;
+SET request.jwt.claims = '{"sub": "00000000-0000-0000-0000-00000000000a"}';
+SELECT get_cache('v:a') AS after_overwrite;
+RESET request.jwt.claims;
+RESET ROLE;
+
+-- Who may call: authenticated reads (get_cache only); service_role all.
+SET ROLE authenticated;
+SELECT get_cache('v:all') AS authenticated_reads;
 SELECT regress.outcome($$SELECT set_cache('x', '1')$$, false) AS authenticated_sets,
        regress.outcome($$SELECT * FROM cache_entries$$, false) AS authenticated_table;
 SET ROLE anon;

@@ -4,6 +4,8 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS easymo CASCADE;
 CREATE EXTENSION easymo;
+-- Counts are handed on only when this suite says so (_flush_stats), not by the clock.
+SET easymo.stats_flush_interval = 3600;
 
 -- 100,000 users with stable ids.
 CREATE TEMP TABLE users AS SELECT md5(i::text)::uuid AS id FROM generate_series(1, 100000) i;
@@ -173,12 +175,69 @@ RESET easymo.flag_evaluation_sample_rate;
 SELECT key, evaluations_24h FROM feature_flag_overview
  WHERE key IN ('colour', 'everyone', 'kigali_vips', 'quarter', 'nobody') ORDER BY key;
 
+-- A failed log write never fails an evaluation: a key longer than any flag key (0.2.0 failed
+-- with 54000 from the log's index) is evaluated, not logged; so is an evaluation whose log row
+-- cannot be written (the table locked out by a trigger that refuses every row: a WARNING).
+SET easymo.flag_evaluation_log = 'all';
+SELECT is_feature_enabled(repeat('k', 3000)) AS long_unknown_key;
+SELECT count(*) AS logged_long_keys FROM feature_flag_evaluations WHERE length(flag_key) > 255;
+CREATE FUNCTION pg_temp.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'log refused'; END $$;
+CREATE TRIGGER refuse BEFORE INSERT ON feature_flag_evaluations FOR EACH ROW EXECUTE FUNCTION pg_temp.refuse();
+SELECT is_feature_enabled('everyone', '00000000-0000-0000-0000-00000000000a') AS evaluated_despite_log_failure;
+DROP TRIGGER refuse ON feature_flag_evaluations;
+RESET easymo.flag_evaluation_log;
+
+-- Every evaluation is counted, without a write in the caller's transaction (no xid), also
+-- read-only (PostgREST runs STABLE helpers so; these are VOLATILE now, as they may log). The
+-- session's counts show at once; _flush_stats() hands them to the flush worker, which stores
+-- them in feature_flag_exposure_counters in a transaction of its own.
+SELECT provolatile FROM pg_proc WHERE proname IN ('is_feature_enabled', 'get_feature_variant') ORDER BY proname;
+SELECT _flush_stats() AS flushed_before;
+DELETE FROM feature_flag_exposure_counters;
+BEGIN;
+SELECT count(*) FILTER (WHERE is_feature_enabled('quarter', id)) AS on_of_1000 FROM (SELECT id FROM users LIMIT 1000) u;
+SELECT count(get_feature_variant('colour', id)) AS variants_of_300 FROM (SELECT id FROM users LIMIT 300) u;
+SELECT txid_current_if_assigned() IS NULL AS no_xid_taken;
+COMMIT;
+BEGIN READ ONLY;
+SELECT is_feature_enabled('everyone', '00000000-0000-0000-0000-00000000000a') AS read_only_evaluation;
+SELECT is_feature_enabled('no_such_flag') AS unknown;
+COMMIT;
+SELECT count(*) AS stored_before_flush FROM feature_flag_exposure_counters;
+CREATE TEMP TABLE exposures_before AS SELECT * FROM feature_flag_exposures();
+SELECT flag_key, environment, enabled, sum(evaluations) AS evaluations, count(DISTINCT variant) AS variants
+  FROM exposures_before WHERE flag_key IN ('quarter', 'colour', 'everyone') OR flag_key IS NULL
+ GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+SELECT _flush_stats() AS flushed;
+SELECT count(*) > 0 AS stored_after_flush FROM feature_flag_exposure_counters;
+-- The same totals, now from the table.
+SELECT (SELECT array_agg(x ORDER BY x) FROM (SELECT (e.*)::text AS x FROM feature_flag_exposures() e) a)
+     = (SELECT array_agg(x ORDER BY x) FROM (SELECT (e.*)::text AS x FROM exposures_before e) b) AS same_totals;
+SELECT key, evaluations, evaluations_on FROM feature_flag_overview WHERE key IN ('quarter', 'everyone') ORDER BY key;
+
 -- Who may call: authenticated (an end-user helper) and service_role, not anon. authenticated
--- cannot read feature_flags, yet evaluation works: it reads as the table's owner.
+-- cannot read feature_flags, yet evaluation works: it reads as the table's owner. An end user
+-- evaluates for itself only: p_user_id defaults to request_user_id() and must equal it (42501;
+-- 0.2.0 answered for any user id, revealing another user's targeting). service_role is free.
+CREATE TEMP TABLE quarter_of_a AS SELECT is_feature_enabled('ramp', '00000000-0000-0000-0000-00000000000a') AS on_for_a;
+GRANT SELECT ON quarter_of_a TO authenticated;
 SET ROLE authenticated;
+SET request.jwt.claims = '{"sub": "00000000-0000-0000-0000-00000000000a"}';
 SELECT is_feature_enabled('beta', '00000000-0000-0000-0000-00000000000a') AS authenticated_can_evaluate,
        get_feature_variant('colour', '00000000-0000-0000-0000-00000000000a') IS NOT NULL AS and_get_variants;
+SELECT is_feature_enabled('ramp') = (SELECT on_for_a FROM quarter_of_a) AS defaults_to_own_user;
+SELECT regress.outcome($$SELECT is_feature_enabled('ramp', '00000000-0000-0000-0000-00000000000b')$$) AS other_user,
+       regress.outcome($$SELECT get_feature_variant('colour', '00000000-0000-0000-0000-00000000000b')$$) AS other_variant;
+\set VERBOSITY default
+SELECT is_feature_enabled('ramp', '00000000-0000-0000-0000-00000000000b');
+\set VERBOSITY terse
+RESET request.jwt.claims;
+SELECT regress.outcome($$SELECT is_feature_enabled('ramp', '00000000-0000-0000-0000-00000000000a')$$) AS without_claims;
+SELECT is_feature_enabled('everyone') AS without_claims_no_user;
 SELECT regress.outcome('SELECT 1 FROM feature_flags', false) AS authenticated_reads_flags;
+SET ROLE service_role;
+SELECT is_feature_enabled('ramp', '00000000-0000-0000-0000-00000000000b') IS NOT NULL AS service_role_any_user;
 SET ROLE anon;
 SELECT regress.outcome($$SELECT is_feature_enabled('everyone')$$, false) AS anon_evaluates;
 RESET ROLE;

@@ -52,7 +52,7 @@ INSERT INTO calls VALUES
   ('find_nearby_locations', ARRAY['p_lat => -1.95::float8', 'p_lng => 30.06::float8', 'p_radius_meters => 1000::float8', 'p_location_type => ''pickup''', 'p_limit => 50']),
   ('cache_route', ARRAY['p_origin_lat => -1.95::float8', 'p_origin_lng => 30.06::float8', 'p_dest_lat => -1.94::float8', 'p_dest_lng => 30.07::float8', 'p_distance_meters => 1500::float8', 'p_duration_seconds => 300', 'p_polyline => ''abc''', 'p_path => ''[]''::jsonb', 'p_traffic_multiplier => 1.0::float8', 'p_ttl_seconds => 3600', 'p_provider => ''osrm''']),
   ('get_cached_route', ARRAY['p_origin_lat => -1.95::float8', 'p_origin_lng => 30.06::float8', 'p_dest_lat => -1.94::float8', 'p_dest_lng => 30.07::float8', 'p_max_age_minutes => 60', 'p_tolerance_meters => 25::float8']),
-  ('set_cache', ARRAY['p_key => ''k2''', 'p_value => ''{}''::jsonb', 'p_ttl_seconds => 60', 'p_cache_type => ''general''', 'p_tags => ''{t}''::text[]']),
+  ('set_cache', ARRAY['p_key => ''k2''', 'p_value => ''{}''::jsonb', 'p_ttl_seconds => 60', 'p_cache_type => ''general''', 'p_tags => ''{t}''::text[]', 'p_visibility => ''owner''', 'p_owner_user_id => ''00000000-0000-4000-8000-000000000001''::uuid']),
   ('get_cache', ARRAY['p_key => ''k''']),
   ('delete_cache', ARRAY['p_key => ''k''']),
   ('invalidate_cache_by_tag', ARRAY['p_tag => ''t''']),
@@ -62,7 +62,8 @@ INSERT INTO calls VALUES
   ('set_service_config', ARRAY['p_service_name => ''api''', 'p_environment => ''production''', 'p_key => ''timeout''', 'p_value => ''30''::jsonb', 'p_is_secret => false']),
   ('get_service_config', ARRAY['p_service_name => ''api''', 'p_environment => ''production''']),
   ('get_service_config_history', ARRAY['p_service_name => ''api''', 'p_environment => ''production''', 'p_key => ''timeout''']),
-  ('run_maintenance', '{}'), ('time_out_jobs', '{}'), ('cleanup_expired_cache', '{}'), ('refresh_daily_metrics', '{}');
+  ('run_maintenance', '{}'), ('time_out_jobs', '{}'), ('cleanup_expired_cache', '{}'), ('refresh_daily_metrics', '{}'),
+  ('feature_flag_exposures', '{}');
 
 -- Every helper a client can call is listed above (a new one must be added here).
 SELECT p.proname AS missing_from_this_suite
@@ -195,11 +196,14 @@ SELECT count(*) AS service_role_calls
 RESET ROLE;
 SELECT fn, sqlstate, message FROM results WHERE sqlstate <> 'ok' ORDER BY fn;
 DELETE FROM results;
+-- (As the user the calls name: an end user evaluates flags for itself only.)
 SET ROLE authenticated;
+SET request.jwt.claims = '{"sub": "00000000-0000-4000-8000-000000000001"}';
 SELECT count(*) AS authenticated_calls
   FROM calls, pg_temp.try(fn, '-', 'valid', format('SELECT count(*) FROM %I(%s)', fn, array_to_string(args, ', ')))
  WHERE fn IN ('is_feature_enabled', 'get_feature_variant', 'find_nearby_locations', 'get_cache', 'get_cached_route');
 RESET ROLE;
+RESET request.jwt.claims;
 SELECT fn, sqlstate, message FROM results WHERE sqlstate <> 'ok' ORDER BY fn;
 
 -- Malformed JSON stops at the cast.

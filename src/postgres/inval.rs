@@ -1,0 +1,35 @@
+//! Cache invalidation: how a backend learns that a table changed in another session.
+//! utils/inval.h is not among pgrx 0.16.1's bindings; these are stable exported functions.
+
+use pgrx::pg_sys;
+
+pub type RelcacheCallback = unsafe extern "C-unwind" fn(arg: pg_sys::Datum, relid: pg_sys::Oid);
+
+unsafe extern "C-unwind" {
+    fn CacheRegisterRelcacheCallback(func: RelcacheCallback, arg: pg_sys::Datum);
+    fn CacheInvalidateRelcacheByRelid(relid: pg_sys::Oid);
+    fn AcceptInvalidationMessages();
+}
+
+/// Registers `callback` for the backend's life (Postgres allows a handful per backend); call
+/// from _PG_init. The callback runs inside invalidation processing: it must not fail and must
+/// not touch the database.
+pub fn register_relcache_callback(callback: RelcacheCallback) {
+    // SAFETY: called in _PG_init, where registering a callback for the backend's life is allowed.
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| CacheRegisterRelcacheCallback(callback, pg_sys::Datum::from(0))) };
+}
+
+/// Queues a relcache invalidation of `relid`, delivered to every backend when (and only if) the
+/// current transaction commits, and to this one at its next command.
+pub fn invalidate_relcache(relid: pg_sys::Oid) {
+    // SAFETY: queues a message; an unknown relid is harmless.
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| CacheInvalidateRelcacheByRelid(relid)) };
+}
+
+/// Processes the invalidations other sessions have committed since this backend last looked
+/// (Postgres does so at transaction start and when it takes a lock). With nothing queued, one
+/// unlocked flag test.
+pub fn accept_invalidation_messages() {
+    // SAFETY: what any lock acquisition does.
+    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| AcceptInvalidationMessages()) };
+}

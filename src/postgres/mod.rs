@@ -1,0 +1,17 @@
+//! The layer that touches Postgres internals for the native hot paths: finding the extension's
+//! tables and indexes through the relcache (so DDL, REINDEX CONCURRENTLY, VACUUM FULL or
+//! TRUNCATE from another session are seen at the next call), reading rows with their NULL flags,
+//! switching to the table owner for one statement and back, running a step in a
+//! subtransaction, and who the caller is.
+//!
+//! Every function here that can be misused with a wrong datum or pointer is `unsafe`; the safe
+//! ones check what they rely on and raise a clear error (SQLSTATE 55000 for a table that is
+//! no longer as easymo created it) instead of trusting remembered OIDs or column numbers.
+
+pub mod identity;
+pub mod inval;
+pub mod relation;
+pub mod subxact;
+
+pub use identity::{caller_has_role, caller_is_service};
+pub use subxact::in_subtransaction;

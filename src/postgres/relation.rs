@@ -1,0 +1,314 @@
+//! The extension's tables as the native paths read them: found by name in the extension's schema,
+//! their columns checked by name and type, and kept per backend only until a relcache
+//! invalidation of one of them arrives (any DDL, REINDEX, VACUUM FULL, TRUNCATE, or the extension
+//! dropped and created again). Indexes are never remembered: each read asks the relcache of the
+//! opened table for its primary key and checks it is still the index easymo created.
+//!
+//! 0.2.0 remembered index OIDs and column numbers for the backend's life: after a REINDEX
+//! CONCURRENTLY from another session every later read in an open session failed with "could not
+//! open relation with OID", and a column made nullable crashed the backend.
+
+use super::inval;
+use crate::catalog::{ext_table, ExtTable};
+use crate::error::raise;
+use crate::raw::RawJsonb;
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::ffi::CStr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// A column a native path reads, with the type it reads it as. An optional column is one an
+/// earlier version's table lacks (a database not yet updated by ALTER EXTENSION easymo UPDATE):
+/// missing, it reads as NULL.
+pub struct Column {
+    pub name: &'static CStr,
+    pub type_oid: pg_sys::Oid,
+    pub optional: bool,
+}
+
+impl Column {
+    pub const fn new(name: &'static CStr, type_oid: pg_sys::Oid) -> Column {
+        Column { name, type_oid, optional: false }
+    }
+
+    /// A column added in a later version (see the type's comment).
+    pub const fn added_later(name: &'static CStr, type_oid: pg_sys::Oid) -> Column {
+        Column { name, type_oid, optional: true }
+    }
+}
+
+/// A table a native path reads: its name and the columns it reads (referred to by their
+/// position in `columns`).
+pub struct TableSpec {
+    pub name: &'static CStr,
+    pub columns: &'static [Column],
+}
+
+/// A table as found now.
+pub struct Table {
+    pub ext: ExtTable,
+    attnums: Vec<i16>,
+    generation: u64,
+}
+
+impl Table {
+    pub fn attnum(&self, column: usize) -> i16 {
+        self.attnums[column]
+    }
+}
+
+/// 55000, naming what is no longer as easymo created it.
+pub fn not_as_created(table: &CStr, what: impl std::fmt::Display) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+        format!("easymo table {} is not as easymo created it: {what}", table.to_string_lossy()),
+    )
+}
+
+/// Bumped by every relcache invalidation of a table in WATCHED (or of all relations); a resolved
+/// table is used only while the generation it was found under is current.
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+/// The relids resolved in this backend (0: free slot). When it is full every invalidation
+/// counts, which is only slower.
+static WATCHED: [AtomicU32; 32] = [const { AtomicU32::new(0) }; 32];
+
+fn watch(relid: pg_sys::Oid) {
+    let relid = u32::from(relid);
+    for slot in &WATCHED {
+        match slot.compare_exchange(0, relid, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(current) if current == relid => return,
+            Err(_) => {}
+        }
+    }
+    WATCHED_FULL.store(1, Ordering::Relaxed);
+}
+static WATCHED_FULL: AtomicU32 = AtomicU32::new(0);
+
+/// Runs inside invalidation processing: it must not fail and must not touch the database.
+unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let relid = u32::from(relid);
+    if relid == 0 || WATCHED_FULL.load(Ordering::Relaxed) != 0 || WATCHED.iter().any(|w| w.load(Ordering::Relaxed) == relid) {
+        GENERATION.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Called once per backend, from _PG_init.
+pub fn init() {
+    inval::register_relcache_callback(on_relcache_invalidation);
+}
+
+thread_local! {
+    static TABLES: RefCell<Vec<(*const TableSpec, Rc<Table>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The table of `spec` as it is now, found again after any change to it.
+pub fn table(spec: &'static TableSpec) -> Rc<Table> {
+    let generation = GENERATION.load(Ordering::Relaxed);
+    let cached = TABLES.with_borrow(|t| {
+        t.iter().find(|(s, t)| std::ptr::eq(*s, spec) && t.generation == generation).map(|(_, t)| Rc::clone(t))
+    });
+    if let Some(t) = cached {
+        return t;
+    }
+    // The generation is read before resolving: a change committed while we look is seen by the
+    // next call.
+    let t = Rc::new(resolve(spec, generation));
+    TABLES.with_borrow_mut(|tables| {
+        tables.retain(|(s, _)| !std::ptr::eq(*s, spec));
+        tables.push((spec, Rc::clone(&t)));
+    });
+    t
+}
+
+fn resolve(spec: &'static TableSpec, generation: u64) -> Table {
+    let ext = ext_table(&spec.name.to_string_lossy());
+    let attnums = spec
+        .columns
+        .iter()
+        .map(|c| {
+            // SAFETY: syscache lookups on a relation that exists; a dropped column is not found.
+            let (attnum, type_oid) = unsafe {
+                let attnum = pg_sys::get_attnum(ext.relid, c.name.as_ptr());
+                (attnum, if attnum > 0 { pg_sys::get_atttype(ext.relid, attnum) } else { pg_sys::Oid::INVALID })
+            };
+            if attnum <= 0 {
+                if c.optional {
+                    return 0;
+                }
+                not_as_created(spec.name, format_args!("column {} is missing", c.name.to_string_lossy()));
+            }
+            if type_oid != c.type_oid {
+                not_as_created(
+                    spec.name,
+                    format_args!("column {} is of type {}, easymo reads {}", c.name.to_string_lossy(), type_name(type_oid), type_name(c.type_oid)),
+                );
+            }
+            attnum
+        })
+        .collect();
+    watch(ext.relid);
+    Table { ext, attnums, generation }
+}
+
+fn type_name(oid: pg_sys::Oid) -> String {
+    // SAFETY: format_type_be returns a palloc'd string for any oid.
+    unsafe { CStr::from_ptr(pg_sys::format_type_be(oid)) }.to_string_lossy().into_owned()
+}
+
+/// A row being read, with its NULL flags: column getters take the position in the spec's
+/// `columns`, and copy the value out of the buffer.
+pub struct Row<'a> {
+    slot: *mut pg_sys::TupleTableSlot,
+    table: &'a Table,
+}
+
+impl Row<'_> {
+    fn datum(&self, column: usize) -> Option<pg_sys::Datum> {
+        let attnum = self.table.attnum(column);
+        if attnum == 0 {
+            return None; // an optional column the table does not have
+        }
+        let i = attnum as usize - 1;
+        // SAFETY: the slot holds a row whose attributes up to the spec's last were deformed.
+        unsafe { (!*(*self.slot).tts_isnull.add(i)).then(|| *(*self.slot).tts_values.add(i)) }
+    }
+
+    pub fn text(&self, column: usize) -> Option<String> {
+        // SAFETY: the column's type was checked to be text when the table was resolved.
+        self.datum(column).and_then(|d| unsafe { String::from_datum(d, false) })
+    }
+
+    pub fn uuid(&self, column: usize) -> Option<pgrx::Uuid> {
+        // SAFETY: checked to be uuid.
+        self.datum(column).and_then(|d| unsafe { pgrx::Uuid::from_datum(d, false) })
+    }
+
+    pub fn timestamptz(&self, column: usize) -> Option<pg_sys::TimestampTz> {
+        // SAFETY: checked to be timestamptz, a by-value int64.
+        self.datum(column).map(|d| d.value() as pg_sys::TimestampTz)
+    }
+
+    /// The normalized text of a numeric column ("10.50" gives "10.5").
+    pub fn numeric_text(&self, column: usize) -> Option<String> {
+        // SAFETY: checked to be numeric; detoasted before numeric_normalize reads it.
+        self.datum(column).map(|d| unsafe {
+            let numeric = pg_sys::pg_detoast_datum(d.cast_mut_ptr());
+            CStr::from_ptr(pg_sys::numeric_normalize(numeric.cast())).to_string_lossy().into_owned()
+        })
+    }
+
+    /// A jsonb column's value, copied (detoasted) into the current memory context.
+    pub fn jsonb(&self, column: usize) -> Option<RawJsonb> {
+        // SAFETY: checked to be jsonb; the copy outlives the buffer.
+        self.datum(column).map(|d| unsafe {
+            RawJsonb::from_datum_unchecked(pg_sys::Datum::from(pg_sys::pg_detoast_datum_copy(d.cast_mut_ptr())))
+        })
+    }
+}
+
+/// Reads the row whose text key column (`key_column`, a position in the spec's columns) equals
+/// `key` through the table's primary key, which must be a btree on exactly that column: at most
+/// one row. No SPI, no plan: the heap and index are opened and locked as the executor would, and
+/// the index is the one the relcache names now. `read` sees the row while its buffer is pinned.
+/// With `fresh` the row is seen under a new snapshot (everything committed now), otherwise under
+/// the calling statement's.
+pub fn lookup_by_text_key<R>(
+    spec: &'static TableSpec,
+    key_column: usize,
+    key: &str,
+    fresh: bool,
+    read: impl FnOnce(&Row) -> R,
+) -> Option<R> {
+    use pg_sys::{AccessShareLock, NoLock};
+    let mut attempts = 0;
+    // Opening the table processes pending invalidations: if one concerned this table, what was
+    // resolved before may be stale, so resolve again (twice at most: a third change in between
+    // is a table being changed in a loop).
+    let (table, heap) = loop {
+        let table = table(spec);
+        // SAFETY: try_table_open returns NULL for a relation that no longer exists.
+        let heap = unsafe { pg_sys::try_table_open(table.ext.relid, AccessShareLock as i32) };
+        if !heap.is_null() && GENERATION.load(Ordering::Relaxed) == table.generation {
+            break (table, heap);
+        }
+        if !heap.is_null() {
+            // SAFETY: opened just above.
+            unsafe { pg_sys::table_close(heap, NoLock as i32) };
+        }
+        // Not in the table's generation any more (or gone): forget it.
+        GENERATION.fetch_add(1, Ordering::Relaxed);
+        attempts += 1;
+        if attempts == 3 {
+            raise(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("easymo table {} keeps changing while it is read", spec.name.to_string_lossy()),
+            );
+        }
+    };
+    // SAFETY: heap is open and locked; every resource is released before returning (and by
+    // transaction abort on error); attribute values are only handed to `read` while the slot
+    // holds the row, with their NULL flags.
+    unsafe {
+        let pkey = primary_key(heap);
+        let index = if pkey == pg_sys::Oid::INVALID { std::ptr::null_mut() } else { pg_sys::index_open(pkey, AccessShareLock as i32) };
+        let usable = !index.is_null() && {
+            let form = (*index).rd_index;
+            (*form).indnkeyatts == 1
+                && *(*form).indkey.values.as_ptr() == table.attnum(key_column)
+                && (*(*index).rd_rel).relam == pg_sys::Oid::from(pg_sys::BTREE_AM_OID)
+                && *(*index).rd_opcintype == pg_sys::TEXTOID
+        };
+        if !usable {
+            if !index.is_null() {
+                pg_sys::index_close(index, NoLock as i32);
+            }
+            pg_sys::table_close(heap, NoLock as i32);
+            let key_name = spec.columns[key_column].name.to_string_lossy();
+            not_as_created(spec.name, format_args!("its primary key must be a btree on ({key_name}) alone"));
+        }
+        let snapshot = pg_sys::RegisterSnapshot(if fresh || !pg_sys::ActiveSnapshotSet() {
+            pg_sys::GetTransactionSnapshot()
+        } else {
+            pg_sys::GetActiveSnapshot()
+        });
+        let mut scankey: pg_sys::ScanKeyData = std::mem::zeroed();
+        let text = pg_sys::cstring_to_text_with_len(key.as_ptr().cast(), key.len() as i32);
+        pg_sys::ScanKeyEntryInitialize(
+            &mut scankey,
+            0,
+            1,
+            pg_sys::BTEqualStrategyNumber as u16,
+            pg_sys::Oid::INVALID,
+            *(*index).rd_indcollation,
+            pg_sys::Oid::from(pg_sys::F_TEXTEQ),
+            pg_sys::Datum::from(text),
+        );
+        let scan = begin_index_scan(heap, index, snapshot);
+        pg_sys::index_rescan(scan, &mut scankey, 1, std::ptr::null_mut(), 0);
+        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+        let last = table.attnums.iter().copied().max().unwrap_or(1);
+        let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot).then(|| {
+            pg_sys::slot_getsomeattrs_int(slot, i32::from(last));
+            read(&Row { slot, table: &table })
+        });
+        pg_sys::ExecDropSingleTupleTableSlot(slot);
+        pg_sys::index_endscan(scan);
+        pg_sys::UnregisterSnapshot(snapshot);
+        pg_sys::index_close(index, NoLock as i32);
+        pg_sys::table_close(heap, NoLock as i32);
+        found
+    }
+}
+
+/// The primary key the relcache knows for `heap` now (InvalidOid when there is none).
+unsafe fn primary_key(heap: pg_sys::Relation) -> pg_sys::Oid {
+    // SAFETY: an open relation.
+    unsafe { pg_sys::RelationGetPrimaryKeyIndex(heap) }
+}
+
+unsafe fn begin_index_scan(heap: pg_sys::Relation, index: pg_sys::Relation, snapshot: pg_sys::Snapshot) -> pg_sys::IndexScanDesc {
+    // SAFETY: both relations are open and locked; the snapshot is registered.
+    unsafe { pg_sys::index_beginscan(heap, index, snapshot, 1, 0) }
+}
