@@ -5,10 +5,14 @@
 \echo '-- The extension and what it installed:'
 SELECT extname, extversion, extnamespace::regnamespace AS schema FROM pg_extension WHERE extname = 'easymo';
 SELECT count(*) FILTER (WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition) AS tables,
-       count(*) FILTER (WHERE c.relispartition) AS partitions,
+       count(*) FILTER (WHERE c.relispartition) AS default_partitions,
        count(*) FILTER (WHERE c.relkind = 'v') AS views
   FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
  WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'easymo') AND d.deptype = 'e';
+
+\echo '-- The first maintenance run makes this month''s partitions and the next three (pg_cron, or'
+\echo '-- the maintenance worker when preloaded, runs it from then on):'
+SELECT run_maintenance() -> 'partitions_created' AS partitions_created;
 
 \echo '-- Two users with a few transactions (written as service_role, the backend''s role):'
 SET ROLE service_role;
@@ -32,10 +36,10 @@ SELECT count(*) FROM transactions;
 \set ON_ERROR_STOP on
 RESET ROLE;
 
-\echo '-- Monthly partitions (UTC) of transactions, created by the install:'
+\echo '-- Monthly partitions (UTC) of transactions: the data''s, not the extension''s, so a plain pg_dump keeps them:'
 SELECT c.relname AS partition, pg_get_expr(c.relpartbound, c.oid) AS bounds
   FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
  WHERE i.inhparent = 'transactions'::regclass ORDER BY c.relname;
 
-\echo '-- One call does the periodic work (pg_cron, or the maintenance worker when preloaded):'
+\echo '-- One call does the periodic work, again (nothing left to do):'
 SELECT jsonb_pretty(run_maintenance() - 'duration_ms') AS run_maintenance;

@@ -7,20 +7,18 @@ CREATE TABLE @extschema@.analytics_events (
     user_id    uuid,
     session_id text CHECK (length(session_id) <= 255),
     properties jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(properties) = 'object'),
-    created_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (id, created_at)
+    created_at timestamptz NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (created_at);
 CREATE TABLE @extschema@.analytics_events_default PARTITION OF @extschema@.analytics_events DEFAULT;
-CREATE INDEX analytics_events_name_created_idx
-    ON @extschema@.analytics_events (event_name, created_at DESC);
-CREATE INDEX analytics_events_user_created_idx
-    ON @extschema@.analytics_events (user_id, created_at DESC)
+-- The primary key and indexes belong to each partition, not to the parent (sql/operations.sql
+-- says why): declared here on the DEFAULT partition, copied to every month by ensure_partitions().
+ALTER TABLE @extschema@.analytics_events_default ADD PRIMARY KEY (id, created_at);
+CREATE INDEX ON @extschema@.analytics_events_default (event_name, created_at DESC);
+CREATE INDEX ON @extschema@.analytics_events_default (user_id, created_at DESC)
     WHERE user_id IS NOT NULL;
-CREATE INDEX analytics_events_session_idx
-    ON @extschema@.analytics_events (session_id)
+CREATE INDEX ON @extschema@.analytics_events_default (session_id)
     WHERE session_id IS NOT NULL;
-CREATE INDEX analytics_events_properties_idx
-    ON @extschema@.analytics_events USING gin (properties jsonb_path_ops);
+CREATE INDEX ON @extschema@.analytics_events_default USING gin (properties jsonb_path_ops);
 COMMENT ON TABLE @extschema@.analytics_events IS
     'Product analytics events (name, user, session, properties). Monthly partitions on created_at (UTC); write with track_event().';
 COMMENT ON TABLE @extschema@.analytics_events_default IS

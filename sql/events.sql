@@ -11,16 +11,15 @@ CREATE TABLE @extschema@.event_store (
     metadata       jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
     correlation_id text CHECK (length(correlation_id) <= 128),
     causation_id   uuid,
-    created_at     timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (id, created_at)
+    created_at     timestamptz NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (created_at);
 CREATE TABLE @extschema@.event_store_default PARTITION OF @extschema@.event_store DEFAULT;
-CREATE INDEX event_store_stream_idx
-    ON @extschema@.event_store (aggregate_type, aggregate_id, version);
-CREATE INDEX event_store_type_created_idx
-    ON @extschema@.event_store (event_type, created_at DESC);
-CREATE INDEX event_store_correlation_idx
-    ON @extschema@.event_store (correlation_id)
+-- The primary key and indexes belong to each partition, not to the parent (sql/operations.sql
+-- says why): declared here on the DEFAULT partition, copied to every month by ensure_partitions().
+ALTER TABLE @extschema@.event_store_default ADD PRIMARY KEY (id, created_at);
+CREATE INDEX ON @extschema@.event_store_default (aggregate_type, aggregate_id, version);
+CREATE INDEX ON @extschema@.event_store_default (event_type, created_at DESC);
+CREATE INDEX ON @extschema@.event_store_default (correlation_id)
     WHERE correlation_id IS NOT NULL;
 COMMENT ON TABLE @extschema@.event_store IS
     'Domain events for event sourcing: per (aggregate_type, aggregate_id) stream, versions 1, 2, 3 ... without gaps. Monthly partitions on created_at (UTC); write with append_event(), read with get_aggregate_events().';

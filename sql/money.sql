@@ -79,22 +79,21 @@ CREATE TABLE @extschema@.transactions (
     error_message     text,
     completed_at      timestamptz,
     created_at        timestamptz NOT NULL DEFAULT now(),
-    updated_at        timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (id, created_at)
+    updated_at        timestamptz NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (created_at);
 CREATE TABLE @extschema@.transactions_default PARTITION OF @extschema@.transactions DEFAULT;
-CREATE INDEX transactions_user_created_idx ON @extschema@.transactions (user_id, created_at DESC);
-CREATE INDEX transactions_open_status_idx
-    ON @extschema@.transactions (status, created_at)
+-- The primary key and indexes belong to each partition, not to the parent (sql/operations.sql
+-- says why): declared here on the DEFAULT partition, copied to every month by ensure_partitions().
+ALTER TABLE @extschema@.transactions_default ADD PRIMARY KEY (id, created_at);
+CREATE INDEX ON @extschema@.transactions_default (user_id, created_at DESC);
+CREATE INDEX ON @extschema@.transactions_default (status, created_at)
     WHERE status IN ('pending', 'processing');
-CREATE INDEX transactions_reference_idx ON @extschema@.transactions (reference);
+CREATE INDEX ON @extschema@.transactions_default (reference);
 -- Deleting a payment method sets its transactions' payment_method_id to NULL: found here, not
 -- by scanning every partition.
-CREATE INDEX transactions_payment_method_idx
-    ON @extschema@.transactions (payment_method_id)
+CREATE INDEX ON @extschema@.transactions_default (payment_method_id)
     WHERE payment_method_id IS NOT NULL;
-CREATE INDEX transactions_correlation_idx
-    ON @extschema@.transactions (correlation_id)
+CREATE INDEX ON @extschema@.transactions_default (correlation_id)
     WHERE correlation_id IS NOT NULL;
 CREATE TRIGGER transactions_touch BEFORE UPDATE ON @extschema@.transactions
     FOR EACH ROW EXECUTE FUNCTION @extschema@._touch_updated_at();

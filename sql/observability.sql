@@ -14,16 +14,15 @@ CREATE TABLE @extschema@.system_metrics (
     unit         text CHECK (length(unit) <= 32),
     tags         jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(tags) = 'object'),
     metadata     jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (id, created_at)
+    created_at   timestamptz NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (created_at);
 CREATE TABLE @extschema@.system_metrics_default PARTITION OF @extschema@.system_metrics DEFAULT;
-CREATE INDEX system_metrics_service_type_created_idx
-    ON @extschema@.system_metrics (service_name, metric_type, created_at DESC);
-CREATE INDEX system_metrics_name_created_idx
-    ON @extschema@.system_metrics (metric_name, created_at DESC);
-CREATE INDEX system_metrics_tags_idx
-    ON @extschema@.system_metrics USING gin (tags jsonb_path_ops);
+-- The primary key and indexes belong to each partition, not to the parent (sql/operations.sql
+-- says why): declared here on the DEFAULT partition, copied to every month by ensure_partitions().
+ALTER TABLE @extschema@.system_metrics_default ADD PRIMARY KEY (id, created_at);
+CREATE INDEX ON @extschema@.system_metrics_default (service_name, metric_type, created_at DESC);
+CREATE INDEX ON @extschema@.system_metrics_default (metric_name, created_at DESC);
+CREATE INDEX ON @extschema@.system_metrics_default USING gin (tags jsonb_path_ops);
 COMMENT ON TABLE @extschema@.system_metrics IS
     'Time-series metrics from every service (latency, error_rate, throughput, memory, cpu, counter, gauge). Monthly partitions on created_at (UTC); write with record_metric().';
 COMMENT ON TABLE @extschema@.system_metrics_default IS
@@ -40,19 +39,17 @@ CREATE TABLE @extschema@.system_audit_logs (
     new_data         jsonb,
     metadata         jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
     correlation_id   text CHECK (length(correlation_id) <= 128),
-    created_at       timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (id, created_at)
+    created_at       timestamptz NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (created_at);
 CREATE TABLE @extschema@.system_audit_logs_default PARTITION OF @extschema@.system_audit_logs DEFAULT;
-CREATE INDEX system_audit_logs_actor_created_idx
-    ON @extschema@.system_audit_logs (actor_type, actor_identifier, created_at DESC);
-CREATE INDEX system_audit_logs_resource_created_idx
-    ON @extschema@.system_audit_logs (resource_type, resource_id, created_at DESC)
+-- The primary key and indexes belong to each partition, not to the parent (sql/operations.sql
+-- says why): declared here on the DEFAULT partition, copied to every month by ensure_partitions().
+ALTER TABLE @extschema@.system_audit_logs_default ADD PRIMARY KEY (id, created_at);
+CREATE INDEX ON @extschema@.system_audit_logs_default (actor_type, actor_identifier, created_at DESC);
+CREATE INDEX ON @extschema@.system_audit_logs_default (resource_type, resource_id, created_at DESC)
     WHERE resource_type IS NOT NULL;
-CREATE INDEX system_audit_logs_action_created_idx
-    ON @extschema@.system_audit_logs (action, created_at DESC);
-CREATE INDEX system_audit_logs_correlation_idx
-    ON @extschema@.system_audit_logs (correlation_id)
+CREATE INDEX ON @extschema@.system_audit_logs_default (action, created_at DESC);
+CREATE INDEX ON @extschema@.system_audit_logs_default (correlation_id)
     WHERE correlation_id IS NOT NULL;
 COMMENT ON TABLE @extschema@.system_audit_logs IS
     'Central audit trail of user, service, system and admin actions, with old/new data and correlation ids. Monthly partitions on created_at (UTC); write with log_audit_event().';

@@ -1,9 +1,28 @@
--- Operations: monthly partitions.
+-- Operations: monthly partitions, retention and maintenance.
 --
--- Partitions are monthly in UTC, named <table>_pYYYY_MM, and are members of the extension: DROP
--- EXTENSION removes them, pg_dump does not try to re-create them (the install does), and each is
--- registered with pg_extension_config_dump so pg_dump keeps its rows. (pg_dump never dumps the
--- rows of a partitioned parent itself, only those of its leaf partitions.)
+-- Who owns what, so that a plain pg_dump (no flags) restores every row:
+--   * The five partitioned parents and their DEFAULT partitions belong to the extension.
+--     CREATE EXTENSION makes them; the DEFAULT partitions are registered with
+--     pg_extension_config_dump, so pg_dump keeps their rows.
+--   * Month partitions (<table>_pYYYY_MM, UTC months) are not members: they are the data's, made
+--     at run time by ensure_partitions() (run_maintenance, the maintenance worker, pg_cron), as
+--     pg_partman and TimescaleDB leave their partitions and chunks out of the extension. pg_dump
+--     dumps them like any table (CREATE TABLE, ATTACH PARTITION to the parent the restoring
+--     CREATE EXTENSION made, their rows, indexes, grants and RLS), whichever months they are.
+--     CREATE EXTENSION therefore makes no month partition (a restore would meet the ones it
+--     made: "already exists"); until ensure_partitions() first runs, rows wait in DEFAULT.
+--     DROP EXTENSION still removes them: a partition goes with its parent.
+--     (0.2.0 made month partitions members registered for pg_dump: their rows were dumped, but
+--     the restoring CREATE EXTENSION made only its own four months, so every other month's rows
+--     were lost with "relation ... does not exist".)
+--   * The parents carry no index or primary key of their own: a parent's index exists at restore
+--     (CREATE EXTENSION made it) when pg_dump's ATTACH PARTITION runs, which would build the
+--     partition's copy then, and pg_dump's own CREATE INDEX of that copy would fail ("already
+--     exists"). So each partition has its own primary key (id, created_at) and indexes: the
+--     DEFAULT partition's are declared in the domain files, and ensure_partitions() creates each
+--     month LIKE the DEFAULT partition, indexes included. Partitions never overlap in created_at,
+--     so (id, created_at) is as unique as a parent key made it; queries on the parent use each
+--     partition's indexes as before.
 
 -- The bounds of every non-default partition of p_parent, as instants. pg_get_expr prints them in
 -- the session time zone with the offset, so the cast back is exact whatever TimeZone says.
@@ -60,8 +79,14 @@ BEGIN
         EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', default_rel);
     END IF;
 
-    EXECUTE format('CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)',
-                   nsp, part_name, p_parent);
+    -- The DEFAULT partition is the template: its columns, defaults, CHECKs, primary key and
+    -- indexes (see the top of this file).
+    IF default_rel IS NULL THEN
+        RAISE EXCEPTION '% has no DEFAULT partition, which easymo copies new partitions from', p_parent
+            USING ERRCODE = '55000', HINT = 'Recreate it: CREATE TABLE ... PARTITION OF ... DEFAULT, with its primary key and indexes (see the extension''s domain SQL), or ALTER EXTENSION easymo UPDATE.';
+    END IF;
+    EXECUTE format('CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING STORAGE)',
+                   nsp, part_name, default_rel);
     part := format('%I.%I', nsp, part_name)::regclass;
 
     IF default_rel IS NOT NULL THEN
@@ -84,25 +109,24 @@ BEGIN
         END IF;
     END IF;
 
-    -- Attaching after the load builds the partition's indexes once, over all moved rows.
     EXECUTE format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%L) TO (%L)', p_parent, part, lo, hi);
 
     PERFORM @extschema@._secure_partition(part);
     EXECUTE format('COMMENT ON TABLE %s IS %L', part,
-                   format('Monthly partition of %s for %s (UTC); created by ensure_partitions().',
+                   format('Monthly partition of %s for %s (UTC); created by ensure_partitions(). Not a member of the extension: pg_dump dumps it like any table.',
                           relname, to_char(p_month, 'YYYY-MM')));
-    -- Inside CREATE/ALTER EXTENSION the new table is a member already; at run time it is added.
-    IF NOT EXISTS (SELECT 1 FROM pg_depend
-                    WHERE classid = 'pg_class'::regclass AND objid = part
-                      AND refclassid = 'pg_extension'::regclass AND deptype = 'e') THEN
-        EXECUTE format('ALTER EXTENSION easymo ADD TABLE %s', part);
+    -- Made inside an extension script (an upgrade that creates a month, say), the new table
+    -- would be a member: it is not one (see the top of this file).
+    IF EXISTS (SELECT 1 FROM pg_depend
+                WHERE classid = 'pg_class'::regclass AND objid = part
+                  AND refclassid = 'pg_extension'::regclass AND deptype = 'e') THEN
+        EXECUTE format('ALTER EXTENSION easymo DROP TABLE %s', part);
     END IF;
-    PERFORM @extschema@._register_config_table(part);
     RETURN part;
 END
 $$;
 COMMENT ON FUNCTION @extschema@._create_month_partition(regclass, date) IS
-    'Internal: creates one UTC-month partition, moving that month''s rows out of the DEFAULT partition, and registers it with the extension and pg_dump.';
+    'Internal: creates one UTC-month partition like the DEFAULT partition (indexes included), moving that month''s rows out of the DEFAULT partition; the partition is not a member of the extension.';
 
 CREATE FUNCTION @extschema@.ensure_partitions(p_months_ahead integer DEFAULT 3)
 RETURNS integer
@@ -181,9 +205,6 @@ $$;
 COMMENT ON FUNCTION @extschema@.ensure_partitions(integer) IS
     'Creates the missing monthly (UTC) partitions of every partitioned easymo table, from this month to p_months_ahead months ahead and for every month that has rows in a DEFAULT partition, moving those rows into their new partition. Returns how many partitions it created.';
 
-COMMENT ON FUNCTION @extschema@._register_config_table(oid) IS
-    'Internal: registers a member table with pg_extension_config_dump() outside the extension script, so pg_dump keeps the rows of partitions created at run time.';
-
 -- Retention: whole months go, by dropping their partitions (no row-by-row DELETE, no bloat).
 -- The cut is at a UTC month boundary: p_keep_months = 3 in May keeps February to May. Rows
 -- older than the cut that sit in the DEFAULT partition are deleted too, so nothing outlives the
@@ -224,8 +245,12 @@ BEGIN
          ORDER BY b.lower_bound
     LOOP
         EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', parent, part.partition);
-        -- Leaving the extension also takes the table off pg_dump's list (extconfig).
-        EXECUTE format('ALTER EXTENSION easymo DROP TABLE %s', part.partition);
+        -- A month partition is not a member (one left from 0.2.0 would be: it leaves first).
+        IF EXISTS (SELECT 1 FROM pg_depend
+                    WHERE classid = 'pg_class'::regclass AND objid = part.partition
+                      AND refclassid = 'pg_extension'::regclass AND deptype = 'e') THEN
+            EXECUTE format('ALTER EXTENSION easymo DROP TABLE %s', part.partition);
+        END IF;
         EXECUTE format('DROP TABLE %s', part.partition);
         dropped := dropped + 1;
     END LOOP;

@@ -1,12 +1,12 @@
 -- Finalize: runs after every domain file and every Rust function exists.
 
--- Partitions for this month and the three ahead (ensure_partitions registers each with pg_dump).
-SELECT @extschema@.ensure_partitions(3);
+-- No month partition is made here: they are the data's, not the extension's (see
+-- sql/operations.sql); the first ensure_partitions() or run_maintenance() makes them.
 
 -- pg_dump skips the rows of extension tables unless they are registered as configuration
 -- tables; register every plain table (DEFAULT partitions included) and every sequence (pg_dump
--- then restores its position). Partitioned parents hold no rows of their own: pg_dump dumps
--- their leaf partitions.
+-- then restores its position). Partitioned parents hold no rows of their own; month partitions
+-- are not members, and pg_dump dumps them whole.
 DO $config_dump$
 DECLARE
     rel regclass;

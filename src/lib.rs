@@ -71,11 +71,7 @@ extension_sql_file!(
         stats::flush_stats
     ]
 );
-extension_sql_file!(
-    "../sql/operations.sql",
-    name = "operations",
-    requires = ["bootstrap", operations::register_config_table]
-);
+extension_sql_file!("../sql/operations.sql", name = "operations", requires = ["bootstrap"]);
 extension_sql_file!("../sql/security.sql", name = "security", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]
@@ -84,15 +80,27 @@ mod tests {
     use pgrx::prelude::*;
 
     #[pg_test]
-    fn install_creates_current_month_partitions() {
-        // The install script ran ensure_partitions(3): 5 partitioned tables x 4 months.
-        let n = Spi::get_one::<i64>(
-            "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-             WHERE c.relname ~ '_p[0-9]{4}_[0-9]{2}$'",
+    fn install_makes_default_partitions_only() {
+        // Month partitions are the data's: the first ensure_partitions() makes them (5 tables x
+        // this month and three ahead), outside the extension.
+        let months = || {
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+                 WHERE c.relname ~ '_p[0-9]{4}_[0-9]{2}$'",
+            )
+            .unwrap()
+            .unwrap()
+        };
+        assert_eq!(months(), 0);
+        assert_eq!(Spi::get_one::<i32>("SELECT ensure_partitions(3)").unwrap(), Some(20));
+        assert_eq!(months(), 20);
+        let members = Spi::get_one::<i64>(
+            "SELECT count(*) FROM pg_depend d JOIN pg_class c ON c.oid = d.objid \
+             WHERE d.deptype = 'e' AND d.classid = 'pg_class'::regclass AND c.relname ~ '_p[0-9]{4}_[0-9]{2}$'",
         )
         .unwrap()
         .unwrap();
-        assert_eq!(n, 20);
+        assert_eq!(members, 0);
     }
 }
 

@@ -4,7 +4,12 @@
 --   queue functions                    written out one by one (no text templates), same behaviour
 --   _check_currency_code(text)         transactions.currency is checked against the list
 --                                      create_transaction uses
---   transactions_payment_method_idx    deleting a payment method no longer scans every partition
+--   an index on transactions.payment_method_id (every partition): deleting a payment method no
+--                                      longer scans every partition
+--   partitions                         month partitions leave the extension; parents give their
+--                                      primary key and indexes to the partitions (a plain pg_dump
+--                                      restores every row)
+--   _register_config_table(oid)        dropped (its C symbol stays for earlier versions)
 --   cleanup_expired_cache(), invalidate_cache_by_tag()  return integer, as the reference says
 --   _flush_stats()                     cache and flag counts leave the caller's transaction
 --   cache_entries.visibility, owner_user_id, set_cache(..., p_visibility, p_owner_user_id)
@@ -360,6 +365,61 @@ COMMENT ON FUNCTION @extschema@.fail_job(uuid, text) IS
     'Gives a running job back: pending again after an exponential backoff with jitter, or failed after max_attempts; returns the new status.';
 
 
+-- Partition ownership (sql/operations.sql says why): month partitions leave the extension (and
+-- pg_dump's list of configuration tables), and each partitioned parent gives up its primary
+-- key and indexes, which every partition keeps as its own. Detaching a partition keeps its
+-- copies of the parent's indexes as indexes of its own; with no partition attached, dropping the
+-- parent's drops only those; re-attaching then builds nothing. Re-attaching reads each
+-- partition once (to check its rows against its bounds): on large tables run the update when a
+-- full read of them is acceptable.
+DO $partitions$
+DECLARE
+    ext_oid oid := (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'easymo');
+    parent regclass;
+    part record;
+    parts regclass[];
+    bounds text[];
+    idx regclass;
+    con name;
+BEGIN
+    FOR parent IN
+        SELECT c.oid::regclass FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class c ON c.oid = d.objid
+         WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_extension'::regclass
+           AND d.refobjid = ext_oid AND d.deptype = 'e' AND c.relkind = 'p'
+         ORDER BY c.relname
+    LOOP
+        parts := '{}';
+        bounds := '{}';
+        -- Months first, DEFAULT last: attaching the DEFAULT checks its rows against the months.
+        FOR part IN
+            SELECT c.oid::regclass AS rel, pg_catalog.pg_get_expr(c.relpartbound, c.oid) AS bound
+              FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = parent
+             ORDER BY pg_catalog.pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT', c.relname
+        LOOP
+            EXECUTE pg_catalog.format('ALTER TABLE %s DETACH PARTITION %s', parent, part.rel);
+            parts := parts || part.rel;
+            bounds := bounds || part.bound;
+            IF part.bound <> 'DEFAULT' AND EXISTS (
+                SELECT 1 FROM pg_catalog.pg_depend
+                 WHERE classid = 'pg_catalog.pg_class'::regclass AND objid = part.rel
+                   AND refclassid = 'pg_catalog.pg_extension'::regclass AND deptype = 'e') THEN
+                EXECUTE pg_catalog.format('ALTER EXTENSION easymo DROP TABLE %s', part.rel);
+            END IF;
+        END LOOP;
+        FOR con IN SELECT conname FROM pg_catalog.pg_constraint WHERE conrelid = parent AND contype = 'p' LOOP
+            EXECUTE pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I', parent, con);
+        END LOOP;
+        FOR idx IN SELECT indexrelid::regclass FROM pg_catalog.pg_index WHERE indrelid = parent LOOP
+            EXECUTE pg_catalog.format('DROP INDEX %s', idx);
+        END LOOP;
+        FOR i IN 1 .. pg_catalog.array_length(parts, 1) LOOP
+            EXECUTE pg_catalog.format('ALTER TABLE %s ATTACH PARTITION %s %s', parent, parts[i], bounds[i]);
+        END LOOP;
+    END LOOP;
+END
+$partitions$;
+
 CREATE FUNCTION @extschema@._check_currency_code(p_code text) RETURNS boolean
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c
@@ -369,9 +429,17 @@ COMMENT ON FUNCTION @extschema@._check_currency_code(text) IS
 ALTER TABLE @extschema@.transactions DROP CONSTRAINT transactions_currency_check;
 ALTER TABLE @extschema@.transactions ADD CONSTRAINT transactions_currency_check CHECK (@extschema@._check_currency_code(currency));
 
-CREATE INDEX transactions_payment_method_idx
-    ON @extschema@.transactions (payment_method_id)
-    WHERE payment_method_id IS NOT NULL;
+-- Every partition gets the index (named as CREATE INDEX names it, as a fresh install's DEFAULT
+-- partition and the months copied from it have it).
+DO $payment_method_index$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN SELECT inhrelid::regclass FROM pg_catalog.pg_inherits WHERE inhparent = '@extschema@.transactions'::regclass LOOP
+        EXECUTE pg_catalog.format('CREATE INDEX ON %s (payment_method_id) WHERE payment_method_id IS NOT NULL', part);
+    END LOOP;
+END
+$payment_method_index$;
 
 DROP FUNCTION @extschema@.cleanup_expired_cache();
 CREATE FUNCTION @extschema@.cleanup_expired_cache() RETURNS integer
@@ -479,6 +547,144 @@ SELECT f.key,
               GROUP BY e.flag_key) x ON x.flag_key = f.key;
 COMMENT ON VIEW @extschema@.feature_flag_overview IS
     'Every feature flag with strategy, rollout, target/condition/variant counts, evaluations logged in the last 24 hours, and every evaluation counted since counting began (all environments) and how many of them answered on.';
+
+
+DROP FUNCTION @extschema@._register_config_table(oid);
+CREATE OR REPLACE FUNCTION @extschema@._create_month_partition(p_parent regclass, p_month date)
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    nsp         name;
+    relname     name;
+    part_name   name;
+    default_rel regclass;
+    part        regclass;
+    lo          timestamptz := p_month::timestamp AT TIME ZONE 'UTC';
+    hi          timestamptz := (p_month + interval '1 month')::timestamp AT TIME ZONE 'UTC';
+    cols        text;
+    moved       bigint := 0;
+    replication_role text;
+BEGIN
+    SELECT n.nspname, c.relname, pt.partdefid::regclass
+      INTO nsp, relname, default_rel
+      FROM pg_class c
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
+     WHERE c.oid = p_parent;
+    part_name := relname || '_p' || to_char(p_month, 'YYYY_MM');
+
+    -- No new row may land in DEFAULT between the move and the attach.
+    IF default_rel IS NOT NULL THEN
+        EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', default_rel);
+    END IF;
+
+    -- The DEFAULT partition is the template: its columns, defaults, CHECKs, primary key and
+    -- indexes (see the top of this file).
+    IF default_rel IS NULL THEN
+        RAISE EXCEPTION '% has no DEFAULT partition, which easymo copies new partitions from', p_parent
+            USING ERRCODE = '55000', HINT = 'Recreate it: CREATE TABLE ... PARTITION OF ... DEFAULT, with its primary key and indexes (see the extension''s domain SQL), or ALTER EXTENSION easymo UPDATE.';
+    END IF;
+    EXECUTE format('CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING STORAGE)',
+                   nsp, part_name, default_rel);
+    part := format('%I.%I', nsp, part_name)::regclass;
+
+    IF default_rel IS NOT NULL THEN
+        SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
+          INTO cols
+          FROM pg_attribute
+         WHERE attrelid = p_parent AND attnum > 0 AND NOT attisdropped;
+        -- A move, not a delete and an insert: with the replica role no trigger fires (no audit
+        -- trigger sees a delete, no foreign key check objects to a row that comes straight back).
+        replication_role := current_setting('session_replication_role');
+        PERFORM set_config('session_replication_role', 'replica', true);
+        EXECUTE format('WITH moved AS (DELETE FROM %s WHERE created_at >= $1 AND created_at < $2 RETURNING %s) '
+                       'INSERT INTO %s (%s) SELECT %s FROM moved',
+                       default_rel, cols, part, cols, cols)
+          USING lo, hi;
+        GET DIAGNOSTICS moved = ROW_COUNT;
+        PERFORM set_config('session_replication_role', replication_role, true);
+        IF moved > 0 THEN
+            RAISE NOTICE 'moved % row(s) of % from % into %', moved, to_char(p_month, 'YYYY-MM'), default_rel, part;
+        END IF;
+    END IF;
+
+    EXECUTE format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%L) TO (%L)', p_parent, part, lo, hi);
+
+    PERFORM @extschema@._secure_partition(part);
+    EXECUTE format('COMMENT ON TABLE %s IS %L', part,
+                   format('Monthly partition of %s for %s (UTC); created by ensure_partitions(). Not a member of the extension: pg_dump dumps it like any table.',
+                          relname, to_char(p_month, 'YYYY-MM')));
+    -- Made inside an extension script (an upgrade that creates a month, say), the new table
+    -- would be a member: it is not one (see the top of this file).
+    IF EXISTS (SELECT 1 FROM pg_depend
+                WHERE classid = 'pg_class'::regclass AND objid = part
+                  AND refclassid = 'pg_extension'::regclass AND deptype = 'e') THEN
+        EXECUTE format('ALTER EXTENSION easymo DROP TABLE %s', part);
+    END IF;
+    RETURN part;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._create_month_partition(regclass, date) IS
+    'Internal: creates one UTC-month partition like the DEFAULT partition (indexes included), moving that month''s rows out of the DEFAULT partition; the partition is not a member of the extension.';
+
+CREATE OR REPLACE FUNCTION @extschema@.apply_retention(p_table text, p_keep_months integer)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent      regclass;
+    default_rel regclass;
+    cutoff      timestamptz;
+    part        record;
+    dropped     integer := 0;
+    replication_role text;
+    tables      CONSTANT text[] := ARRAY['system_metrics', 'system_audit_logs', 'transactions', 'event_store', 'analytics_events'];
+BEGIN
+    p_table := @extschema@._check_choice('p_table', p_table, tables);
+    p_keep_months := @extschema@._check_range('p_keep_months', p_keep_months, 0, 1200);
+    parent := format('@extschema@.%I', p_table)::regclass;
+    SELECT pt.partdefid::regclass INTO default_rel FROM pg_partitioned_table pt WHERE pt.partrelid = parent;
+    cutoff := (date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => p_keep_months)) AT TIME ZONE 'UTC';
+    -- Not at the same time as ensure_partitions (which may be moving rows into a partition).
+    PERFORM pg_advisory_xact_lock(7310309163452661761);
+
+    IF p_table = 'transactions' THEN
+        DELETE FROM @extschema@.transaction_events WHERE transaction_created_at < cutoff;
+        DELETE FROM @extschema@.transaction_idempotency_keys WHERE transaction_created_at < cutoff;
+    END IF;
+
+    FOR part IN
+        SELECT b.partition FROM @extschema@._partition_bounds(parent) b
+         WHERE b.upper_bound <= cutoff
+         ORDER BY b.lower_bound
+    LOOP
+        EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', parent, part.partition);
+        -- A month partition is not a member (one left from 0.2.0 would be: it leaves first).
+        IF EXISTS (SELECT 1 FROM pg_depend
+                    WHERE classid = 'pg_class'::regclass AND objid = part.partition
+                      AND refclassid = 'pg_extension'::regclass AND deptype = 'e') THEN
+            EXECUTE format('ALTER EXTENSION easymo DROP TABLE %s', part.partition);
+        END IF;
+        EXECUTE format('DROP TABLE %s', part.partition);
+        dropped := dropped + 1;
+    END LOOP;
+
+    IF default_rel IS NOT NULL THEN
+        -- The replica role: the row triggers that guard single deletes (a transaction with
+        -- events) have nothing to guard here, their side rows went above.
+        replication_role := current_setting('session_replication_role');
+        PERFORM set_config('session_replication_role', 'replica', true);
+        EXECUTE format('DELETE FROM %s WHERE created_at < $1', default_rel) USING cutoff;
+        PERFORM set_config('session_replication_role', replication_role, true);
+    END IF;
+    RETURN dropped;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.apply_retention(text, integer) IS
+    'Drops the monthly partitions of p_table (system_metrics, system_audit_logs, transactions, event_store, analytics_events) that end before the current UTC month minus p_keep_months, and deletes older rows from its DEFAULT partition (for transactions also their events and idempotency keys). Returns how many partitions it dropped.';
 
 
 -- Function privileges, exactly as a fresh install sets them (sql/security.sql): new and

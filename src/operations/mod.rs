@@ -1,10 +1,11 @@
-//! Operations: the one piece of partition management that plpgsql cannot do.
+//! Operations: the maintenance worker (worker.rs), and one entry point kept for earlier versions.
 //!
-//! `ensure_partitions()` (sql/operations.sql) creates monthly partitions at run time and adds
-//! them to the extension. For pg_dump to keep their rows they must also be registered as
-//! configuration tables, but Postgres only lets `pg_extension_config_dump()` run inside the
-//! extension's own script. This module runs that very function in the extension's context, so
-//! the catalog is updated by Postgres itself rather than by hand.
+//! Up to 0.2.0, `ensure_partitions()` added each month partition it made to the extension and
+//! registered it as a configuration table for pg_dump, which Postgres only lets
+//! `pg_extension_config_dump()` do inside the extension's own script: `_register_config_table`
+//! ran that very function in the extension's context. From 0.3.0 month partitions are not
+//! members (sql/operations.sql says why) and nothing calls it; its C symbol stays so that a
+//! database still at 0.2.0 (or 0.1.0) keeps working with this library until it is updated.
 
 use pgrx::prelude::*;
 
@@ -41,8 +42,8 @@ impl Drop for ExtensionScriptContext {
 }
 
 /// Registers `p_table`, already a member of the extension, as a configuration table whose
-/// rows pg_dump keeps.
-#[pg_extern(name = "_register_config_table", volatile, parallel_unsafe)]
+/// rows pg_dump keeps. Declared only by the 0.1.0 and 0.2.0 install scripts.
+#[pg_extern(sql = false, name = "_register_config_table", volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn register_config_table(p_table: pg_sys::Oid) {
     // SAFETY: the name is a valid C string; missing_ok = false raises a normal ERROR.

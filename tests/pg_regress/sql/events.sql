@@ -5,6 +5,8 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS easymo CASCADE;
 CREATE EXTENSION easymo;
+-- This month's and the next three's partitions, as run_maintenance() makes them.
+SELECT ensure_partitions(3) AS month_partitions;
 
 -- Versions start at 1 and count up per (aggregate_type, aggregate_id).
 SELECT append_event('order-1', 'order', 'created', '{"total": 100}', 'corr-1') IS NOT NULL AS v1;

@@ -32,8 +32,10 @@ SELECT c.relname,
  WHERE c.relkind IN ('r', 'p', 'v') AND NOT c.relispartition
  ORDER BY kind, c.relname;
 
--- Partitions: a DEFAULT and this month plus three ahead (UTC) for each partitioned table, all
--- members of the extension, commented, locked down, and registered for pg_dump.
+-- Partitions: CREATE EXTENSION makes only the DEFAULT partition of each partitioned table, a
+-- member of the extension, commented, locked down, registered for pg_dump, and carrying the
+-- primary key and indexes (the parents have none). Month partitions are the data's: the first
+-- ensure_partitions() makes them, outside the extension (sql/operations.sql says why).
 SELECT p.relname AS parent,
        count(*) FILTER (WHERE c.relname = p.relname || '_default') AS default_partitions,
        count(*) FILTER (WHERE c.relname IN (
@@ -48,6 +50,25 @@ SELECT p.relname AS parent,
   JOIN pg_inherits i ON i.inhparent = p.oid
   JOIN pg_class c ON c.oid = i.inhrelid
  WHERE p.relkind = 'p' AND p.relnamespace = 'public'::regnamespace
+ GROUP BY p.relname
+ ORDER BY p.relname;
+SELECT p.relname AS parent,
+       (SELECT count(*) FROM pg_index x WHERE x.indrelid = p.oid) AS parent_indexes,
+       (SELECT count(*) FROM pg_index x WHERE x.indrelid = (p.relname || '_default')::regclass) AS default_indexes,
+       (SELECT count(*) FROM pg_index x WHERE x.indrelid = (p.relname || '_default')::regclass AND x.indisprimary) AS default_primary_key
+  FROM pg_class p
+ WHERE p.relkind = 'p' AND p.relnamespace = 'public'::regnamespace
+ ORDER BY p.relname;
+SELECT ensure_partitions(3) AS first_months;
+SELECT p.relname AS parent, count(*) AS months,
+       bool_or(c.oid IN (SELECT objid FROM members)) AS any_member,
+       bool_or(c.oid IN (SELECT unnest(extconfig) FROM pg_extension WHERE extname = 'easymo')) AS any_registered,
+       bool_and((SELECT count(*) FROM pg_index x WHERE x.indrelid = c.oid)
+                = (SELECT count(*) FROM pg_index x WHERE x.indrelid = (p.relname || '_default')::regclass)) AS indexed_like_default
+  FROM pg_class p
+  JOIN pg_inherits i ON i.inhparent = p.oid
+  JOIN pg_class c ON c.oid = i.inhrelid
+ WHERE p.relkind = 'p' AND p.relnamespace = 'public'::regnamespace AND c.relname ~ '_p[0-9]{4}_[0-9]{2}$'
  GROUP BY p.relname
  ORDER BY p.relname;
 

@@ -27,7 +27,6 @@ SELECT count(*) AS claimed FROM claim_whatsapp_messages(1, 30);
 UPDATE whatsapp_message_queue SET locked_until = now() - interval '1 second';
 -- And next month's partition of system_metrics is missing.
 SELECT format('system_metrics_p%s', to_char(now() AT TIME ZONE 'UTC' + interval '1 month', 'YYYY_MM')) AS next_part \gset
-ALTER EXTENSION easymo DROP TABLE :"next_part";
 DROP TABLE :"next_part";
 
 SELECT run_maintenance() - 'duration_ms' AS summary;

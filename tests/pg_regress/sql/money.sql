@@ -4,6 +4,8 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS easymo CASCADE;
 CREATE EXTENSION easymo;
+-- This month's and the next three's partitions, as run_maintenance() makes them.
+SELECT ensure_partitions(3) AS month_partitions;
 
 \set a '''00000000-0000-0000-0000-00000000000a'''
 \set b '''00000000-0000-0000-0000-00000000000b'''

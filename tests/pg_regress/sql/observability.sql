@@ -4,6 +4,8 @@
 SET client_min_messages = warning;
 DROP EXTENSION IF EXISTS easymo CASCADE;
 CREATE EXTENSION easymo;
+-- This month's and the next three's partitions, as run_maintenance() makes them.
+SELECT ensure_partitions(3) AS month_partitions;
 
 SELECT t AS metric_type, record_metric('api', t, 'm', 1.5) IS NOT NULL AS recorded
   FROM unnest(ARRAY['latency', 'error_rate', 'throughput', 'memory', 'cpu', 'counter', 'gauge']) t;

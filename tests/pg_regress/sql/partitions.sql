@@ -61,8 +61,9 @@ SELECT count(*) AS keys_with_their_transaction
 DELETE FROM transactions WHERE reference = 'TX-back';
 \set VERBOSITY terse
 
--- The new partitions are like the install's: members, registered for pg_dump, commented, RLS on,
--- no privileges for anyone but the owner.
+-- The new partitions are the data's, not the extension's: not members and not registered as
+-- configuration tables (pg_dump dumps them whole, sql/operations.sql); commented, RLS on, no
+-- privileges for anyone but the owner.
 SELECT count(*) AS new_partitions,
        bool_and(c.oid IN (SELECT objid FROM pg_depend WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e')) AS members,
        bool_and(c.oid IN (SELECT unnest(extconfig) FROM pg_extension WHERE extname = 'easymo')) AS dumped,
