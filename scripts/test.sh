@@ -25,10 +25,11 @@ PORT="${EASYMO_TEST_PORT:-28816}"
 PROFILE=release
 if [ "${1:-}" = "--debug" ]; then PROFILE=debug; shift; fi
 SELECTED=("$@")
-OPS_TESTS=(backup standby)
+OPS_TESTS=(backup standby pooler sqlsmith)
 
 # PostGIS is for the cross-check of the nearby search only; the extension never requires it.
-ensure_toolchain postgresql-15-postgis-3
+# pgbouncer and sqlsmith for the ops tests (a transaction pooler, random queries).
+ensure_toolchain postgresql-15-postgis-3 pgbouncer sqlsmith
 
 # Every spec or sql file must be in a schedule: a forgotten file would silently never run.
 for f in tests/pg_regress/sql/*.sql tests/isolation/specs/*.spec; do
@@ -75,7 +76,9 @@ fi
 install_extension "$PROFILE"
 
 # 3. pg_regress and pg_isolation_regress suites against a fresh private cluster.
-EXTRA_PG_CONF="fsync = off" cluster_start test "$PORT" fresh
+# The SQLSTATE in every log line: what the ops tests look for (an XX000, a crash).
+EXTRA_PG_CONF="fsync = off
+log_line_prefix = '%m [%p] %e '" cluster_start test "$PORT" fresh
 trap 'cluster_stop test' EXIT
 PGXS_TEST=/usr/lib/postgresql/15/lib/pgxs/src/test
 

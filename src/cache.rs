@@ -216,7 +216,10 @@ fn prepare_writes(client: &SpiClient<'_>) -> pgrx::spi::SpiResult<WritePlans> {
         upsert: OnceCell::new(),
         legacy_upsert: OnceCell::new(),
         delete: client
-            .prepare_mut(&format!("DELETE FROM {t} WHERE key OPERATOR(pg_catalog.=) $1 RETURNING expires_at"), &oids(&[TEXTOID]))?
+            .prepare_mut(
+                &format!("DELETE FROM {t} WHERE key OPERATOR(pg_catalog.=) $1 RETURNING expires_at OPERATOR(pg_catalog.>) $2"),
+                &oids(&[TEXTOID, TIMESTAMPTZOID]),
+            )?
             .keep(),
         // The partial GIN index needs its predicate spelled out to be chosen.
         invalidate: client
@@ -380,8 +383,8 @@ fn delete_cache(p_key: Option<&str>) -> bool {
     let now = timestamptz(now());
     Spi::connect_mut(|client| {
         let mut live = false;
-        for row in client.update(&plans.delete, None, &[key.into()])? {
-            live |= row.get::<TimestampWithTimeZone>(1)?.is_some_and(|e| e > now);
+        for row in client.update(&plans.delete, None, &[key.into(), now.into()])? {
+            live |= row.get::<bool>(1)?.unwrap_or(false);
         }
         Ok::<_, pgrx::spi::Error>(live)
     })
@@ -472,7 +475,14 @@ fn cache_hit_counters() -> TableIterator<'static, (name!(cache_type, Option<Stri
     let rows: Vec<(String, i64, i64)> = as_owner(table.owner, || {
         Spi::connect(|client| {
             client
-                .select(&format!("SELECT cache_type, hits, misses FROM {}", table.qualified), None, &[])?
+                .select(
+                    &format!(
+                        "SELECT cache_type::pg_catalog.text, hits::pg_catalog.int8, misses::pg_catalog.int8 FROM {}",
+                        table.qualified
+                    ),
+                    None,
+                    &[],
+                )?
                 .map(|r| Ok((r.get(1)?.unwrap_or_default(), r.get(2)?.unwrap_or(0), r.get(3)?.unwrap_or(0))))
                 .collect::<Result<Vec<_>, pgrx::spi::Error>>()
         })

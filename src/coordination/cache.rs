@@ -178,9 +178,14 @@ fn load() -> FlagSet {
 
     let table = ext_table("feature_flags");
     FLAGS_RELID.store(u32::from(table.relid), Ordering::Relaxed);
+    // Cast to the types read here, so a column a superuser retyped still reads (or fails with
+    // a clear cast error); a NULL where the table says NOT NULL reads as the safe answer (a
+    // flag without a key or environment cannot be asked for; not enabled; no rules: an
+    // evaluation that needs them fails with 22023 naming the flag).
     let query = format!(
-        "SELECT id, key, environment, enabled, rollout_strategy, rollout_percentage, \
-                target_users, conditions, variants FROM {}",
+        "SELECT id::pg_catalog.uuid, key::pg_catalog.text, environment::pg_catalog.text, enabled::pg_catalog.bool, \
+                rollout_strategy::pg_catalog.text, rollout_percentage::pg_catalog.float8, \
+                target_users::pg_catalog.uuid[], conditions::pg_catalog.jsonb, variants::pg_catalog.jsonb FROM {}",
         table.qualified
     );
     if fresh_snapshot_possible {
@@ -192,10 +197,9 @@ fn load() -> FlagSet {
         Spi::connect(|client| {
             let mut set = FlagSet::default();
             for row in client.select(&query, None, &[])? {
-                let key: String = row.get(2)?.expect("key is not null");
-                let environment: String = row.get(3)?.expect("environment is not null");
-                let strategy: String = row.get(5)?.expect("rollout_strategy is not null");
-                let percentage: AnyNumeric = row.get(6)?.expect("rollout_percentage is not null");
+                let (Some(key), Some(environment)) = (row.get::<String>(2)?, row.get::<String>(3)?) else { continue };
+                let strategy: String = row.get(5)?.unwrap_or_default();
+                let percentage: f64 = row.get(6)?.unwrap_or(0.0);
                 let mut target_users: Vec<[u8; 16]> = row
                     .get::<Vec<Option<pgrx::Uuid>>>(7)?
                     .unwrap_or_default()
@@ -204,14 +208,14 @@ fn load() -> FlagSet {
                     .map(|u| *u.as_bytes())
                     .collect();
                 target_users.sort_unstable();
-                let conditions = row.get::<pgrx::JsonB>(8)?.expect("conditions is not null").0;
-                let variants = row.get::<pgrx::JsonB>(9)?.expect("variants is not null").0;
+                let conditions = row.get::<pgrx::JsonB>(8)?.map_or(serde_json::Value::Null, |j| j.0);
+                let variants = row.get::<pgrx::JsonB>(9)?.map_or(serde_json::Value::Null, |j| j.0);
                 let flag = Flag {
-                    id: *row.get::<pgrx::Uuid>(1)?.expect("id is not null").as_bytes(),
-                    enabled: row.get(4)?.expect("enabled is not null"),
+                    id: row.get::<pgrx::Uuid>(1)?.map_or([0; 16], |u| *u.as_bytes()),
+                    enabled: row.get(4)?.unwrap_or(false),
                     // The table's CHECK constraints keep these in range.
                     strategy: Strategy::parse(&strategy).unwrap_or(Strategy::None),
-                    percentage_bp: (f64::try_from(percentage).unwrap_or(0.0) * 100.0).round() as u32,
+                    percentage_bp: (percentage.clamp(0.0, 100.0) * 100.0).round() as u32,
                     target_users,
                     conditions: compile_conditions(&conditions),
                     variants: compile_variants(&variants),

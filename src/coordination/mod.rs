@@ -205,7 +205,15 @@ fn feature_flag_exposures() -> TableIterator<
     let rows: Vec<(String, String, String, bool, i64)> = as_owner(table.owner, || {
         Spi::connect(|client| {
             client
-                .select(&format!("SELECT flag_key, environment, variant, enabled, evaluations FROM {}", table.qualified), None, &[])?
+                .select(
+                    &format!(
+                        "SELECT flag_key::pg_catalog.text, environment::pg_catalog.text, variant::pg_catalog.text, \
+                                enabled::pg_catalog.bool, evaluations::pg_catalog.int8 FROM {}",
+                        table.qualified
+                    ),
+                    None,
+                    &[],
+                )?
                 .map(|r| {
                     Ok((
                         r.get(1)?.unwrap_or_default(),

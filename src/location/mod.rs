@@ -112,7 +112,7 @@ fn prepare_search(client: &SpiClient<'_>) -> pgrx::spi::SpiResult<SearchPlans> {
     // Matches the index expression point(longitude, latitude); the box is built from the
     // parameters once per execution. Operators are schema-qualified.
     let candidates = format!(
-        "SELECT id, latitude, longitude FROM {t} \
+        "SELECT id::pg_catalog.uuid, latitude::pg_catalog.float8, longitude::pg_catalog.float8 FROM {t} \
           WHERE pg_catalog.point(longitude, latitude) OPERATOR(pg_catalog.<@) \
                 pg_catalog.box(pg_catalog.point($1, $2), pg_catalog.point($3, $4))"
     );
@@ -127,7 +127,8 @@ fn prepare_search(client: &SpiClient<'_>) -> pgrx::spi::SpiResult<SearchPlans> {
         details: client
             .prepare(
                 &format!(
-                    "SELECT id, user_id, location_type, address, place_name, city, country FROM {t} \
+                    "SELECT id::pg_catalog.uuid, user_id::pg_catalog.uuid, location_type::pg_catalog.text, address::pg_catalog.text, \
+                            place_name::pg_catalog.text, city::pg_catalog.text, country::pg_catalog.text FROM {t} \
                       WHERE id OPERATOR(pg_catalog.=) ANY ($1)"
                 ),
                 &oids(&[UUIDARRAYOID]),
@@ -197,7 +198,7 @@ fn find_nearby_locations(
     (
         name!(id, pgrx::Uuid),
         name!(user_id, Option<pgrx::Uuid>),
-        name!(location_type, String),
+        name!(location_type, Option<String>),
         name!(latitude, f64),
         name!(longitude, f64),
         name!(distance_meters, f64),
@@ -243,8 +244,11 @@ fn find_nearby_locations(
                     None => &plans.candidates,
                 };
                 for row in client.select(plan, None, &args)? {
-                    let id: pgrx::Uuid = row.get(1)?.expect("not null");
-                    candidates.push((*id.as_bytes(), row.get::<f64>(2)?.expect("not null"), row.get::<f64>(3)?.expect("not null")));
+                    // (Rows with a NULL coordinate never match the box; a NULL id, possible only
+                    // in a table altered by hand, cannot be returned: skipped.)
+                    if let (Some(id), Some(plat), Some(plng)) = (row.get::<pgrx::Uuid>(1)?, row.get::<f64>(2)?, row.get::<f64>(3)?) {
+                        candidates.push((*id.as_bytes(), plat, plng));
+                    }
                 }
             }
             let hits = nearest(lat, lng, reach, limit, candidates);
@@ -260,12 +264,12 @@ fn find_nearby_locations(
         let ids: Vec<pgrx::Uuid> = hits.iter().map(|h| pgrx::Uuid::from_bytes(h.id)).collect();
         let mut details = std::collections::HashMap::with_capacity(hits.len());
         for row in client.select(&plans.details, None, &[ids.into()])? {
-            let id: pgrx::Uuid = row.get(1)?.expect("not null");
+            let Some(id) = row.get::<pgrx::Uuid>(1)? else { continue };
             details.insert(
                 *id.as_bytes(),
                 (
                     row.get::<pgrx::Uuid>(2)?,
-                    row.get::<String>(3)?.expect("not null"),
+                    row.get::<String>(3)?,
                     row.get::<String>(4)?,
                     row.get::<String>(5)?,
                     row.get::<String>(6)?,
@@ -376,7 +380,8 @@ fn cached_route_id(
     let ((olat, olng), (dlat, dlng), max_age, tolerance) = check().or_raise();
     let routes = ext_table("routes");
     let query = format!(
-        "SELECT id, dest_lat, dest_lng, origin_lat, origin_lng, created_at FROM {} \
+        "SELECT id::pg_catalog.uuid, dest_lat::pg_catalog.float8, dest_lng::pg_catalog.float8, origin_lat::pg_catalog.float8, \
+                origin_lng::pg_catalog.float8, created_at::pg_catalog.timestamptz FROM {} \
           WHERE pg_catalog.point(origin_lng, origin_lat) OPERATOR(pg_catalog.<@) \
                 pg_catalog.box(pg_catalog.point($1, $2), pg_catalog.point($3, $4)) \
             AND expires_at OPERATOR(pg_catalog.>) pg_catalog.now() \
@@ -392,14 +397,17 @@ fn cached_route_id(
                 &[b.min_lng.into(), b.min_lat.into(), b.max_lng.into(), b.max_lat.into(), max_age.into()],
             )?;
             for row in rows {
-                let id: pgrx::Uuid = row.get(1)?.expect("not null");
-                let (rdlat, rdlng, rolat, rolng): (f64, f64, f64, f64) = (
-                    row.get(2)?.expect("not null"),
-                    row.get(3)?.expect("not null"),
-                    row.get(4)?.expect("not null"),
-                    row.get(5)?.expect("not null"),
-                );
-                let created: TimestampWithTimeZone = row.get(6)?.expect("not null");
+                // A row with a NULL where the table says NOT NULL (altered by hand) matches nothing.
+                let (Some(id), Some(rdlat), Some(rdlng), Some(rolat), Some(rolng), Some(created)) = (
+                    row.get::<pgrx::Uuid>(1)?,
+                    row.get::<f64>(2)?,
+                    row.get::<f64>(3)?,
+                    row.get::<f64>(4)?,
+                    row.get::<f64>(5)?,
+                    row.get::<TimestampWithTimeZone>(6)?,
+                ) else {
+                    continue;
+                };
                 if geodesic(olat, olng, rolat, rolng) <= tolerance && geodesic(dlat, dlng, rdlat, rdlng) <= tolerance {
                     // Freshest first; among equally fresh, the smallest id, so the answer is stable.
                     let better = match &best {
