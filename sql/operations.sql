@@ -285,8 +285,8 @@ DECLARE
         ['jobs_timed_out',              'SELECT @extschema@.time_out_jobs()'],
         ['messages_released',           'SELECT @extschema@._release_expired_messages()'],
         ['whatsapp_messages_released',  'SELECT @extschema@._release_expired_whatsapp_messages()']];
-    summary jsonb := '{}';
-    errors  jsonb := '{}';
+    summary jsonb := '{}'::jsonb;
+    errors  jsonb := '{}'::jsonb;
     started timestamptz := clock_timestamp();
     n       bigint;
     msg     text;

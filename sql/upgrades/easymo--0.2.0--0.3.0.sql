@@ -687,6 +687,75 @@ COMMENT ON FUNCTION @extschema@.apply_retention(text, integer) IS
     'Drops the monthly partitions of p_table (system_metrics, system_audit_logs, transactions, event_store, analytics_events) that end before the current UTC month minus p_keep_months, and deletes older rows from its DEFAULT partition (for transactions also their events and idempotency keys). Returns how many partitions it dropped.';
 
 
+-- (plpgsql_check: its jsonb defaults are typed.)
+CREATE OR REPLACE FUNCTION @extschema@.run_maintenance()
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    steps CONSTANT text[][] := ARRAY[
+        ['partitions_created',          'SELECT @extschema@.ensure_partitions(3)'],
+        ['cache_entries_removed',       'SELECT @extschema@.cleanup_expired_cache()'],
+        ['whatsapp_sessions_expired',   'SELECT @extschema@.cleanup_expired_whatsapp_sessions()'],
+        ['jobs_timed_out',              'SELECT @extschema@.time_out_jobs()'],
+        ['messages_released',           'SELECT @extschema@._release_expired_messages()'],
+        ['whatsapp_messages_released',  'SELECT @extschema@._release_expired_whatsapp_messages()']];
+    summary jsonb := '{}'::jsonb;
+    errors  jsonb := '{}'::jsonb;
+    started timestamptz := clock_timestamp();
+    n       bigint;
+    msg     text;
+    state   text;
+BEGIN
+    FOR i IN 1 .. array_length(steps, 1) LOOP
+        BEGIN
+            EXECUTE steps[i][2] INTO n;
+            summary := summary || jsonb_build_object(steps[i][1], n);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+            RAISE WARNING 'run_maintenance: % failed: % (SQLSTATE %)', steps[i][1], msg, state;
+            errors := errors || jsonb_build_object(steps[i][1], jsonb_build_object('sqlstate', state, 'message', msg));
+        END;
+    END LOOP;
+    RETURN summary
+        || jsonb_build_object('errors', errors,
+                              'duration_ms', round(extract(epoch FROM clock_timestamp() - started) * 1000, 1));
+END
+$$;
+
+-- Partitions get a restrictive policy that lets nothing through (Supabase's linter reports RLS
+-- without any policy); every existing partition too.
+CREATE OR REPLACE FUNCTION @extschema@._secure_partition(p_partition regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', p_partition);
+    EXECUTE format('REVOKE ALL ON TABLE %s FROM PUBLIC, anon, authenticated, service_role', p_partition);
+    IF NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = p_partition AND polname = 'only_through_parent') THEN
+        EXECUTE format('CREATE POLICY only_through_parent ON %s AS RESTRICTIVE FOR ALL USING (false) WITH CHECK (false)', p_partition);
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION @extschema@._secure_partition(regclass) IS
+    'Internal: locks a partition down (RLS on with a restrictive policy that lets nothing through, no privileges) so it can only be read through its parent.';
+DO $partition_policies$
+DECLARE
+    part regclass;
+BEGIN
+    FOR part IN
+        SELECT i.inhrelid::regclass FROM pg_catalog.pg_inherits i
+          JOIN pg_catalog.pg_depend d ON d.objid = i.inhparent AND d.classid = 'pg_catalog.pg_class'::regclass
+           AND d.refclassid = 'pg_catalog.pg_extension'::regclass AND d.deptype = 'e'
+           AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'easymo')
+    LOOP
+        PERFORM @extschema@._secure_partition(part);
+    END LOOP;
+END
+$partition_policies$;
+
 -- Function privileges, exactly as a fresh install sets them (sql/security.sql): new and
 -- re-created functions start with PUBLIC EXECUTE. Keep this block last.
 DO $function_privileges$

@@ -72,6 +72,21 @@ SELECT p.relname AS parent, count(*) AS months,
  GROUP BY p.relname
  ORDER BY p.relname;
 
+-- What Supabase's linter (splinter) checks and easymo answers for itself: every table with RLS
+-- on has a policy (partitions: one that lets nothing through, they are read through their
+-- parent), and the only SECURITY DEFINER function authenticated may execute is
+-- get_cached_route (it returns a route only to a caller who knows both its ends; the routes
+-- table itself is closed to authenticated).
+SELECT c.relname AS rls_without_policy
+  FROM pg_class c
+ WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND c.relrowsecurity
+   AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid);
+SELECT p.oid::regprocedure AS definer_functions_for_authenticated
+  FROM pg_proc p
+  JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+ WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'easymo')
+   AND p.prosecdef AND has_function_privilege('authenticated', p.oid, 'EXECUTE');
+
 -- pg_dump keeps the rows of every plain table (partitioned parents hold none of their own).
 SELECT c.relname AS not_registered_for_pg_dump
   FROM members m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid
