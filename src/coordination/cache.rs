@@ -60,18 +60,17 @@ pub struct FlagSet {
 
 impl FlagSet {
     /// The flag that applies to `key` in `env`: the environment's own row, else the `all` row.
-    pub fn lookup(&self, key: &str, env: Environment) -> Option<&Flag> {
-        let slots = self.by_key.get(key)?;
-        slots.specific[env_index(env)].as_ref().or(slots.all.as_ref())
-    }
-
-    /// Counts an evaluation of `key` in `env` that answered `on` without a variant.
-    pub fn count(&self, key: &str, env: Environment, on: bool) {
-        let cell = match self.by_key.get(key) {
-            Some(slots) => &(if on { &slots.on } else { &slots.off })[env_index(env)],
-            None => &self.unknown[env_index(env)],
-        };
-        cell.set(cell.get() + 1);
+    /// One hash lookup finds both the flag and where its evaluation is counted.
+    pub fn lookup(&self, key: &str, env: Environment) -> Lookup<'_> {
+        let i = env_index(env);
+        match self.by_key.get(key) {
+            Some(slots) => Lookup {
+                flag: slots.specific[i].as_ref().or(slots.all.as_ref()),
+                on: &slots.on[i],
+                off: &slots.off[i],
+            },
+            None => Lookup { flag: None, on: &self.unknown[i], off: &self.unknown[i] },
+        }
     }
 
     /// Moves the counts kept here into `into`.
@@ -106,6 +105,21 @@ pub fn drain_exposures(into: &mut dyn FnMut(Kind, &[&str], u64)) {
     let set = CACHE.with_borrow(|c| c.as_ref().map(|c| Rc::clone(&c.flags)));
     if let Some(set) = set {
         set.drain(into);
+    }
+}
+
+/// A flag as found for one evaluation, with its counters.
+pub struct Lookup<'a> {
+    pub flag: Option<&'a Flag>,
+    on: &'a Cell<u64>,
+    off: &'a Cell<u64>,
+}
+
+impl Lookup<'_> {
+    /// Counts the evaluation, which answered `on` without a variant.
+    pub fn count(&self, on: bool) {
+        let cell = if on { self.on } else { self.off };
+        cell.set(cell.get() + 1);
     }
 }
 

@@ -123,7 +123,8 @@ fn is_feature_enabled(
     }
     let flags = cache::flags();
     call.user = evaluated_user(&call, &flags);
-    let flag = flags.lookup(call.key, call.env);
+    let found = flags.lookup(call.key, call.env);
+    let flag = found.flag;
     let context = OnceCell::new();
     let (on, reason) = match flag {
         None => (false, "unknown_flag"),
@@ -141,7 +142,7 @@ fn is_feature_enabled(
             })
             .or_raise(),
     };
-    flags.count(call.key, call.env, on);
+    found.count(on);
     stats::tick();
     log_evaluation(&flags, &call, flag, on, None, reason, p_context.as_ref());
     on
@@ -159,7 +160,8 @@ fn get_feature_variant(
     let flags = cache::flags();
     call.user = evaluated_user(&call, &flags);
     let user = required(call.user, "p_user_id").or_raise();
-    let flag = flags.lookup(call.key, call.env);
+    let found = flags.lookup(call.key, call.env);
+    let flag = found.flag;
     let empty = Value::Object(Default::default());
     let (on, reason) = match flag {
         None => (false, "unknown_flag"),
@@ -172,7 +174,7 @@ fn get_feature_variant(
     match &variant {
         Some(v) => stats::add(Kind::FlagOn, &[call.key, call.env.as_str(), v], 1),
         None => {
-            flags.count(call.key, call.env, on);
+            found.count(on);
             stats::tick();
         }
     }

@@ -63,6 +63,9 @@ SELECT pg_get_indexdef('cache_entries_tags_idx'::regclass);
 -- delete_cache: true when a live value was there.
 SELECT delete_cache('p:1') AS live, delete_cache('p:1') AS again, delete_cache('stale') AS expired_one;
 
+-- Both counts are integer, as the reference says (0.2.0 returned bigint).
+SELECT pg_typeof(cleanup_expired_cache()) AS cleanup_returns, pg_typeof(invalidate_cache_by_tag('none')) AS invalidate_returns;
+
 -- cleanup_expired_cache removes the expired entries only, and says how many.
 INSERT INTO cache_entries (key, value, expires_at)
 SELECT 'old:' || g, '{}', now() - interval '1 minute' FROM generate_series(1, 2500) g;
