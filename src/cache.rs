@@ -73,8 +73,7 @@ fn check_tags(tags: Option<&RawTextArray>) -> Result<(), ContractError> {
 }
 
 fn now() -> pg_sys::TimestampTz {
-    // SAFETY: reads the clock.
-    unsafe { pg_sys::GetCurrentTimestamp() }
+    crate::postgres::backend::now()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -119,8 +119,7 @@ pub fn add(kind: Kind, parts: &[&str], n: u64) {
 /// Hands the counts on when the interval has passed since the last time. Cheap: a comparison
 /// with the statement's start time, which Postgres has already read.
 pub fn tick() {
-    // SAFETY: reads a backend global.
-    let now = unsafe { pg_sys::GetCurrentStatementStartTimestamp() };
+    let now = crate::postgres::backend::statement_start();
     let due = LOCAL.with_borrow_mut(|l| {
         if l.last_flush == 0 {
             // The first interval is counted from the first event.

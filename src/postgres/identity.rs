@@ -54,7 +54,7 @@ pub fn caller_has_role(name: &CStr) -> bool {
 /// Whether the caller may see what service_role sees: a superuser, the owner of the extension's
 /// tables (`owner`), or a role with service_role's privileges (PostgREST's service key).
 pub fn caller_is_service(owner: pg_sys::Oid) -> bool {
-    // SAFETY: backend state and syscache reads (superuser_arg caches its answer).
-    let user = unsafe { pg_sys::GetUserId() };
+    let user = super::backend::current_user();
+    // SAFETY: a syscache read (superuser_arg caches its answer).
     user == owner || unsafe { pg_sys::superuser_arg(user) } || caller_has_role(c"service_role")
 }

@@ -8,6 +8,7 @@
 //! ones check what they rely on and raise a clear error (SQLSTATE 55000 for a table that is
 //! no longer as easymo created it) instead of trusting remembered OIDs or column numbers.
 
+pub mod backend;
 pub mod identity;
 pub mod inval;
 pub mod relation;
