@@ -6,13 +6,15 @@
 //! are counted in the backend and added in batches to shared memory (easymo preloaded) or to
 //! cache_stat_counters (never in a read-only transaction or on a standby).
 
-use crate::catalog::{ext_table, ExtTable};
+#![forbid(unsafe_code)]
+
+use crate::postgres::catalog::{ext_table, ExtTable};
 use crate::error::{required, ContractError, OrRaise};
-use crate::plan::WritePlan;
+use crate::postgres::plan::{prepared, PlanSlot, WritePlan};
 use crate::postgres::identity::as_owner;
 use crate::postgres::relation::{self, Column, TableSpec};
 use crate::postgres::{caller_has_role, caller_is_service};
-use crate::raw::{RawJsonb, RawTextArray};
+use crate::postgres::datum::{timestamptz, RawJsonb, RawTextArray};
 use crate::session::request_user_id;
 use crate::stats::{self, Kind};
 use pgrx::prelude::*;
@@ -200,16 +202,16 @@ struct WritePlans {
 }
 
 thread_local! {
-    static WRITE_PLANS: RefCell<Option<Rc<WritePlans>>> = const { RefCell::new(None) };
+    static WRITE_PLANS: PlanSlot<WritePlans> = const { RefCell::new(None) };
 }
 
 fn oids(types: &[pg_sys::Oid]) -> Vec<PgOid> {
     types.iter().copied().map(PgOid::from).collect()
 }
 
-fn prepare_writes(client: &SpiClient<'_>) -> pgrx::spi::SpiResult<WritePlans> {
+fn prepare_writes(client: &SpiClient<'_>, table: &ExtTable) -> pgrx::spi::SpiResult<WritePlans> {
     use pg_sys::{TEXTOID, TIDOID, TIMESTAMPTZOID};
-    let table = ext_table("cache_entries");
+    let table = table.clone();
     let t = &table.qualified;
     Ok(WritePlans {
         upsert: OnceCell::new(),
@@ -281,18 +283,13 @@ impl WritePlans {
     }
 }
 
-fn write_plans() -> Rc<WritePlans> {
-    if let Some(p) = WRITE_PLANS.with_borrow(|p| p.as_ref().filter(|p| p.table.still_valid()).cloned()) {
-        return p;
-    }
-    let p = Rc::new(Spi::connect(|c| prepare_writes(c)).unwrap_or_else(|e| error!("preparing the cache statements: {e}")));
-    WRITE_PLANS.set(Some(Rc::clone(&p)));
-    p
-}
+/// The table the write plans are kept against (their SQL names the columns they write).
+static ENTRIES_TABLE: TableSpec = TableSpec { name: c"cache_entries", columns: &[] };
 
-fn timestamptz(t: pg_sys::TimestampTz) -> TimestampWithTimeZone {
-    // SAFETY: a TimestampTz is a plain int64 datum.
-    unsafe { TimestampWithTimeZone::from_datum(pg_sys::Datum::from(t), false) }.expect("not null")
+fn write_plans() -> Rc<WritePlans> {
+    prepared(&WRITE_PLANS, &ENTRIES_TABLE, |table| {
+        Spi::connect(|c| prepare_writes(c, &table.ext)).unwrap_or_else(|e| error!("preparing the cache statements: {e}"))
+    })
 }
 
 /// Stores `p_value` under `p_key` for `p_ttl_seconds`, replacing value, TTL, type, tags and
@@ -337,20 +334,20 @@ fn store(
     let now = now();
     let expires_at = now + i64::from(ttl) * 1_000_000;
     let tags = match &p_tags {
-        Some(t) => Some(t.datum()),
-        None => Vec::<String>::new().into_datum(),
+        Some(t) => t.as_arg(),
+        None => Vec::<String>::new().into(),
     };
     let mut args = vec![
-        key.into_datum(),
-        Some(value.datum()),
-        kind.into_datum(),
+        key.into(),
+        value.as_arg(),
+        kind.into(),
         tags,
-        Some(pg_sys::Datum::from(expires_at)),
-        Some(pg_sys::Datum::from(now)),
+        timestamptz(expires_at).into(),
+        timestamptz(now).into(),
     ];
     match visibility {
         Some((name, owner)) => {
-            args.extend([name.into_datum(), owner.into_datum()]);
+            args.extend([name.into(), owner.into()]);
             plans.upsert().execute(&args);
         }
         None => {
@@ -436,14 +433,7 @@ pub fn sweep_expired(first: u32, pages: u32) -> i64 {
 
 /// The heap's size in pages.
 pub fn cache_pages() -> u32 {
-    let table = write_plans().table.relid;
-    // SAFETY: opens the relation to read its size, as pg_relation_size does.
-    unsafe {
-        let rel = pg_sys::table_open(table, pg_sys::AccessShareLock as i32);
-        let pages = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
-        pg_sys::table_close(rel, pg_sys::NoLock as i32);
-        pages
-    }
+    relation::heap_pages(&ENTRIES_TABLE)
 }
 
 /// Deletes every expired entry; returns how many.

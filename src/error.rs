@@ -4,6 +4,8 @@
 //! Domain logic returns `Result<_, ContractError>` (plain Rust, unit-testable without a server);
 //! the `#[pg_extern]` wrapper turns an `Err` into a Postgres ERROR with `.or_raise()`.
 
+#![forbid(unsafe_code)]
+
 use pgrx::prelude::*;
 use std::fmt::Display;
 

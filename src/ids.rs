@@ -5,19 +5,17 @@
 //! millisecond timestamp, so new rows go to the right edge of the index, as with a sequence, while
 //! staying unguessable (74 random bits) and unique across servers.
 
-use pgrx::prelude::*;
+#![forbid(unsafe_code)]
+
+use crate::postgres::backend;
 
 /// Microseconds between the Unix epoch and the Postgres epoch (2000-01-01).
 const POSTGRES_EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 
 pub fn new_v7() -> pgrx::Uuid {
     let mut random = [0u8; 10];
-    // SAFETY: fills the buffer from Postgres's strong random source (as gen_random_uuid does).
-    if !unsafe { pg_sys::pg_strong_random(random.as_mut_ptr().cast(), random.len()) } {
-        error!("could not generate random values");
-    }
-    // SAFETY: reads the clock.
-    let now_micros = unsafe { pg_sys::GetCurrentTimestamp() } + POSTGRES_EPOCH_UNIX_MICROS;
+    backend::strong_random(&mut random);
+    let now_micros = backend::now() + POSTGRES_EPOCH_UNIX_MICROS;
     let millis = u64::try_from(now_micros / 1000).unwrap_or(0);
     let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
     pgrx::Uuid::from_bytes(*id.as_bytes())

@@ -3,20 +3,20 @@
 //! The schema lives in `sql/`, one file per domain, pulled into the install script here in
 //! dependency order; the native hot paths live in one Rust module per domain.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 use pgrx::prelude::*;
 
 ::pgrx::pg_module_magic!(name, version);
 
 mod cache;
-mod catalog;
 mod coordination;
 mod error;
+mod gucs;
 mod ids;
-mod raw;
 mod location;
 mod money;
 mod operations;
-mod plan;
 mod postgres;
 mod session;
 mod stats;
@@ -24,13 +24,11 @@ mod stats;
 /// Runs once per backend, when the library is first loaded.
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
     postgres::relation::init();
     stats::init();
     coordination::init();
     operations::worker::init();
-    // Typos in easymo.* settings are reported instead of silently creating placeholders.
-    // SAFETY: a valid C string; called from _PG_init after our GUCs are defined.
-    unsafe { pg_sys::MarkGUCPrefixReserved(c"easymo".as_ptr()) };
 }
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);

@@ -13,12 +13,17 @@
 //! The key lookup, the whole of a replay, reads the key table's primary key directly (no SPI,
 //! no plan, no executor): a replay then costs little more than the call itself.
 
-use crate::catalog::{ext_table, ExtTable};
+#![forbid(unsafe_code)]
+
+use crate::postgres::catalog::{self, ext_table};
+use crate::postgres::datum::timestamptz;
+use crate::postgres::backend;
+use crate::postgres::relation::Table;
 use crate::error::{raise, required, ContractError, OrRaise};
 use crate::postgres::relation::{self, Column, TableSpec};
-use crate::raw::RawJsonb;
+use crate::postgres::datum::RawJsonb;
 use crate::ids::new_v7;
-use crate::plan::WritePlan;
+use crate::postgres::plan::{prepared, PlanSlot, WritePlan};
 use crate::session::request_user_id;
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -194,7 +199,6 @@ fn lookup_key(key: &str, fresh: bool) -> Option<KeyUse> {
 /// The statements of create_transaction, planned once per backend (re-planned by Postgres when
 /// a table changes; prepared again here if the extension moved).
 struct Plans {
-    transactions: ExtTable,
     reference_sequence: pg_sys::Oid,
     insert_key: WritePlan,
     insert_transaction: WritePlan,
@@ -202,12 +206,15 @@ struct Plans {
 }
 
 thread_local! {
-    static PLANS: RefCell<Option<Rc<Plans>>> = const { RefCell::new(None) };
+    static PLANS: PlanSlot<Plans> = const { RefCell::new(None) };
 }
 
-fn prepare() -> Plans {
+/// The table the plans are kept against (its siblings live and move with it).
+static TRANSACTIONS: TableSpec = TableSpec { name: c"transactions", columns: &[] };
+
+fn prepare(table: &Table) -> Plans {
     use pg_sys::{JSONBOID, NUMERICOID, TEXTOID, TIMESTAMPTZOID, UUIDOID};
-    let transactions = ext_table("transactions");
+    let transactions = table.ext.clone();
     let keys = transactions.sibling("transaction_idempotency_keys");
     let events = transactions.sibling("transaction_events");
     let sequence = ext_table("transaction_reference_seq");
@@ -235,18 +242,12 @@ fn prepare() -> Plans {
             ),
             &[UUIDOID, TIMESTAMPTZOID, UUIDOID, UUIDOID, UUIDOID],
         ),
-        transactions,
         reference_sequence: sequence.relid,
     }
 }
 
 fn plans() -> Rc<Plans> {
-    if let Some(plans) = PLANS.with_borrow(|p| p.as_ref().filter(|p| p.transactions.still_valid()).cloned()) {
-        return plans;
-    }
-    let plans = Rc::new(prepare());
-    PLANS.set(Some(Rc::clone(&plans)));
-    plans
+    prepared(&PLANS, &TRANSACTIONS, prepare)
 }
 
 /// Crockford's base32 alphabet: no I, L, O or U, so a reference read aloud is unambiguous.
@@ -255,9 +256,7 @@ const BASE32: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// A human-readable reference, unique because its number comes from a sequence:
 /// TX-YYMMDD-NNNNNNNN (UTC date, then the sequence value in base 32, at least 8 digits).
 fn reference(sequence: pg_sys::Oid, created_at: TimestampWithTimeZone) -> String {
-    // SAFETY: nextval on the extension's sequence, through its SQL-callable entry point.
-    let n = unsafe { pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[sequence.into_datum()]) }
-        .expect("nextval returns a value") as u64;
+    let n = catalog::nextval(sequence) as u64;
     let mut digits = Vec::with_capacity(13);
     let mut v = n;
     while v > 0 || digits.len() < 8 {
@@ -315,19 +314,18 @@ fn create_transaction(
             return first.replay(key, user, kind, &amount_text, currency).or_raise();
         }
     }
-    // SAFETY: reads the transaction's start time, which is what now() returns.
-    let created_at = unsafe { TimestampWithTimeZone::from_datum(pg_sys::GetCurrentTransactionStartTimestamp().into(), false) }
-        .expect("a timestamp");
+    // The transaction's start time, which is what now() returns.
+    let created_at = timestamptz(backend::transaction_start());
     let id = new_v7();
     if let Some(key) = p_idempotency_key {
         let claimed = plans.insert_key.execute(&[
-            key.into_datum(),
-            id.into_datum(),
-            created_at.into_datum(),
-            user.into_datum(),
-            kind.into_datum(),
-            amount.clone().into_datum(),
-            currency.into_datum(),
+            key.into(),
+            id.into(),
+            created_at.into(),
+            user.into(),
+            kind.into(),
+            amount.clone().into(),
+            currency.into(),
         ]);
         if claimed == 0 {
             // A concurrent call with this key committed first: replay it.
@@ -342,27 +340,27 @@ fn create_transaction(
         }
     }
     let metadata = match &p_metadata {
-        Some(m) => Some(m.datum()),
-        None => pgrx::JsonB(serde_json::json!({})).into_datum(),
+        Some(m) => m.as_arg(),
+        None => pgrx::JsonB(serde_json::json!({})).into(),
     };
     plans.insert_transaction.execute(&[
-        id.into_datum(),
-        reference(plans.reference_sequence, created_at).into_datum(),
-        user.into_datum(),
-        kind.into_datum(),
-        amount.into_datum(),
-        currency.into_datum(),
-        p_idempotency_key.into_datum(),
+        id.into(),
+        reference(plans.reference_sequence, created_at).into(),
+        user.into(),
+        kind.into(),
+        amount.into(),
+        currency.into(),
+        p_idempotency_key.into(),
         metadata,
-        p_correlation_id.into_datum(),
-        created_at.into_datum(),
+        p_correlation_id.into(),
+        created_at.into(),
     ]);
     plans.insert_event.execute(&[
-        id.into_datum(),
-        created_at.into_datum(),
-        user.into_datum(),
-        request_user_id().into_datum(),
-        new_v7().into_datum(),
+        id.into(),
+        created_at.into(),
+        user.into(),
+        request_user_id().into(),
+        new_v7().into(),
     ]);
     id
 }

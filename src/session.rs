@@ -1,17 +1,11 @@
 //! Who is calling: `request_user_id()` as Rust code, for hot paths that record it without
 //! running the SQL function.
 
-use crate::error::raise;
-use pgrx::prelude::*;
-use std::ffi::CStr;
+#![forbid(unsafe_code)]
 
-fn setting(name: &CStr) -> Option<String> {
-    // SAFETY: missing_ok = true returns NULL for an unset placeholder; the string is copied.
-    let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
-    (!value.is_null())
-        .then(|| unsafe { CStr::from_ptr(value) }.to_string_lossy().into_owned())
-        .filter(|v| !v.is_empty())
-}
+use crate::error::raise;
+use crate::postgres::backend::setting;
+use pgrx::prelude::*;
 
 /// Exactly `request_user_id()` (sql/bootstrap.sql): `request.jwt.claims ->> 'sub'` when
 /// `request.jwt.claims` is set, else the legacy `request.jwt.claim.sub`, as uuid, else NULL. A

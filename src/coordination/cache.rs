@@ -13,10 +13,13 @@
 //! had only in READ COMMITTED outside parallel mode; elsewhere the cache is loaded with the
 //! transaction's snapshot and kept only until the transaction ends.
 
+#![forbid(unsafe_code)]
+
 use super::rules::{compile_conditions, compile_variants, Environment, Flag, Strategy};
-use crate::catalog::{ext_table, ExtTable};
+use crate::postgres::catalog::{ext_table, ExtTable};
 use crate::postgres::identity::as_owner;
-use crate::postgres::inval;
+use crate::postgres::snapshot::with_latest_snapshot;
+use crate::postgres::{backend, inval};
 use pgrx::prelude::*;
 use pgrx::{register_xact_callback, PgXactCallbackEvent};
 use crate::stats::{self, Kind};
@@ -133,7 +136,7 @@ thread_local! {
 }
 
 /// Runs inside invalidation processing: it must not fail and must not touch the database.
-unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+fn on_relcache_invalidation(relid: pg_sys::Oid) {
     // InvalidOid means "every relation" (e.g. after a shared-invalidation queue overflow).
     if relid == pg_sys::Oid::INVALID || u32::from(relid) == FLAGS_RELID.load(Ordering::Relaxed) {
         GENERATION.fetch_add(1, Ordering::Relaxed);
@@ -142,7 +145,7 @@ unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid:
 
 /// Called once per backend, from _PG_init.
 pub fn register_invalidation_callback() {
-    inval::register_relcache_callback(on_relcache_invalidation);
+    inval::on_relcache_invalidation(on_relcache_invalidation);
 }
 
 /// Statement-level trigger on feature_flags: every insert, update, delete or truncate
@@ -177,10 +180,7 @@ pub fn flags() -> Rc<FlagSet> {
 }
 
 fn load() -> FlagSet {
-    // SAFETY: reads of backend-local state.
-    let fresh_snapshot_possible = unsafe {
-        !pg_sys::IsInParallelMode() && pg_sys::XactIsoLevel < pg_sys::XACT_REPEATABLE_READ as i32
-    };
+    let fresh_snapshot_possible = !backend::in_parallel_mode() && !backend::repeatable_read();
     if !fresh_snapshot_possible {
         // This load may see the transaction's older snapshot: drop it when the transaction ends.
         for event in [PgXactCallbackEvent::Commit, PgXactCallbackEvent::Abort] {
@@ -202,12 +202,7 @@ fn load() -> FlagSet {
                 target_users::pg_catalog.uuid[], conditions::pg_catalog.jsonb, variants::pg_catalog.jsonb FROM {}",
         table.qualified
     );
-    if fresh_snapshot_possible {
-        // SAFETY: a snapshot of everything committed now; popped below. On error, abort
-        // processing pops it.
-        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
-    }
-    let set = as_owner(table.owner, || {
+    let read = || as_owner(table.owner, || {
         Spi::connect(|client| {
             let mut set = FlagSet::default();
             for row in client.select(&query, None, &[])? {
@@ -243,14 +238,10 @@ fn load() -> FlagSet {
             Ok::<_, pgrx::spi::Error>(set)
         })
     })
-    .map(|mut set| {
-        set.evaluations = Some(ext_table("feature_flag_evaluations"));
-        set
-    })
-    .unwrap_or_else(|e| error!("loading feature flags: {e}"));
-    if fresh_snapshot_possible {
-        // SAFETY: pops the snapshot pushed above.
-        unsafe { pg_sys::PopActiveSnapshot() };
-    }
+    ;
+    // A snapshot of everything committed now, when the isolation level allows one.
+    let loaded = if fresh_snapshot_possible { with_latest_snapshot(read) } else { read() };
+    let mut set = loaded.unwrap_or_else(|e| error!("loading feature flags: {e}"));
+    set.evaluations = Some(ext_table("feature_flag_evaluations"));
     set
 }

@@ -1,16 +1,19 @@
 //! Coordination: feature flags, evaluated natively from a per-backend cache (the service registry
 //! itself is plain SQL, in sql/coordination.sql).
 
+#![forbid(unsafe_code)]
+
 pub mod cache;
 pub mod rules;
 
 use crate::error::{raise, required, ContractError, OrRaise};
+use crate::gucs;
+use crate::postgres::backend;
 use crate::postgres::identity::as_owner;
 use crate::postgres::{caller_is_service, in_subtransaction};
 use crate::session::request_user_id;
 use crate::stats::{self, Kind};
-use crate::raw::RawJsonb;
-use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use crate::postgres::datum::RawJsonb;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use rules::{Environment, Flag};
@@ -18,50 +21,8 @@ use serde_json::Value;
 use std::cell::{Cell, OnceCell};
 use xxhash_rust::xxh3::xxh3_64;
 
-#[derive(PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
-pub enum EvaluationLog {
-    #[name = c"off"]
-    Off,
-    #[name = c"sample"]
-    Sample,
-    #[name = c"all"]
-    All,
-}
-
-static EVALUATION_LOG: GucSetting<EvaluationLog> = GucSetting::<EvaluationLog>::new(EvaluationLog::Off);
-static SAMPLE_RATE: GucSetting<f64> = GucSetting::<f64>::new(0.01);
-static SERVICE_STALE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(120);
-
-/// GUCs and the cache invalidation callback; called from _PG_init.
+/// Called from _PG_init (the settings are in src/gucs.rs).
 pub fn init() {
-    GucRegistry::define_enum_guc(
-        c"easymo.flag_evaluation_log",
-        c"Which feature flag evaluations are written to feature_flag_evaluations.",
-        c"off: none; sample: a random share (easymo.flag_evaluation_sample_rate); all: every call. Never written in a read-only transaction, on a standby or inside a parallel query.",
-        &EVALUATION_LOG,
-        GucContext::Userset,
-        GucFlags::default(),
-    );
-    GucRegistry::define_float_guc(
-        c"easymo.flag_evaluation_sample_rate",
-        c"Share of evaluations logged when easymo.flag_evaluation_log = sample.",
-        c"Between 0 and 1.",
-        &SAMPLE_RATE,
-        0.0,
-        1.0,
-        GucContext::Userset,
-        GucFlags::default(),
-    );
-    GucRegistry::define_int_guc(
-        c"easymo.service_stale_seconds",
-        c"Seconds without a heartbeat after which service_health_overview calls a service stale.",
-        c"Read by the service_health_overview view.",
-        &SERVICE_STALE_SECONDS,
-        1,
-        7 * 24 * 3600,
-        GucContext::Userset,
-        GucFlags::default(),
-    );
     cache::register_invalidation_callback();
     stats::register_drain(cache::drain_exposures);
 }
@@ -98,8 +59,7 @@ fn evaluated_user(call: &Call, flags: &cache::FlagSet) -> Option<[u8; 16]> {
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!(
                 "p_user_id: {} may evaluate feature flags only for its own user (request_user_id() is {}), got {}",
-                // SAFETY: reads the current user's name (palloc'd).
-                unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(pg_sys::GetUserId(), false)) }.to_string_lossy(),
+                backend::role_name(backend::current_user()),
                 me.map_or("NULL".to_owned(), |m| uuid::Uuid::from_bytes(m).to_string()),
                 uuid::Uuid::from_bytes(u)
             ),
@@ -203,7 +163,7 @@ fn feature_flag_exposures() -> TableIterator<
         let [flag, env, variant] = <[String; 3]>::try_from(parts).unwrap_or_else(|p| [p.join(" "), String::new(), String::new()]);
         *totals.entry((flag, env, variant, key[0] == Kind::FlagOn as u8)).or_default() += i64::try_from(n).unwrap_or(i64::MAX);
     }
-    let table = crate::catalog::ext_table("feature_flag_exposure_counters");
+    let table = crate::postgres::catalog::ext_table("feature_flag_exposure_counters");
     let rows: Vec<(String, String, String, bool, i64)> = as_owner(table.owner, || {
         Spi::connect(|client| {
             client
@@ -257,8 +217,7 @@ thread_local! {
 fn draw() -> f64 {
     let n = SAMPLE_COUNTER.get().wrapping_add(1);
     SAMPLE_COUNTER.set(n);
-    // SAFETY: MyProcPid is a plain backend global.
-    let seed = n ^ (u64::from(unsafe { pg_sys::MyProcPid } as u32) << 32);
+    let seed = n ^ (u64::from(backend::pid() as u32) << 32);
     (xxh3_64(&seed.to_le_bytes()) >> 11) as f64 / (1u64 << 53) as f64
 }
 
@@ -275,13 +234,12 @@ fn log_evaluation(
     reason: &str,
     context: Option<&RawJsonb>,
 ) {
-    let wanted = match EVALUATION_LOG.get() {
-        EvaluationLog::Off => false,
-        EvaluationLog::All => true,
-        EvaluationLog::Sample => draw() < SAMPLE_RATE.get(),
+    let wanted = match gucs::FLAG_EVALUATION_LOG.get() {
+        gucs::EvaluationLog::Off => false,
+        gucs::EvaluationLog::All => true,
+        gucs::EvaluationLog::Sample => draw() < gucs::FLAG_EVALUATION_SAMPLE_RATE.get(),
     };
-    // SAFETY: reads of backend state.
-    if !wanted || unsafe { pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() || pg_sys::IsInParallelMode() } {
+    if !wanted || !backend::can_write() {
         return;
     }
     if call.key.chars().count() > MAX_FLAG_KEY_CHARS {

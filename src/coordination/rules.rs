@@ -1,6 +1,8 @@
 //! Feature-flag semantics as plain Rust: bucketing, strategies, condition rules, variants.
 //! Nothing here touches Postgres, so every rule is unit-tested directly.
 
+#![forbid(unsafe_code)]
+
 use crate::error::ContractError;
 use serde_json::Value;
 use std::cell::RefCell;

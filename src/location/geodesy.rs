@@ -1,6 +1,8 @@
 //! Distances on the WGS84 ellipsoid and the bounds that let a search skip most of them.
 //! Plain Rust (geo's Karney geodesic), unit-tested without a server.
 
+#![forbid(unsafe_code)]
+
 use geo::{Distance, Geodesic, Haversine, Point};
 
 /// The smallest radius of curvature of the WGS84 ellipsoid (the meridian's, at the equator,

@@ -16,12 +16,16 @@
 //! doubling) until `limit` rows lie inside it, so a large radius over dense data costs what the
 //! nearest `limit` rows cost.
 
+#![forbid(unsafe_code)]
+
 pub mod geodesy;
 
-use crate::catalog::{ext_table, ExtTable};
+use crate::postgres::catalog::{ext_table, ExtTable};
+use crate::postgres::plan::{prepared, PlanSlot};
+use crate::postgres::relation::TableSpec;
 use crate::error::{required, ContractError, OrRaise};
 use crate::ids::new_v7;
-use crate::raw::RawJsonb;
+use crate::postgres::datum::RawJsonb;
 use geodesy::{geodesic, geodesic_lower_bound, search_boxes, sphere, MAX_RADIUS};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -82,32 +86,27 @@ fn oids(types: &[pg_sys::Oid]) -> Vec<PgOid> {
     types.iter().copied().map(PgOid::from).collect()
 }
 
-/// The statements of a search, planned once per backend.
+/// The statements of a search, planned once per backend (again after the table changed).
 struct SearchPlans {
-    locations: ExtTable,
     candidates: OwnedPreparedStatement,
     candidates_of_type: OwnedPreparedStatement,
     details: OwnedPreparedStatement,
 }
 
 thread_local! {
-    static SEARCH_PLANS: RefCell<Option<Rc<SearchPlans>>> = const { RefCell::new(None) };
+    static SEARCH_PLANS: PlanSlot<SearchPlans> = const { RefCell::new(None) };
 }
+
+static LOCATIONS: TableSpec = TableSpec { name: c"locations", columns: &[] };
 
 fn search_plans() -> Rc<SearchPlans> {
-    if let Some(p) = SEARCH_PLANS.with_borrow(|p| p.as_ref().filter(|p| p.locations.still_valid()).cloned()) {
-        return p;
-    }
-    let plans = Rc::new(
-        Spi::connect(|client| prepare_search(client)).unwrap_or_else(|e| error!("preparing find_nearby_locations: {e}")),
-    );
-    SEARCH_PLANS.set(Some(Rc::clone(&plans)));
-    plans
+    prepared(&SEARCH_PLANS, &LOCATIONS, |table| {
+        Spi::connect(|client| prepare_search(client, &table.ext)).unwrap_or_else(|e| error!("preparing find_nearby_locations: {e}"))
+    })
 }
 
-fn prepare_search(client: &SpiClient<'_>) -> pgrx::spi::SpiResult<SearchPlans> {
+fn prepare_search(client: &SpiClient<'_>, locations: &ExtTable) -> pgrx::spi::SpiResult<SearchPlans> {
     use pg_sys::{FLOAT8OID, TEXTOID, UUIDARRAYOID};
-    let locations = ext_table("locations");
     let t = &locations.qualified;
     // Matches the index expression point(longitude, latitude); the box is built from the
     // parameters once per execution. Operators are schema-qualified.
@@ -134,7 +133,6 @@ fn prepare_search(client: &SpiClient<'_>) -> pgrx::spi::SpiResult<SearchPlans> {
                 &oids(&[UUIDARRAYOID]),
             )?
             .keep(),
-        locations,
     })
 }
 

@@ -7,52 +7,19 @@
 //! members (sql/operations.sql says why) and nothing calls it; its C symbol stays so that a
 //! database still at 0.2.0 (or 0.1.0) keeps working with this library until it is updated.
 
+#![forbid(unsafe_code)]
+
+use crate::postgres::extension::in_extension_script;
 use pgrx::prelude::*;
-
-/// Restores the backend's "running an extension script" state when dropped, also when the SQL
-/// inside raises an error (pgrx unwinds Rust frames on ERROR).
-struct ExtensionScriptContext {
-    creating: bool,
-    object: pg_sys::Oid,
-}
-
-impl ExtensionScriptContext {
-    fn enter(extension: pg_sys::Oid) -> Self {
-        // SAFETY: plain backend-local globals of commands/extension.h, restored on drop.
-        unsafe {
-            let saved = Self {
-                creating: pg_sys::creating_extension,
-                object: pg_sys::CurrentExtensionObject,
-            };
-            pg_sys::creating_extension = true;
-            pg_sys::CurrentExtensionObject = extension;
-            saved
-        }
-    }
-}
-
-impl Drop for ExtensionScriptContext {
-    fn drop(&mut self) {
-        // SAFETY: see `enter`.
-        unsafe {
-            pg_sys::creating_extension = self.creating;
-            pg_sys::CurrentExtensionObject = self.object;
-        }
-    }
-}
 
 /// Registers `p_table`, already a member of the extension, as a configuration table whose
 /// rows pg_dump keeps. Declared only by the 0.1.0 and 0.2.0 install scripts.
 #[pg_extern(sql = false, name = "_register_config_table", volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 fn register_config_table(p_table: pg_sys::Oid) {
-    // SAFETY: the name is a valid C string; missing_ok = false raises a normal ERROR.
-    let extension = unsafe { pg_sys::get_extension_oid(c"easymo".as_ptr(), false) };
-    let _context = ExtensionScriptContext::enter(extension);
-    Spi::run_with_args(
-        "SELECT pg_catalog.pg_extension_config_dump($1::pg_catalog.regclass, '')",
-        &[p_table.into()],
-    )
+    in_extension_script(c"easymo", || {
+        Spi::run_with_args("SELECT pg_catalog.pg_extension_config_dump($1::pg_catalog.regclass, '')", &[p_table.into()])
+    })
     .unwrap_or_else(|e| error!("registering table {p_table:?} for pg_dump failed: {e}"));
 }
 

@@ -3,60 +3,25 @@
 //! start and then every `easymo.maintenance_interval` seconds. Without preloading nothing here
 //! runs, and pg_cron (or any scheduler) can call `run_maintenance()` instead.
 
+#![forbid(unsafe_code)]
+
+use crate::gucs::{MAINTENANCE_DATABASES, MAINTENANCE_INTERVAL, MAINTENANCE_RESTART_INTERVAL};
+use crate::postgres::backend;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
-use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use pgrx::prelude::*;
-use std::ffi::CString;
 use std::time::Duration;
 
-pub static INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(300);
-pub static DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-
-/// Seconds after which a worker that stopped (an error, pg_terminate_backend, its database
-/// dropped WITH (FORCE)) is started again.
-pub static RESTART_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60);
-
-/// Defines the settings; when preloading, registers one worker per named database.
+/// When preloading, registers one worker per database named in easymo.maintenance_databases.
 pub fn init() {
-    GucRegistry::define_int_guc(
-        c"easymo.maintenance_interval",
-        c"Seconds between two run_maintenance() calls of the easymo maintenance worker; 0 pauses it.",
-        c"Read on reload (SIGHUP). Only used when easymo is in shared_preload_libraries.",
-        &INTERVAL,
-        0,
-        7 * 24 * 3600,
-        GucContext::Sighup,
-        GucFlags::UNIT_S,
-    );
-    // SAFETY: reading a postmaster global in _PG_init.
-    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+    if !backend::preloading() {
         return;
     }
-    // A server-start setting can only be defined while the server starts (defining it in a
-    // backend that loads the library later is FATAL): without preloading it does not exist.
-    GucRegistry::define_string_guc(
-        c"easymo.maintenance_databases",
-        c"Comma-separated databases in which the easymo maintenance worker runs run_maintenance().",
-        c"One background worker per database, started with the server (a change needs a restart). Empty: no worker. Exists only when easymo is in shared_preload_libraries.",
-        &DATABASES,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
-    GucRegistry::define_int_guc(
-        c"easymo.maintenance_restart_interval",
-        c"Seconds after which a stopped easymo maintenance worker is started again.",
-        c"A worker stops on an error, when terminated (pg_terminate_backend) or when its database is dropped; the postmaster starts it again after this long (a change needs a restart). Exists only when easymo is in shared_preload_libraries.",
-        &RESTART_INTERVAL,
-        1,
-        24 * 3600,
-        GucContext::Postmaster,
-        GucFlags::UNIT_S,
-    );
-    let restart = Duration::from_secs(RESTART_INTERVAL.get() as u64);
+    let restart = Duration::from_secs(MAINTENANCE_RESTART_INTERVAL.get() as u64);
     for database in databases() {
         BackgroundWorkerBuilder::new(&format!("easymo maintenance {database}"))
             .set_type("easymo maintenance")
             .set_library("easymo")
+            // src/postgres/bgworker.rs, which calls main() below.
             .set_function("easymo_maintenance_worker_main")
             .set_extra(&database)
             .enable_spi_access()
@@ -69,7 +34,7 @@ pub fn init() {
 
 /// The database names of `easymo.maintenance_databases`, trimmed, without empties or repeats.
 fn databases() -> Vec<String> {
-    let list = DATABASES.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let list = MAINTENANCE_DATABASES.get().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     parse_databases(&list)
 }
 
@@ -83,9 +48,9 @@ fn parse_databases(list: &str) -> Vec<String> {
     names
 }
 
-#[pg_guard]
-#[unsafe(no_mangle)]
-pub extern "C-unwind" fn easymo_maintenance_worker_main(_arg: pg_sys::Datum) {
+/// The worker's life: connect, run every interval, and when terminated exit so that the
+/// postmaster starts it again after the restart interval.
+pub fn main() {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let database = BackgroundWorker::get_extra().to_owned();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
@@ -93,7 +58,7 @@ pub extern "C-unwind" fn easymo_maintenance_worker_main(_arg: pg_sys::Datum) {
 
     let mut missing_reported = false;
     loop {
-        let interval = INTERVAL.get();
+        let interval = MAINTENANCE_INTERVAL.get();
         if interval > 0 {
             match BackgroundWorker::transaction(run_once) {
                 Some((summary, eventful)) => {
@@ -117,15 +82,13 @@ pub extern "C-unwind" fn easymo_maintenance_worker_main(_arg: pg_sys::Datum) {
             break;
         }
         if BackgroundWorker::sighup_received() {
-            // SAFETY: the documented way for a background worker to re-read postgresql.conf.
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            backend::reload_config();
         }
     }
     // Exit code 1 asks the postmaster to start the worker again after the restart interval (0
     // would unregister it until the server restarts). At server shutdown nothing is restarted.
-    log!("easymo maintenance worker in database \"{database}\" stopped; it starts again in {} s", RESTART_INTERVAL.get());
-    // SAFETY: ends this background worker process the way Postgres's own workers do.
-    unsafe { pg_sys::proc_exit(1) };
+    log!("easymo maintenance worker in database \"{database}\" stopped; it starts again in {} s", MAINTENANCE_RESTART_INTERVAL.get());
+    backend::exit_for_restart();
 }
 
 /// One run_maintenance() in the extension's schema; None when the extension is not installed

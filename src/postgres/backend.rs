@@ -13,6 +13,7 @@ mod unguarded {
         pub fn GetCurrentStatementStartTimestamp() -> TimestampTz;
         pub fn GetCurrentTimestamp() -> TimestampTz;
         pub fn GetUserId() -> Oid;
+        pub fn GetCurrentTransactionStartTimestamp() -> TimestampTz;
     }
 }
 
@@ -28,8 +29,122 @@ pub fn now() -> pg_sys::TimestampTz {
     unsafe { unguarded::GetCurrentTimestamp() }
 }
 
+/// When the current transaction started (what now() returns).
+pub fn transaction_start() -> pg_sys::TimestampTz {
+    // SAFETY: reads a backend global; never raises an error.
+    unsafe { unguarded::GetCurrentTransactionStartTimestamp() }
+}
+
 /// The current user (after SET ROLE, and inside SECURITY DEFINER functions their owner).
 pub fn current_user() -> pg_sys::Oid {
     // SAFETY: reads a backend global; never raises an error.
     unsafe { unguarded::GetUserId() }
+}
+
+/// Whether this transaction may write: not read-only, not on a standby, not in a parallel
+/// query (where Postgres refuses writes).
+pub fn can_write() -> bool {
+    // SAFETY: reads of backend state.
+    unsafe { !(pg_sys::XactReadOnly || pg_sys::RecoveryInProgress() || pg_sys::IsInParallelMode()) }
+}
+
+/// Whether the server is a standby (in recovery).
+pub fn in_recovery() -> bool {
+    // SAFETY: reads shared state.
+    unsafe { pg_sys::RecoveryInProgress() }
+}
+
+/// Whether a parallel query is running (in this backend as leader or worker).
+pub fn in_parallel_mode() -> bool {
+    // SAFETY: reads backend state.
+    unsafe { pg_sys::IsInParallelMode() }
+}
+
+/// Whether the transaction is REPEATABLE READ or SERIALIZABLE (one snapshot for all of it).
+pub fn repeatable_read() -> bool {
+    // SAFETY: reads a backend global.
+    unsafe { pg_sys::XactIsoLevel >= pg_sys::XACT_REPEATABLE_READ as i32 }
+}
+
+/// This backend's process id.
+pub fn pid() -> i32 {
+    // SAFETY: a backend global, set at start.
+    unsafe { pg_sys::MyProcPid }
+}
+
+/// The database this backend is connected to (InvalidOid in a worker not connected yet).
+pub fn database() -> pg_sys::Oid {
+    // SAFETY: a backend global.
+    unsafe { pg_sys::MyDatabaseId }
+}
+
+/// A role's name (the current user's for messages).
+pub fn role_name(role: pg_sys::Oid) -> String {
+    // SAFETY: a syscache lookup; noerr = false raises a normal ERROR for a role that is gone.
+    unsafe { std::ffi::CStr::from_ptr(pg_sys::GetUserNameFromId(role, false)) }.to_string_lossy().into_owned()
+}
+
+/// Whether the library is being loaded by shared_preload_libraries (only true in _PG_init then).
+pub fn preloading() -> bool {
+    // SAFETY: a postmaster global read in _PG_init.
+    unsafe { pg_sys::process_shared_preload_libraries_in_progress }
+}
+
+/// A setting's value, or None when it is unset or empty (a placeholder nobody set).
+pub fn setting(name: &std::ffi::CStr) -> Option<String> {
+    // SAFETY: missing_ok = true returns NULL for an unknown placeholder; the string is copied.
+    let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
+    (!value.is_null())
+        .then(|| unsafe { std::ffi::CStr::from_ptr(value) }.to_string_lossy().into_owned())
+        .filter(|v| !v.is_empty())
+}
+
+/// Fills `buffer` from Postgres's strong random source (what gen_random_uuid uses).
+pub fn strong_random(buffer: &mut [u8]) {
+    // SAFETY: writes exactly buffer.len() bytes into the buffer.
+    if !unsafe { pg_sys::pg_strong_random(buffer.as_mut_ptr().cast(), buffer.len()) } {
+        pgrx::error!("could not generate random values");
+    }
+}
+
+/// Reserves a settings prefix: a misspelt `prefix.name` is then an error, not a placeholder.
+pub fn reserve_guc_prefix(prefix: &std::ffi::CStr) {
+    // SAFETY: a valid C string; called from _PG_init after the prefix's settings are defined.
+    unsafe { pg_sys::MarkGUCPrefixReserved(prefix.as_ptr()) };
+}
+
+thread_local! {
+    static AT_EXIT: std::cell::RefCell<Vec<fn()>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Registers `f` to run when this backend exits, while shared memory is still attached. An error
+/// raised by `f` is swallowed: an exiting backend must exit.
+pub fn at_exit(f: fn()) {
+    let first = AT_EXIT.with_borrow_mut(|fs| {
+        fs.push(f);
+        fs.len() == 1
+    });
+    if first {
+        // SAFETY: registers a callback for this backend's exit.
+        unsafe { pg_sys::before_shmem_exit(Some(run_at_exit), pg_sys::Datum::from(0)) };
+    }
+}
+
+unsafe extern "C-unwind" fn run_at_exit(_code: i32, _arg: pg_sys::Datum) {
+    for f in AT_EXIT.with_borrow(|fs| fs.clone()) {
+        pgrx::PgTryBuilder::new(f).catch_others(|_| ()).execute();
+    }
+}
+
+/// Re-reads postgresql.conf (what a background worker does on SIGHUP).
+pub fn reload_config() {
+    // SAFETY: the documented way for a background worker to re-read the configuration.
+    unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+}
+
+/// Ends a background worker asking the postmaster to start it again after its restart interval
+/// (exit code 1; 0 would unregister it).
+pub fn exit_for_restart() -> ! {
+    // SAFETY: ends this background worker process the way Postgres's own workers do.
+    unsafe { pg_sys::proc_exit(1) }
 }

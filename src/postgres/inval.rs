@@ -3,7 +3,7 @@
 
 use pgrx::pg_sys;
 
-pub type RelcacheCallback = unsafe extern "C-unwind" fn(arg: pg_sys::Datum, relid: pg_sys::Oid);
+type RelcacheCallback = unsafe extern "C-unwind" fn(arg: pg_sys::Datum, relid: pg_sys::Oid);
 
 unsafe extern "C-unwind" {
     fn CacheRegisterRelcacheCallback(func: RelcacheCallback, arg: pg_sys::Datum);
@@ -11,12 +11,28 @@ unsafe extern "C-unwind" {
     fn AcceptInvalidationMessages();
 }
 
-/// Registers `callback` for the backend's life (Postgres allows a handful per backend); call
-/// from _PG_init. The callback runs inside invalidation processing: it must not fail and must
-/// not touch the database.
-pub fn register_relcache_callback(callback: RelcacheCallback) {
-    // SAFETY: called in _PG_init, where registering a callback for the backend's life is allowed.
-    unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| CacheRegisterRelcacheCallback(callback, pg_sys::Datum::from(0))) };
+thread_local! {
+    static LISTENERS: std::cell::RefCell<Vec<fn(pg_sys::Oid)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Registers `listener` for the backend's life; call from _PG_init. It is told the relid of every
+/// relcache invalidation (InvalidOid: every relation, e.g. after a shared-invalidation queue
+/// overflow). It runs inside invalidation processing: it must not fail, and must not touch the
+/// database or anything a caller of Postgres may hold borrowed (use atomics).
+pub fn on_relcache_invalidation(listener: fn(pg_sys::Oid)) {
+    let first = LISTENERS.with_borrow_mut(|l| {
+        l.push(listener);
+        l.len() == 1
+    });
+    if first {
+        // SAFETY: called in _PG_init, where registering a callback for the backend's life is allowed.
+        unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| CacheRegisterRelcacheCallback(dispatch, pg_sys::Datum::from(0))) };
+    }
+}
+
+unsafe extern "C-unwind" fn dispatch(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    // (Registered in _PG_init only, so the list is never borrowed mutably while this runs.)
+    LISTENERS.with_borrow(|l| l.iter().for_each(|f| f(relid)));
 }
 
 /// Queues a relcache invalidation of `relid`, delivered to every backend when (and only if) the

@@ -9,9 +9,16 @@
 //! no longer as easymo created it) instead of trusting remembered OIDs or column numbers.
 
 pub mod backend;
+pub mod bgworker;
+pub mod catalog;
+pub mod datum;
+pub mod extension;
 pub mod identity;
 pub mod inval;
+pub mod plan;
 pub mod relation;
+pub mod shmem;
+pub mod snapshot;
 pub mod subxact;
 
 pub use identity::{caller_has_role, caller_is_service};

@@ -9,9 +9,9 @@
 //! open relation with OID", and a column made nullable crashed the backend.
 
 use super::inval;
-use crate::catalog::{ext_table, ExtTable};
+use crate::postgres::catalog::{ext_table, ExtTable};
 use crate::error::raise;
-use crate::raw::RawJsonb;
+use crate::postgres::datum::RawJsonb;
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::ffi::CStr;
@@ -49,10 +49,16 @@ pub struct TableSpec {
 pub struct Table {
     pub ext: ExtTable,
     attnums: Vec<i16>,
+    watch: &'static AtomicU64,
     generation: u64,
 }
 
 impl Table {
+    /// Whether no invalidation of this table has arrived since it was resolved.
+    fn is_current(&self) -> bool {
+        self.watch.load(Ordering::Relaxed) == self.generation
+    }
+
     pub fn attnum(&self, column: usize) -> i16 {
         self.attnums[column]
     }
@@ -66,37 +72,51 @@ pub fn not_as_created(table: &CStr, what: impl std::fmt::Display) -> ! {
     )
 }
 
-/// Bumped by every relcache invalidation of a table in WATCHED (or of all relations); a resolved
-/// table is used only while the generation it was found under is current.
-static GENERATION: AtomicU64 = AtomicU64::new(1);
-/// The relids resolved in this backend (0: free slot). When it is full every invalidation
-/// counts, which is only slower.
-static WATCHED: [AtomicU32; 32] = [const { AtomicU32::new(0) }; 32];
+/// A watched relation: its relid, and a generation bumped by every relcache invalidation of it
+/// (or of all relations). A resolved table is used only while its relation's generation is the
+/// one it was found under, so a change to one table re-resolves that table only.
+struct Watch {
+    relid: AtomicU32,
+    generation: AtomicU64,
+}
 
-fn watch(relid: pg_sys::Oid) {
+static WATCHED: [Watch; 64] = [const { Watch { relid: AtomicU32::new(0), generation: AtomicU64::new(1) } }; 64];
+/// The generation of relations beyond the 64 slots: bumped by every invalidation of a relation
+/// not in a slot (only slower, never wrong).
+static OVERFLOW: AtomicU64 = AtomicU64::new(1);
+
+/// The generation counter of `relid`, taking a slot for it if it has none.
+fn watch(relid: pg_sys::Oid) -> &'static AtomicU64 {
     let relid = u32::from(relid);
-    for slot in &WATCHED {
-        match slot.compare_exchange(0, relid, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return,
-            Err(current) if current == relid => return,
+    for w in &WATCHED {
+        match w.relid.compare_exchange(0, relid, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return &w.generation,
+            Err(current) if current == relid => return &w.generation,
             Err(_) => {}
         }
     }
-    WATCHED_FULL.store(1, Ordering::Relaxed);
+    &OVERFLOW
 }
-static WATCHED_FULL: AtomicU32 = AtomicU32::new(0);
 
 /// Runs inside invalidation processing: it must not fail and must not touch the database.
-unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+fn on_relcache_invalidation(relid: pg_sys::Oid) {
     let relid = u32::from(relid);
-    if relid == 0 || WATCHED_FULL.load(Ordering::Relaxed) != 0 || WATCHED.iter().any(|w| w.load(Ordering::Relaxed) == relid) {
-        GENERATION.fetch_add(1, Ordering::Relaxed);
+    let mut found = false;
+    for w in &WATCHED {
+        let r = w.relid.load(Ordering::Relaxed);
+        if relid == 0 || r == relid {
+            w.generation.fetch_add(1, Ordering::Relaxed);
+            found = r == relid;
+        }
+    }
+    if !found {
+        OVERFLOW.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// Called once per backend, from _PG_init.
 pub fn init() {
-    inval::register_relcache_callback(on_relcache_invalidation);
+    inval::on_relcache_invalidation(on_relcache_invalidation);
 }
 
 thread_local! {
@@ -105,16 +125,11 @@ thread_local! {
 
 /// The table of `spec` as it is now, found again after any change to it.
 pub fn table(spec: &'static TableSpec) -> Rc<Table> {
-    let generation = GENERATION.load(Ordering::Relaxed);
-    let cached = TABLES.with_borrow(|t| {
-        t.iter().find(|(s, t)| std::ptr::eq(*s, spec) && t.generation == generation).map(|(_, t)| Rc::clone(t))
-    });
+    let cached = TABLES.with_borrow(|t| t.iter().find(|(s, t)| std::ptr::eq(*s, spec) && t.is_current()).map(|(_, t)| Rc::clone(t)));
     if let Some(t) = cached {
         return t;
     }
-    // The generation is read before resolving: a change committed while we look is seen by the
-    // next call.
-    let t = Rc::new(resolve(spec, generation));
+    let t = Rc::new(resolve(spec));
     TABLES.with_borrow_mut(|tables| {
         tables.retain(|(s, _)| !std::ptr::eq(*s, spec));
         tables.push((spec, Rc::clone(&t)));
@@ -122,8 +137,12 @@ pub fn table(spec: &'static TableSpec) -> Rc<Table> {
     t
 }
 
-fn resolve(spec: &'static TableSpec, generation: u64) -> Table {
+fn resolve(spec: &'static TableSpec) -> Table {
     let ext = ext_table(&spec.name.to_string_lossy());
+    // The generation is read before the columns: a change committed while we look at them is
+    // seen by the next call.
+    let watch = watch(ext.relid);
+    let generation = watch.load(Ordering::Relaxed);
     let attnums = spec
         .columns
         .iter()
@@ -148,8 +167,7 @@ fn resolve(spec: &'static TableSpec, generation: u64) -> Table {
             attnum
         })
         .collect();
-    watch(ext.relid);
-    Table { ext, attnums, generation }
+    Table { ext, attnums, watch, generation }
 }
 
 fn type_name(oid: pg_sys::Oid) -> String {
@@ -230,15 +248,15 @@ pub fn lookup_by_text_key<R>(
         let table = table(spec);
         // SAFETY: try_table_open returns NULL for a relation that no longer exists.
         let heap = unsafe { pg_sys::try_table_open(table.ext.relid, AccessShareLock as i32) };
-        if !heap.is_null() && GENERATION.load(Ordering::Relaxed) == table.generation {
+        if !heap.is_null() && table.is_current() {
             break (table, heap);
         }
         if !heap.is_null() {
             // SAFETY: opened just above.
             unsafe { pg_sys::table_close(heap, NoLock as i32) };
         }
-        // Not in the table's generation any more (or gone): forget it.
-        GENERATION.fetch_add(1, Ordering::Relaxed);
+        // Changed while being opened (or gone): resolved again by the next `table(spec)`.
+        table.watch.fetch_add(1, Ordering::Relaxed);
         attempts += 1;
         if attempts == 3 {
             raise(
@@ -299,6 +317,18 @@ pub fn lookup_by_text_key<R>(
         pg_sys::index_close(index, NoLock as i32);
         pg_sys::table_close(heap, NoLock as i32);
         found
+    }
+}
+
+/// The size of `spec`'s table in pages, as pg_relation_size counts them.
+pub fn heap_pages(spec: &'static TableSpec) -> u32 {
+    let table = table(spec);
+    // SAFETY: opens and locks the relation to read its size; closed (lock kept) before returning.
+    unsafe {
+        let rel = pg_sys::table_open(table.ext.relid, pg_sys::AccessShareLock as i32);
+        let pages = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
+        pages
     }
 }
 

@@ -7,6 +7,7 @@
 //! command id advanced, so earlier writes of the transaction are seen), exactly what the bare
 //! statement would have used. Datums go in as they are: no conversion on the way.
 
+use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use std::ffi::CString;
 use std::ptr::NonNull;
@@ -34,11 +35,14 @@ impl WritePlan {
         }
     }
 
-    /// Runs the plan with `args` (None for NULL) on the calling statement's snapshot; returns
-    /// the number of rows it processed.
-    pub fn execute(&self, args: &[Option<pg_sys::Datum>]) -> u64 {
-        let mut values: Vec<pg_sys::Datum> = args.iter().map(|a| a.unwrap_or(pg_sys::Datum::from(0))).collect();
-        let nulls: Vec<std::ffi::c_char> = args.iter().map(|a| if a.is_some() { b' ' } else { b'n' } as std::ffi::c_char).collect();
+    /// Runs the plan with `args` on the calling statement's snapshot; returns the number of
+    /// rows it processed. (A `DatumWithOid` is valid for its lifetime by construction: made from
+    /// a Rust value, or by a wrapper that vouches for its datum, as `RawJsonb::as_arg`.)
+    pub fn execute(&self, args: &[DatumWithOid<'_>]) -> u64 {
+        let mut values: Vec<pg_sys::Datum> =
+            args.iter().map(|a| a.datum().map_or(pg_sys::Datum::from(0), |d| d.sans_lifetime())).collect();
+        let nulls: Vec<std::ffi::c_char> =
+            args.iter().map(|a| if a.datum().is_some() { b' ' } else { b'n' } as std::ffi::c_char).collect();
         // SAFETY: as in `prepare`; the plan was kept, the datums are valid for the call.
         unsafe {
             if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
@@ -63,4 +67,33 @@ impl WritePlan {
             processed
         }
     }
+}
+
+impl Drop for WritePlan {
+    fn drop(&mut self) {
+        // SAFETY: the plan was kept by `prepare` and is freed once, here.
+        unsafe { pg_sys::SPI_freeplan(self.0.as_ptr()) };
+    }
+}
+
+/// A per-backend slot for what a hot path prepares against a table: kept while the table
+/// resolves to the same thing (relation::table), prepared again after the table changed.
+pub type PlanSlot<T> = std::cell::RefCell<Option<(std::rc::Rc<super::relation::Table>, std::rc::Rc<T>)>>;
+
+/// The plans in `slot`, prepared by `make` when there are none yet or `spec`'s table changed
+/// since they were.
+pub fn prepared<T>(
+    slot: &'static std::thread::LocalKey<PlanSlot<T>>,
+    spec: &'static super::relation::TableSpec,
+    make: impl FnOnce(&super::relation::Table) -> T,
+) -> std::rc::Rc<T> {
+    let table = super::relation::table(spec);
+    if let Some(plans) = slot.with_borrow(|s| {
+        s.as_ref().filter(|(t, _)| std::rc::Rc::ptr_eq(t, &table)).map(|(_, p)| std::rc::Rc::clone(p))
+    }) {
+        return plans;
+    }
+    let plans = std::rc::Rc::new(make(&table));
+    slot.set(Some((table, std::rc::Rc::clone(&plans))));
+    plans
 }

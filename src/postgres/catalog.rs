@@ -15,18 +15,10 @@ use std::ffi::{CStr, CString};
 pub struct ExtTable {
     pub relid: pg_sys::Oid,
     pub owner: pg_sys::Oid,
-    pub namespace: pg_sys::Oid,
     pub qualified: String,
 }
 
 impl ExtTable {
-    /// Whether the table still exists where it was found (the extension may have been dropped
-    /// and created again, elsewhere). One syscache lookup: cheap enough for every call.
-    pub fn still_valid(&self) -> bool {
-        // SAFETY: a syscache read; an unknown oid yields InvalidOid.
-        unsafe { pg_sys::get_rel_namespace(self.relid) == self.namespace }
-    }
-
     /// The schema-qualified, quoted name of another object in the same schema.
     pub fn sibling(&self, name: &str) -> String {
         let schema = self.qualified.rsplit_once('.').map_or("", |(schema, _)| schema);
@@ -40,6 +32,12 @@ fn quote_ident(ident: &CStr) -> String {
     unsafe { CStr::from_ptr(pg_sys::quote_identifier(ident.as_ptr())) }
         .to_string_lossy()
         .into_owned()
+}
+
+/// The next value of sequence `sequence` (nextval, with its privilege check and locking).
+pub fn nextval(sequence: pg_sys::Oid) -> i64 {
+    // SAFETY: nextval's SQL-callable entry point with an oid datum; it raises its own errors.
+    unsafe { pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[sequence.into_datum()]) }.expect("nextval returns a value")
 }
 
 /// Looks up the extension table `name` in the schema easymo is installed in. Runs as the
@@ -72,5 +70,5 @@ pub fn ext_table(name: &str) -> ExtTable {
     // SAFETY: the namespace oid came from the catalog just now; the result is palloc'd.
     let schema = unsafe { CStr::from_ptr(pg_sys::get_namespace_name(namespace)) }.to_owned();
     let table = CString::new(name).expect("table names have no NUL");
-    ExtTable { relid, owner, namespace, qualified: format!("{}.{}", quote_ident(&schema), quote_ident(&table)) }
+    ExtTable { relid, owner, qualified: format!("{}.{}", quote_ident(&schema), quote_ident(&table)) }
 }

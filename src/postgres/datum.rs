@@ -111,15 +111,17 @@ impl RawJsonb {
             .map_err(|e| ContractError::invalid(param, format!("cannot be read: {e} (at most 128 levels of nesting)")))
     }
 
-    pub fn datum(&self) -> pg_sys::Datum {
-        self.0
-    }
-
     /// The datum itself, to pass on to a statement as jsonb.
     pub fn as_arg(&self) -> DatumWithOid<'_> {
         // SAFETY: the datum is a valid jsonb for as long as the call that received it.
         unsafe { DatumWithOid::new(self.0, pg_sys::JSONBOID) }
     }
+}
+
+/// A timestamptz as the Rust value pgrx converts (a TimestampTz is a plain int64 datum).
+pub fn timestamptz(t: pg_sys::TimestampTz) -> TimestampWithTimeZone {
+    // SAFETY: every int64 is a valid timestamptz datum (infinities included).
+    unsafe { TimestampWithTimeZone::from_datum(pg_sys::Datum::from(t), false) }.expect("not null")
 }
 
 /// A text[] argument as the caller's datum.
@@ -166,7 +168,9 @@ impl RawTextArray {
         unsafe { Vec::<Option<String>>::from_datum(self.0, false) }.unwrap_or_default()
     }
 
-    pub fn datum(&self) -> pg_sys::Datum {
-        self.0
+    /// The datum itself, to pass on to a statement as text[].
+    pub fn as_arg(&self) -> DatumWithOid<'_> {
+        // SAFETY: the datum is a valid text[] for as long as the call that received it.
+        unsafe { DatumWithOid::new(self.0, pg_sys::TEXTARRAYOID) }
     }
 }
