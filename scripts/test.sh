@@ -2,6 +2,8 @@
 # Runs the tests of easymo and exits non-zero on any failure.
 #
 #   scripts/test.sh                 everything (what CI runs):
+#     0. lint: cargo fmt --check and cargo clippy -D warnings (both crates), and released files
+#        unchanged (scripts/check-released.sh);
 #     1. the Rust-level #[pg_test] units (cargo pgrx test, its own throw-away cluster);
 #     2. the release build, installed into the system PostgreSQL 15;
 #     3. every pg_regress suite (tests/pg_regress) and isolation spec (tests/isolation), against a
@@ -13,7 +15,7 @@
 #     6. the suites that need easymo preloaded, on that cluster restarted with it.
 #   scripts/test.sh NAME...         only the named tests, in the order above: a pg_regress suite
 #                                   or isolation spec by file name (cache, queue_claims, ...), an
-#                                   ops test (backup, standby, pooler, ...), `units`,
+#                                   ops test (backup, standby, pooler, ...), `lint`, `units`,
 #                                   `integration` (all of it) or `integration:FILTER` (cargo test
 #                                   filter). The cluster is set up as for the full run.
 #   scripts/test.sh --debug ...     build the library in debug mode (faster to rebuild).
@@ -47,14 +49,30 @@ selected() {
 # Names that no stage knows are a typo: say so rather than run nothing.
 for s in "${SELECTED[@]}"; do
     case "$s" in
-        units|integration|integration:*) continue ;;
+        lint|units|integration|integration:*) continue ;;
     esac
     [ -f "tests/pg_regress/sql/$s.sql" ] || [ -f "tests/isolation/specs/$s.spec" ] || [ -f "tests/ops/$s.sh" ] \
-        || die "no test named $s (a pg_regress suite, isolation spec, ops test, units or integration[:FILTER])"
+        || die "no test named $s (a pg_regress suite, isolation spec, ops test, lint, units or integration[:FILTER])"
 done
 
 passed=0; failed=0
 count_result() { if [ "$1" -eq 0 ]; then passed=$((passed + $2)); else failed=$((failed + ${3:-1})); fi; }
+
+# 0. The code as it is written: formatted, clippy-clean, released files untouched.
+if selected lint; then
+    log "lint"
+    for check in "cargo fmt --check" "cargo fmt --check --manifest-path tests/integration/Cargo.toml" \
+                 "cargo clippy --features pg15 --all-targets -- -D warnings" \
+                 "cargo clippy --manifest-path tests/integration/Cargo.toml --all-targets -- -D warnings" \
+                 "scripts/check-released.sh"; do
+        set +e
+        $check > target/lint.log 2>&1
+        rc=$?
+        set -e
+        [ "$rc" -eq 0 ] || { log "lint: $check failed"; tail -40 target/lint.log; }
+        count_result "$rc" 1
+    done
+fi
 
 # 1. cargo pgrx test runs initdb itself (and refuses an existing data directory) and installs its
 #    debug build over the system's easymo.so: run it before our cluster starts, and install the
@@ -71,6 +89,13 @@ if selected units; then
     set -e
     units=$(grep -Eo 'test result: [a-z]+\. [0-9]+ passed' target/pgrx-test.log | awk '{s+=$4} END {print s+0}')
     count_result "$rc" "$units"
+fi
+
+# Only lint or units named: no build to install, no cluster to start.
+only_lint_units=1
+for s in "${SELECTED[@]}"; do case "$s" in lint|units) ;; *) only_lint_units=0 ;; esac; done
+if [ "${#SELECTED[@]}" -gt 0 ] && [ "$only_lint_units" -eq 1 ]; then
+    echo; echo "easymo tests: $passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit
 fi
 
 # 2. The build the suites run against.

@@ -173,25 +173,15 @@ AS $$
 DECLARE
     service_id uuid;
 BEGIN
-    IF p_service_name IS NULL THEN
-        RAISE EXCEPTION 'p_service_name must not be NULL' USING ERRCODE = '22004';
-    ELSIF p_service_type IS NULL THEN
-        RAISE EXCEPTION 'p_service_type must not be NULL' USING ERRCODE = '22004';
-    ELSIF p_version IS NULL THEN
-        RAISE EXCEPTION 'p_version must not be NULL' USING ERRCODE = '22004';
-    ELSIF length(p_service_name) NOT BETWEEN 1 AND 255 THEN
-        RAISE EXCEPTION 'p_service_name: must be 1 to 255 characters, got %', length(p_service_name) USING ERRCODE = '22023';
-    ELSIF length(p_service_type) NOT BETWEEN 1 AND 64 THEN
-        RAISE EXCEPTION 'p_service_type: must be 1 to 64 characters, got %', length(p_service_type) USING ERRCODE = '22023';
-    ELSIF length(p_version) NOT BETWEEN 1 AND 64 THEN
-        RAISE EXCEPTION 'p_version: must be 1 to 64 characters, got %', length(p_version) USING ERRCODE = '22023';
-    ELSIF length(p_endpoint) > 2048 OR length(p_health_check_url) > 2048 THEN
+    p_service_name := @extschema@._check_text('p_service_name', p_service_name, 255);
+    p_service_type := @extschema@._check_text('p_service_type', p_service_type, 64);
+    p_version := @extschema@._check_text('p_version', p_version, 64);
+    -- (An empty endpoint is allowed, as the table allows it: only the length is bounded.)
+    IF length(p_endpoint) > 2048 OR length(p_health_check_url) > 2048 THEN
         RAISE EXCEPTION 'p_endpoint and p_health_check_url: at most 2048 characters' USING ERRCODE = '22023';
-    ELSIF jsonb_typeof(coalesce(p_capabilities, '[]')) <> 'array' THEN
-        RAISE EXCEPTION 'p_capabilities: must be a JSON array, got %', p_capabilities USING ERRCODE = '22023';
-    ELSIF jsonb_typeof(coalesce(p_dependencies, '[]')) <> 'array' THEN
-        RAISE EXCEPTION 'p_dependencies: must be a JSON array, got %', p_dependencies USING ERRCODE = '22023';
     END IF;
+    p_capabilities := @extschema@._check_json('p_capabilities', p_capabilities, 'array');
+    p_dependencies := @extschema@._check_json('p_dependencies', p_dependencies, 'array');
     -- Upsert by name: a restarted service re-registers and keeps its id.
     INSERT INTO @extschema@.service_registry AS s
            (service_name, service_type, version, endpoint, health_check_url, capabilities, dependencies, status)
@@ -222,16 +212,9 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    IF p_service_name IS NULL THEN
-        RAISE EXCEPTION 'p_service_name must not be NULL' USING ERRCODE = '22004';
-    ELSIF p_status IS NULL THEN
-        RAISE EXCEPTION 'p_status must not be NULL' USING ERRCODE = '22004';
-    ELSIF p_status NOT IN ('healthy', 'unhealthy', 'starting', 'stopping', 'stopped') THEN
-        RAISE EXCEPTION 'p_status: must be healthy, unhealthy, starting, stopping or stopped, got %', quote_literal(p_status)
-            USING ERRCODE = '22023';
-    ELSIF jsonb_typeof(coalesce(p_metrics, '{}')) <> 'object' THEN
-        RAISE EXCEPTION 'p_metrics: must be a JSON object, got %', p_metrics USING ERRCODE = '22023';
-    END IF;
+    p_service_name := @extschema@._check_not_null('p_service_name', p_service_name);
+    p_status := @extschema@._check_choice('p_status', p_status, ARRAY['healthy', 'unhealthy', 'starting', 'stopping', 'stopped']);
+    p_metrics := @extschema@._check_json('p_metrics', p_metrics, 'object');
     UPDATE @extschema@.service_registry
        SET status = p_status, metrics = coalesce(p_metrics, '{}'), last_heartbeat_at = now()
      WHERE service_name = p_service_name;

@@ -229,14 +229,9 @@ DECLARE
     t record;
     allowed text[];
 BEGIN
-    IF p_transaction_id IS NULL THEN
-        RAISE EXCEPTION 'p_transaction_id must not be NULL' USING ERRCODE = '22004';
-    ELSIF p_new_status IS NULL THEN
-        RAISE EXCEPTION 'p_new_status must not be NULL' USING ERRCODE = '22004';
-    ELSIF p_new_status NOT IN ('pending', 'processing', 'completed', 'failed', 'cancelled', 'reversed') THEN
-        RAISE EXCEPTION 'p_new_status: must be pending, processing, completed, failed, cancelled or reversed, got %',
-            quote_literal(p_new_status) USING ERRCODE = '22023';
-    END IF;
+    p_transaction_id := @extschema@._check_not_null('p_transaction_id', p_transaction_id);
+    p_new_status := @extschema@._check_choice('p_new_status', p_new_status,
+                                              ARRAY['pending', 'processing', 'completed', 'failed', 'cancelled', 'reversed']);
     -- The row lock serialises concurrent changes of one transaction.
     SELECT id, created_at, user_id, status INTO t
       FROM @extschema@.transactions

@@ -144,13 +144,7 @@ DECLARE
     created  integer := 0;
     default_months date[];
 BEGIN
-    IF p_months_ahead IS NULL THEN
-        RAISE EXCEPTION 'ensure_partitions: p_months_ahead must not be NULL' USING ERRCODE = '22004';
-    END IF;
-    IF p_months_ahead < 0 OR p_months_ahead > 120 THEN
-        RAISE EXCEPTION 'ensure_partitions: p_months_ahead must be between 0 and 120, got %', p_months_ahead
-            USING ERRCODE = '22023';
-    END IF;
+    p_months_ahead := @extschema@._check_range('p_months_ahead', p_months_ahead, 0, 120);
     -- One caller at a time (the maintenance worker and a DBA may well meet here).
     PERFORM pg_advisory_xact_lock(7310309163452661761);
 

@@ -8,13 +8,13 @@
 
 #![forbid(unsafe_code)]
 
-use crate::postgres::catalog::{ext_table, ExtTable};
 use crate::error::{required, ContractError, OrRaise};
-use crate::postgres::plan::{prepared, PlanSlot, WritePlan};
+use crate::postgres::catalog::{ext_table, ExtTable};
+use crate::postgres::datum::{timestamptz, RawJsonb, RawTextArray};
 use crate::postgres::identity::as_owner;
+use crate::postgres::plan::{prepared, PlanSlot, WritePlan};
 use crate::postgres::relation::{self, Column, TableSpec};
 use crate::postgres::{caller_has_role, caller_is_service};
-use crate::postgres::datum::{timestamptz, RawJsonb, RawTextArray};
 use crate::session::request_user_id;
 use crate::stats::{self, Kind};
 use pgrx::prelude::*;
@@ -24,9 +24,10 @@ use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
-const MAX_KEY_BYTES: usize = 512;
-const MAX_TTL_SECONDS: i32 = 365 * 24 * 3600;
-const MAX_TAGS: usize = 64;
+pub const MAX_KEY_BYTES: usize = 512;
+pub const MAX_TTL_SECONDS: i32 = 365 * 24 * 3600;
+pub const MAX_TAGS: usize = 64;
+pub const MAX_CACHE_TYPE_CHARS: usize = 64;
 
 fn check_key(key: Option<&str>) -> Result<&str, ContractError> {
     let key = required(key, "p_key")?;
@@ -50,8 +51,11 @@ fn check_ttl(ttl: Option<i32>) -> Result<i32, ContractError> {
 fn check_cache_type(kind: Option<&str>) -> Result<&str, ContractError> {
     let kind = required(kind, "p_cache_type")?;
     let chars = kind.chars().count();
-    if chars == 0 || chars > 64 {
-        return Err(ContractError::invalid("p_cache_type", format!("must be 1 to 64 characters, got {chars}")));
+    if chars == 0 || chars > MAX_CACHE_TYPE_CHARS {
+        return Err(ContractError::invalid(
+            "p_cache_type",
+            format!("must be 1 to {MAX_CACHE_TYPE_CHARS} characters, got {chars}"),
+        ));
     }
     Ok(kind)
 }
@@ -83,7 +87,7 @@ fn now() -> pg_sys::TimestampTz {
 
 /// An entry's visibility: who besides service_role may read it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Visibility {
+pub enum Visibility {
     /// service_role (and superusers, and the table owner) only: the default.
     Service,
     /// Every authenticated caller too.
@@ -92,7 +96,7 @@ enum Visibility {
     Owner,
 }
 
-const VISIBILITIES: [(&str, Visibility); 3] =
+pub const VISIBILITIES: [(&str, Visibility); 3] =
     [("service", Visibility::Service), ("authenticated", Visibility::Authenticated), ("owner", Visibility::Owner)];
 
 impl Visibility {
@@ -164,7 +168,8 @@ fn get_cache(p_key: Option<&str>) -> Option<RawJsonb> {
     // (cache type, value if live and readable). A NULL in a column the table declares NOT NULL
     // (altered by hand) reads as what it says: no expiry is no entry, no value is a NULL value.
     let found = relation::lookup_by_text_key(&ENTRIES, KEY, key, false, |row| {
-        let readable = may_read(row.text(VISIBILITY).as_deref().and_then(Visibility::parse), row.uuid(OWNER_USER_ID), owner);
+        let readable =
+            may_read(row.text(VISIBILITY).as_deref().and_then(Visibility::parse), row.uuid(OWNER_USER_ID), owner);
         let live = row.timestamptz(EXPIRES_AT).is_some_and(|e| e > now());
         match (readable, live) {
             (false, _) => (NO_ENTRY.to_owned(), None),
@@ -288,7 +293,8 @@ static ENTRIES_TABLE: TableSpec = TableSpec { name: c"cache_entries", columns: &
 
 fn write_plans() -> Rc<WritePlans> {
     prepared(&WRITE_PLANS, &ENTRIES_TABLE, |table| {
-        Spi::connect(|c| prepare_writes(c, &table.ext)).unwrap_or_else(|e| error!("preparing the cache statements: {e}"))
+        Spi::connect(|c| prepare_writes(c, &table.ext))
+            .unwrap_or_else(|e| error!("preparing the cache statements: {e}"))
     })
 }
 
@@ -318,7 +324,12 @@ fn store(
     visibility: Option<(Option<&str>, Option<pgrx::Uuid>)>,
 ) -> TimestampWithTimeZone {
     let check = || -> Result<_, ContractError> {
-        let checked = (check_key(p_key)?, required(p_value, "p_value")?, check_ttl(p_ttl_seconds)?, check_cache_type(p_cache_type)?);
+        let checked = (
+            check_key(p_key)?,
+            required(p_value, "p_value")?,
+            check_ttl(p_ttl_seconds)?,
+            check_cache_type(p_cache_type)?,
+        );
         check_tags(p_tags.as_ref())?;
         let visibility = match visibility {
             Some((name, owner)) => {
@@ -337,14 +348,8 @@ fn store(
         Some(t) => t.as_arg(),
         None => Vec::<String>::new().into(),
     };
-    let mut args = vec![
-        key.into(),
-        value.as_arg(),
-        kind.into(),
-        tags,
-        timestamptz(expires_at).into(),
-        timestamptz(now).into(),
-    ];
+    let mut args =
+        vec![key.into(), value.as_arg(), kind.into(), tags, timestamptz(expires_at).into(), timestamptz(now).into()];
     match visibility {
         Some((name, owner)) => {
             args.extend([name.into(), owner.into()]);
@@ -423,7 +428,8 @@ pub fn sweep_expired(first: u32, pages: u32) -> i64 {
         let end = first.saturating_add(pages);
         while start < end {
             let stop = start.saturating_add(SWEEP_PAGES).min(end);
-            deleted += client.update(&plans.sweep, None, &[tid(start).into(), tid(stop).into(), now.into()])?.len() as i64;
+            deleted +=
+                client.update(&plans.sweep, None, &[tid(start).into(), tid(stop).into(), now.into()])?.len() as i64;
             start = stop;
         }
         Ok::<_, pgrx::spi::Error>(deleted)
@@ -448,7 +454,8 @@ fn cleanup_expired_cache() -> i32 {
 /// Hits and misses per cache type (cache_type NULL: keys that had no entry the caller could
 /// read): shared memory or cache_stat_counters, plus this session's counts not yet handed on.
 #[pg_extern(stable, parallel_restricted)]
-fn cache_hit_counters() -> TableIterator<'static, (name!(cache_type, Option<String>), name!(hits, i64), name!(misses, i64))> {
+fn cache_hit_counters(
+) -> TableIterator<'static, (name!(cache_type, Option<String>), name!(hits, i64), name!(misses, i64))> {
     let mut totals: HashMap<String, (i64, i64)> = HashMap::new();
     for (key, n) in stats::totals(&[Kind::CacheHit, Kind::CacheMiss]) {
         let name = stats::split_key(&key[1..]).swap_remove(0);
@@ -482,7 +489,8 @@ fn cache_hit_counters() -> TableIterator<'static, (name!(cache_type, Option<Stri
         t.0 += h;
         t.1 += m;
     }
-    let mut rows: Vec<_> = totals.into_iter().map(|(name, (h, m))| ((name != NO_ENTRY).then_some(name), h, m)).collect();
+    let mut rows: Vec<_> =
+        totals.into_iter().map(|(name, (h, m))| ((name != NO_ENTRY).then_some(name), h, m)).collect();
     rows.sort();
     TableIterator::new(rows)
 }

@@ -10,6 +10,7 @@ use pgrx::prelude::*;
 ::pgrx::pg_module_magic!(name, version);
 
 mod cache;
+mod contract;
 mod coordination;
 mod error;
 mod gucs;
@@ -34,7 +35,11 @@ pub extern "C-unwind" fn _PG_init() {
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/observability.sql", name = "observability", requires = ["bootstrap"]);
 extension_sql_file!("../sql/whatsapp.sql", name = "whatsapp", requires = ["bootstrap"]);
-extension_sql_file!("../sql/money.sql", name = "money", requires = ["bootstrap", money::create_transaction, money::check_currency_code]);
+extension_sql_file!(
+    "../sql/money.sql",
+    name = "money",
+    requires = ["bootstrap", money::create_transaction, money::check_currency_code]
+);
 extension_sql_file!(
     "../sql/coordination.sql",
     name = "coordination",
@@ -70,6 +75,7 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!("../sql/operations.sql", name = "operations", requires = ["bootstrap"]);
+extension_sql_file!("../sql/contract.sql", name = "contract", requires = ["bootstrap", contract::contract_values]);
 extension_sql_file!("../sql/security.sql", name = "security", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -8,6 +8,7 @@
 //!      with one new key exactly one inserts it (the others wait on the unique index until it
 //!      commits), and only that one goes on to write the transaction and its event; the others
 //!      find nothing inserted, read the winner's row and replay as in 1.
+//!
 //! In REPEATABLE READ, a loser that cannot see the winner's row gets 40001 and retries.
 //!
 //! The key lookup, the whole of a replay, reads the key table's primary key directly (no SPI,
@@ -15,38 +16,37 @@
 
 #![forbid(unsafe_code)]
 
+use crate::error::{raise, required, ContractError, OrRaise};
+use crate::ids::new_v7;
+use crate::postgres::backend;
 use crate::postgres::catalog::{self, ext_table};
 use crate::postgres::datum::timestamptz;
-use crate::postgres::backend;
-use crate::postgres::relation::Table;
-use crate::error::{raise, required, ContractError, OrRaise};
-use crate::postgres::relation::{self, Column, TableSpec};
 use crate::postgres::datum::RawJsonb;
-use crate::ids::new_v7;
 use crate::postgres::plan::{prepared, PlanSlot, WritePlan};
+use crate::postgres::relation::Table;
+use crate::postgres::relation::{self, Column, TableSpec};
 use crate::session::request_user_id;
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-const TYPES: [&str; 7] = ["debit", "credit", "transfer", "payment", "refund", "fee", "commission"];
+pub const TYPES: [&str; 7] = ["debit", "credit", "transfer", "payment", "refund", "fee", "commission"];
 
 /// Active ISO 4217 alphabetic codes (funds and precious-metal units included; XTS and XXX,
 /// "testing" and "no currency", left out). Sorted, for binary search.
-const CURRENCIES: [&str; 177] = [
-    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN",
-    "BHD", "BIF", "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF",
-    "CHE", "CHF", "CHW", "CLF", "CLP", "CNY", "COP", "COU", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK",
-    "DOP", "DZD", "EGP", "ERN", "ETB", "EUR", "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF",
-    "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS", "INR", "IQD", "IRR", "ISK", "JMD", "JOD",
-    "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT", "LAK", "LBP", "LKR", "LRD",
-    "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR", "MWK", "MXN",
-    "MXV", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP",
-    "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD",
-    "SHP", "SLE", "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP",
-    "TRY", "TTD", "TWD", "TZS", "UAH", "UGX", "USD", "USN", "UYI", "UYU", "UYW", "UZS", "VED", "VES",
-    "VND", "VUV", "WST", "XAF", "XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XCD", "XCG", "XDR", "XOF",
-    "XPD", "XPF", "XPT", "XSU", "XUA", "YER", "ZAR", "ZMW", "ZWG",
+pub const CURRENCIES: [&str; 177] = [
+    "AED", "AFN", "ALL", "AMD", "ANG", "AOA", "ARS", "AUD", "AWG", "AZN", "BAM", "BBD", "BDT", "BGN", "BHD", "BIF",
+    "BMD", "BND", "BOB", "BOV", "BRL", "BSD", "BTN", "BWP", "BYN", "BZD", "CAD", "CDF", "CHE", "CHF", "CHW", "CLF",
+    "CLP", "CNY", "COP", "COU", "CRC", "CUP", "CVE", "CZK", "DJF", "DKK", "DOP", "DZD", "EGP", "ERN", "ETB", "EUR",
+    "FJD", "FKP", "GBP", "GEL", "GHS", "GIP", "GMD", "GNF", "GTQ", "GYD", "HKD", "HNL", "HTG", "HUF", "IDR", "ILS",
+    "INR", "IQD", "IRR", "ISK", "JMD", "JOD", "JPY", "KES", "KGS", "KHR", "KMF", "KPW", "KRW", "KWD", "KYD", "KZT",
+    "LAK", "LBP", "LKR", "LRD", "LSL", "LYD", "MAD", "MDL", "MGA", "MKD", "MMK", "MNT", "MOP", "MRU", "MUR", "MVR",
+    "MWK", "MXN", "MXV", "MYR", "MZN", "NAD", "NGN", "NIO", "NOK", "NPR", "NZD", "OMR", "PAB", "PEN", "PGK", "PHP",
+    "PKR", "PLN", "PYG", "QAR", "RON", "RSD", "RUB", "RWF", "SAR", "SBD", "SCR", "SDG", "SEK", "SGD", "SHP", "SLE",
+    "SOS", "SRD", "SSP", "STN", "SVC", "SYP", "SZL", "THB", "TJS", "TMT", "TND", "TOP", "TRY", "TTD", "TWD", "TZS",
+    "UAH", "UGX", "USD", "USN", "UYI", "UYU", "UYW", "UZS", "VED", "VES", "VND", "VUV", "WST", "XAF", "XAG", "XAU",
+    "XBA", "XBB", "XBC", "XBD", "XCD", "XCG", "XDR", "XOF", "XPD", "XPF", "XPT", "XSU", "XUA", "YER", "ZAR", "ZMW",
+    "ZWG",
 ];
 
 /// The amount, checked: > 0, <= 10^15, at most 4 decimals. Returns its normalized text (equal
@@ -105,18 +105,27 @@ fn check_type(kind: &str) -> Result<(), ContractError> {
     Ok(())
 }
 
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+pub const MAX_CORRELATION_ID_CHARS: usize = 128;
+
 fn check_key(key: &str) -> Result<(), ContractError> {
     let chars = key.chars().count();
-    if chars == 0 || chars > 255 {
-        return Err(ContractError::invalid("p_idempotency_key", format!("must be 1 to 255 characters, got {chars}")));
+    if chars == 0 || chars > MAX_IDEMPOTENCY_KEY_CHARS {
+        return Err(ContractError::invalid(
+            "p_idempotency_key",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters, got {chars}"),
+        ));
     }
     Ok(())
 }
 
 fn check_correlation_id(id: &str) -> Result<(), ContractError> {
     let chars = id.chars().count();
-    if chars > 128 {
-        return Err(ContractError::invalid("p_correlation_id", format!("must be at most 128 characters, got {chars}")));
+    if chars > MAX_CORRELATION_ID_CHARS {
+        return Err(ContractError::invalid(
+            "p_correlation_id",
+            format!("must be at most {MAX_CORRELATION_ID_CHARS} characters, got {chars}"),
+        ));
     }
     Ok(())
 }
@@ -134,7 +143,14 @@ struct KeyUse {
 impl KeyUse {
     /// The first call's id when this call asks for the same money movement, else 23505 naming
     /// each difference.
-    fn replay(self, key: &str, user: pgrx::Uuid, kind: &str, amount: &str, currency: &str) -> Result<pgrx::Uuid, ContractError> {
+    fn replay(
+        self,
+        key: &str,
+        user: pgrx::Uuid,
+        kind: &str,
+        amount: &str,
+        currency: &str,
+    ) -> Result<pgrx::Uuid, ContractError> {
         let mut differences = Vec::new();
         if self.user_id != user {
             differences.push(format!("p_user_id ({user}, first {})", self.user_id));
@@ -355,13 +371,7 @@ fn create_transaction(
         p_correlation_id.into(),
         created_at.into(),
     ]);
-    plans.insert_event.execute(&[
-        id.into(),
-        created_at.into(),
-        user.into(),
-        request_user_id().into(),
-        new_v7().into(),
-    ]);
+    plans.insert_event.execute(&[id.into(), created_at.into(), user.into(), request_user_id().into(), new_v7().into()]);
     id
 }
 

@@ -12,6 +12,7 @@
 //!     (cache_stat_counters, feature_flag_exposure_counters) in a transaction of its own. The
 //!     caller never takes an xid or a lock and never waits; read-only callers count the same. On
 //!     a standby without preloading the counts stay with the session that made them.
+//!
 //! Readers add shared memory, the tables and the calling session's own pending counts.
 //!
 //! A counter's key is its kind (one byte) followed by its name parts, separated by NUL (which no
@@ -247,13 +248,15 @@ pub fn store_batch(bytes: &[u8]) {
             Kind::CacheHit => cache.entry(parts[0].clone()).or_default().0 += n,
             Kind::CacheMiss => cache.entry(parts[0].clone()).or_default().1 += n,
             Kind::FlagOn | Kind::FlagOff if parts.len() == 3 => {
-                *flags.entry((parts[0].clone(), parts[1].clone(), parts[2].clone(), kind == Kind::FlagOn)).or_default() += n
+                *flags
+                    .entry((parts[0].clone(), parts[1].clone(), parts[2].clone(), kind == Kind::FlagOn))
+                    .or_default() += n
             }
             _ => {}
         }
     }
     if !cache.is_empty() {
-        let (names, (hits, misses)): (Vec<String>, (Vec<i64>, Vec<i64>)) = cache.into_iter().map(|(k, (h, m))| (k, (h, m))).unzip();
+        let (names, (hits, misses)): (Vec<String>, (Vec<i64>, Vec<i64>)) = cache.into_iter().unzip();
         Spi::run_with_args(
             &format!(
                 "INSERT INTO {schema}.cache_stat_counters AS c (cache_type, hits, misses) \

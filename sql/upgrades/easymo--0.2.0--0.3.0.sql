@@ -756,6 +756,197 @@ BEGIN
 END
 $partition_policies$;
 
+-- Helpers check their arguments with the shared checks (bootstrap.sql).
+CREATE OR REPLACE FUNCTION @extschema@.register_service(
+    p_service_name text,
+    p_service_type text,
+    p_version text,
+    p_endpoint text DEFAULT NULL,
+    p_health_check_url text DEFAULT NULL,
+    p_capabilities jsonb DEFAULT '[]',
+    p_dependencies jsonb DEFAULT '[]'
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    service_id uuid;
+BEGIN
+    p_service_name := @extschema@._check_text('p_service_name', p_service_name, 255);
+    p_service_type := @extschema@._check_text('p_service_type', p_service_type, 64);
+    p_version := @extschema@._check_text('p_version', p_version, 64);
+    -- (An empty endpoint is allowed, as the table allows it: only the length is bounded.)
+    IF length(p_endpoint) > 2048 OR length(p_health_check_url) > 2048 THEN
+        RAISE EXCEPTION 'p_endpoint and p_health_check_url: at most 2048 characters' USING ERRCODE = '22023';
+    END IF;
+    p_capabilities := @extschema@._check_json('p_capabilities', p_capabilities, 'array');
+    p_dependencies := @extschema@._check_json('p_dependencies', p_dependencies, 'array');
+    -- Upsert by name: a restarted service re-registers and keeps its id.
+    INSERT INTO @extschema@.service_registry AS s
+           (service_name, service_type, version, endpoint, health_check_url, capabilities, dependencies, status)
+    VALUES (p_service_name, p_service_type, p_version, p_endpoint, p_health_check_url,
+            coalesce(p_capabilities, '[]'), coalesce(p_dependencies, '[]'), 'starting')
+    ON CONFLICT (service_name) DO UPDATE
+       SET service_type = excluded.service_type,
+           version = excluded.version,
+           endpoint = excluded.endpoint,
+           health_check_url = excluded.health_check_url,
+           capabilities = excluded.capabilities,
+           dependencies = excluded.dependencies,
+           status = 'starting',
+           registered_at = now()
+    RETURNING s.id INTO service_id;
+    RETURN service_id;
+END
+$$;
+CREATE OR REPLACE FUNCTION @extschema@.service_heartbeat(
+    p_service_name text,
+    p_status text DEFAULT 'healthy',
+    p_metrics jsonb DEFAULT '{}'
+) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    p_service_name := @extschema@._check_not_null('p_service_name', p_service_name);
+    p_status := @extschema@._check_choice('p_status', p_status, ARRAY['healthy', 'unhealthy', 'starting', 'stopping', 'stopped']);
+    p_metrics := @extschema@._check_json('p_metrics', p_metrics, 'object');
+    UPDATE @extschema@.service_registry
+       SET status = p_status, metrics = coalesce(p_metrics, '{}'), last_heartbeat_at = now()
+     WHERE service_name = p_service_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'service % is not registered', quote_literal(p_service_name) USING ERRCODE = 'P0002';
+    END IF;
+    RETURN true;
+END
+$$;
+CREATE OR REPLACE FUNCTION @extschema@.update_transaction_status(
+    p_transaction_id uuid,
+    p_new_status text,
+    p_error_message text DEFAULT NULL
+) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+    allowed text[];
+BEGIN
+    p_transaction_id := @extschema@._check_not_null('p_transaction_id', p_transaction_id);
+    p_new_status := @extschema@._check_choice('p_new_status', p_new_status,
+                                              ARRAY['pending', 'processing', 'completed', 'failed', 'cancelled', 'reversed']);
+    -- The row lock serialises concurrent changes of one transaction.
+    SELECT id, created_at, user_id, status INTO t
+      FROM @extschema@.transactions
+     WHERE id = p_transaction_id
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'transaction % does not exist', p_transaction_id USING ERRCODE = 'P0002';
+    END IF;
+    IF t.status = p_new_status THEN
+        RETURN false;
+    END IF;
+    allowed := CASE t.status
+        WHEN 'pending' THEN ARRAY['processing', 'completed', 'failed', 'cancelled']
+        WHEN 'processing' THEN ARRAY['completed', 'failed', 'cancelled']
+        WHEN 'completed' THEN ARRAY['reversed']
+        ELSE ARRAY[]::text[]
+    END;
+    IF NOT p_new_status = ANY (allowed) THEN
+        RAISE EXCEPTION 'transaction %: status % cannot change to %', p_transaction_id, t.status, p_new_status
+            USING ERRCODE = '55000',
+                  HINT = CASE WHEN cardinality(allowed) = 0 THEN format('%s is final', t.status)
+                              ELSE format('from %s it may go to %s', t.status, array_to_string(allowed, ', ')) END;
+    END IF;
+    UPDATE @extschema@.transactions
+       SET status = p_new_status,
+           error_message = coalesce(p_error_message, error_message),
+           completed_at = CASE WHEN p_new_status = 'completed' THEN now() ELSE completed_at END
+     WHERE id = t.id AND created_at = t.created_at;
+    INSERT INTO @extschema@.transaction_events
+           (transaction_id, transaction_created_at, user_id, event_type, old_status, new_status, changed_by_user, error_message)
+    VALUES (t.id, t.created_at, t.user_id, 'status_changed', t.status, p_new_status,
+            @extschema@.request_user_id(), p_error_message);
+    RETURN true;
+END
+$$;
+CREATE OR REPLACE FUNCTION @extschema@.ensure_partitions(p_months_ahead integer DEFAULT 3)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent   record;
+    m        date;
+    lo       timestamptz;
+    hi       timestamptz;
+    this_month date := date_trunc('month', now() AT TIME ZONE 'UTC')::date;
+    covering integer;
+    overlapping integer;
+    created  integer := 0;
+    default_months date[];
+BEGIN
+    p_months_ahead := @extschema@._check_range('p_months_ahead', p_months_ahead, 0, 120);
+    -- One caller at a time (the maintenance worker and a DBA may well meet here).
+    PERFORM pg_advisory_xact_lock(7310309163452661761);
+
+    FOR parent IN
+        SELECT c.oid::regclass AS rel, pt.partdefid::regclass AS default_rel
+          FROM pg_depend d
+          JOIN pg_class c ON c.oid = d.objid
+          JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
+         WHERE d.classid = 'pg_class'::regclass
+           AND d.refclassid = 'pg_extension'::regclass
+           AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'easymo')
+           AND d.deptype = 'e'
+           AND c.relkind = 'p'
+         ORDER BY c.relname
+    LOOP
+        default_months := '{}';
+        IF parent.default_rel IS NOT NULL THEN
+            EXECUTE format('SELECT coalesce(array_agg(DISTINCT date_trunc(''month'', created_at AT TIME ZONE ''UTC'')::date), ''{}'') '
+                           'FROM %s WHERE isfinite(created_at)', parent.default_rel)
+              INTO default_months;
+        END IF;
+
+        FOR m IN
+            SELECT g::date FROM generate_series(this_month,
+                                                this_month + make_interval(months => p_months_ahead),
+                                                interval '1 month') g
+            UNION
+            SELECT unnest(default_months)
+            ORDER BY 1
+        LOOP
+            lo := m::timestamp AT TIME ZONE 'UTC';
+            hi := (m + interval '1 month')::timestamp AT TIME ZONE 'UTC';
+            SELECT count(*) FILTER (WHERE b.lower_bound <= lo AND hi <= b.upper_bound),
+                   count(*) FILTER (WHERE b.lower_bound < hi AND lo < b.upper_bound)
+              INTO covering, overlapping
+              FROM @extschema@._partition_bounds(parent.rel) b;
+            IF covering > 0 THEN
+                CONTINUE;
+            ELSIF overlapping > 0 THEN
+                -- A partition someone made by hand covers part of this month: leave it alone.
+                RAISE WARNING 'ensure_partitions: % already has a partition overlapping % (UTC); no monthly partition created, rows of that month stay where they are',
+                    parent.rel, to_char(m, 'YYYY-MM');
+                CONTINUE;
+            END IF;
+            PERFORM @extschema@._create_month_partition(parent.rel, m);
+            created := created + 1;
+        END LOOP;
+    END LOOP;
+    RETURN created;
+END
+$$;
+
+-- The native code's lists and limits, for the test that compares them with the CHECKs.
+CREATE FUNCTION @extschema@._contract_values() RETURNS TABLE (list text, value text)
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'contract_values_wrapper';
+COMMENT ON FUNCTION @extschema@._contract_values() IS
+    'Internal: the lists (transaction types, currencies, location types, environments, rollout strategies, cache visibilities) and limits the native functions check, one row per value; what the test suite compares with the CHECK constraints.';
+
 -- Function privileges, exactly as a fresh install sets them (sql/security.sql): new and
 -- re-created functions start with PUBLIC EXECUTE. Keep this block last.
 DO $function_privileges$

@@ -20,9 +20,9 @@ use crate::postgres::catalog::{ext_table, ExtTable};
 use crate::postgres::identity::as_owner;
 use crate::postgres::snapshot::with_latest_snapshot;
 use crate::postgres::{backend, inval};
+use crate::stats::{self, Kind};
 use pgrx::prelude::*;
 use pgrx::{register_xact_callback, PgXactCallbackEvent};
-use crate::stats::{self, Kind};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -67,11 +67,9 @@ impl FlagSet {
     pub fn lookup(&self, key: &str, env: Environment) -> Lookup<'_> {
         let i = env_index(env);
         match self.by_key.get(key) {
-            Some(slots) => Lookup {
-                flag: slots.specific[i].as_ref().or(slots.all.as_ref()),
-                on: &slots.on[i],
-                off: &slots.off[i],
-            },
+            Some(slots) => {
+                Lookup { flag: slots.specific[i].as_ref().or(slots.all.as_ref()), on: &slots.on[i], off: &slots.off[i] }
+            }
             None => Lookup { flag: None, on: &self.unknown[i], off: &self.unknown[i] },
         }
     }
@@ -166,9 +164,9 @@ pub fn flags() -> Rc<FlagSet> {
     // returned is seen by this very call. With nothing queued this is one unlocked flag test.
     inval::accept_invalidation_messages();
     let generation = GENERATION.load(Ordering::Relaxed);
-    if let Some(flags) = CACHE.with_borrow(|c| {
-        c.as_ref().filter(|c| c.generation == generation).map(|c| Rc::clone(&c.flags))
-    }) {
+    if let Some(flags) =
+        CACHE.with_borrow(|c| c.as_ref().filter(|c| c.generation == generation).map(|c| Rc::clone(&c.flags)))
+    {
         return flags;
     }
     let flags = Rc::new(load());
@@ -202,43 +200,46 @@ fn load() -> FlagSet {
                 target_users::pg_catalog.uuid[], conditions::pg_catalog.jsonb, variants::pg_catalog.jsonb FROM {}",
         table.qualified
     );
-    let read = || as_owner(table.owner, || {
-        Spi::connect(|client| {
-            let mut set = FlagSet::default();
-            for row in client.select(&query, None, &[])? {
-                let (Some(key), Some(environment)) = (row.get::<String>(2)?, row.get::<String>(3)?) else { continue };
-                let strategy: String = row.get(5)?.unwrap_or_default();
-                let percentage: f64 = row.get(6)?.unwrap_or(0.0);
-                let mut target_users: Vec<[u8; 16]> = row
-                    .get::<Vec<Option<pgrx::Uuid>>>(7)?
-                    .unwrap_or_default()
-                    .into_iter()
-                    .flatten()
-                    .map(|u| *u.as_bytes())
-                    .collect();
-                target_users.sort_unstable();
-                let conditions = row.get::<pgrx::JsonB>(8)?.map_or(serde_json::Value::Null, |j| j.0);
-                let variants = row.get::<pgrx::JsonB>(9)?.map_or(serde_json::Value::Null, |j| j.0);
-                let flag = Flag {
-                    id: row.get::<pgrx::Uuid>(1)?.map_or([0; 16], |u| *u.as_bytes()),
-                    enabled: row.get(4)?.unwrap_or(false),
-                    // The table's CHECK constraints keep these in range.
-                    strategy: Strategy::parse(&strategy).unwrap_or(Strategy::None),
-                    percentage_bp: (percentage.clamp(0.0, 100.0) * 100.0).round() as u32,
-                    target_users,
-                    conditions: compile_conditions(&conditions),
-                    variants: compile_variants(&variants),
-                };
-                let slots = set.by_key.entry(key).or_default();
-                match Environment::parse(&environment) {
-                    Ok(env) => slots.specific[env_index(env)] = Some(flag),
-                    Err(_) => slots.all = Some(flag),
+    let read = || {
+        as_owner(table.owner, || {
+            Spi::connect(|client| {
+                let mut set = FlagSet::default();
+                for row in client.select(&query, None, &[])? {
+                    let (Some(key), Some(environment)) = (row.get::<String>(2)?, row.get::<String>(3)?) else {
+                        continue;
+                    };
+                    let strategy: String = row.get(5)?.unwrap_or_default();
+                    let percentage: f64 = row.get(6)?.unwrap_or(0.0);
+                    let mut target_users: Vec<[u8; 16]> = row
+                        .get::<Vec<Option<pgrx::Uuid>>>(7)?
+                        .unwrap_or_default()
+                        .into_iter()
+                        .flatten()
+                        .map(|u| *u.as_bytes())
+                        .collect();
+                    target_users.sort_unstable();
+                    let conditions = row.get::<pgrx::JsonB>(8)?.map_or(serde_json::Value::Null, |j| j.0);
+                    let variants = row.get::<pgrx::JsonB>(9)?.map_or(serde_json::Value::Null, |j| j.0);
+                    let flag = Flag {
+                        id: row.get::<pgrx::Uuid>(1)?.map_or([0; 16], |u| *u.as_bytes()),
+                        enabled: row.get(4)?.unwrap_or(false),
+                        // The table's CHECK constraints keep these in range.
+                        strategy: Strategy::parse(&strategy).unwrap_or(Strategy::None),
+                        percentage_bp: (percentage.clamp(0.0, 100.0) * 100.0).round() as u32,
+                        target_users,
+                        conditions: compile_conditions(&conditions),
+                        variants: compile_variants(&variants),
+                    };
+                    let slots = set.by_key.entry(key).or_default();
+                    match Environment::parse(&environment) {
+                        Ok(env) => slots.specific[env_index(env)] = Some(flag),
+                        Err(_) => slots.all = Some(flag),
+                    }
                 }
-            }
-            Ok::<_, pgrx::spi::Error>(set)
+                Ok::<_, pgrx::spi::Error>(set)
+            })
         })
-    })
-    ;
+    };
     // A snapshot of everything committed now, when the isolation level allows one.
     let loaded = if fresh_snapshot_possible { with_latest_snapshot(read) } else { read() };
     let mut set = loaded.unwrap_or_else(|e| error!("loading feature flags: {e}"));

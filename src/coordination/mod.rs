@@ -9,11 +9,11 @@ pub mod rules;
 use crate::error::{raise, required, ContractError, OrRaise};
 use crate::gucs;
 use crate::postgres::backend;
+use crate::postgres::datum::RawJsonb;
 use crate::postgres::identity::as_owner;
 use crate::postgres::{caller_is_service, in_subtransaction};
 use crate::session::request_user_id;
 use crate::stats::{self, Kind};
-use crate::postgres::datum::RawJsonb;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use rules::{Environment, Flag};
@@ -34,7 +34,11 @@ struct Call<'a> {
     env: Environment,
 }
 
-fn check_call<'a>(key: Option<&'a str>, user: Option<pgrx::Uuid>, env: Option<&str>) -> Result<Call<'a>, ContractError> {
+fn check_call<'a>(
+    key: Option<&'a str>,
+    user: Option<pgrx::Uuid>,
+    env: Option<&str>,
+) -> Result<Call<'a>, ContractError> {
     Ok(Call {
         key: required(key, "p_flag_key")?,
         user: user.map(|u| *u.as_bytes()),
@@ -146,6 +150,8 @@ fn get_feature_variant(
 /// memory or feature_flag_exposure_counters, plus this session's counts not yet handed on): the
 /// exposure counts of Unleash's metrics. flag_key NULL counts keys that name no flag; variant
 /// NULL evaluations without a variant.
+// (The row type must be spelled out here: pgrx reads the column names from the signature.)
+#[allow(clippy::type_complexity)]
 #[pg_extern(stable, parallel_restricted)]
 fn feature_flag_exposures() -> TableIterator<
     'static,
@@ -160,8 +166,10 @@ fn feature_flag_exposures() -> TableIterator<
     let mut totals: std::collections::BTreeMap<(String, String, String, bool), i64> = Default::default();
     for (key, n) in stats::totals(&[Kind::FlagOn, Kind::FlagOff]) {
         let parts = stats::split_key(&key[1..]);
-        let [flag, env, variant] = <[String; 3]>::try_from(parts).unwrap_or_else(|p| [p.join(" "), String::new(), String::new()]);
-        *totals.entry((flag, env, variant, key[0] == Kind::FlagOn as u8)).or_default() += i64::try_from(n).unwrap_or(i64::MAX);
+        let [flag, env, variant] =
+            <[String; 3]>::try_from(parts).unwrap_or_else(|p| [p.join(" "), String::new(), String::new()]);
+        *totals.entry((flag, env, variant, key[0] == Kind::FlagOn as u8)).or_default() +=
+            i64::try_from(n).unwrap_or(i64::MAX);
     }
     let table = crate::postgres::catalog::ext_table("feature_flag_exposure_counters");
     let rows: Vec<(String, String, String, bool, i64)> = as_owner(table.owner, || {
@@ -193,7 +201,9 @@ fn feature_flag_exposures() -> TableIterator<
         *totals.entry((flag, env, variant, on)).or_default() += n;
     }
     let blank = |s: String| (!s.is_empty()).then_some(s);
-    TableIterator::new(totals.into_iter().map(move |((flag, env, variant, on), n)| (blank(flag), env, blank(variant), on, n)))
+    TableIterator::new(
+        totals.into_iter().map(move |((flag, env, variant, on), n)| (blank(flag), env, blank(variant), on, n)),
+    )
 }
 
 /// CHECK constraint of feature_flags: conditions and variants must compile, so a malformed flag
@@ -201,8 +211,10 @@ fn feature_flag_exposures() -> TableIterator<
 #[pg_extern(immutable, parallel_safe, name = "_check_flag_rules")]
 fn check_flag_rules(p_conditions: RawJsonb, p_variants: RawJsonb) -> bool {
     let check = || -> Result<(), ContractError> {
-        rules::compile_conditions(&p_conditions.to_value("conditions")?).map_err(|e| ContractError::invalid("conditions", e))?;
-        rules::compile_variants(&p_variants.to_value("variants")?).map_err(|e| ContractError::invalid("variants", e))?;
+        rules::compile_conditions(&p_conditions.to_value("conditions")?)
+            .map_err(|e| ContractError::invalid("conditions", e))?;
+        rules::compile_variants(&p_variants.to_value("variants")?)
+            .map_err(|e| ContractError::invalid("variants", e))?;
         Ok(())
     };
     check().or_raise();
@@ -259,9 +271,10 @@ fn log_evaluation(
         result.into(),
         variant.into(),
         reason.into(),
-        context.map_or_else(|| DatumWithOid::null::<pgrx::JsonB>(), RawJsonb::as_arg),
+        context.map_or_else(DatumWithOid::null::<pgrx::JsonB>, RawJsonb::as_arg),
     ];
-    let logged = in_subtransaction(std::panic::AssertUnwindSafe(|| as_owner(table.owner, || Spi::run_with_args(&query, &args))));
+    let logged =
+        in_subtransaction(std::panic::AssertUnwindSafe(|| as_owner(table.owner, || Spi::run_with_args(&query, &args))));
     match logged {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warning!("feature flag evaluation of {:?} not logged: {e}", call.key),
@@ -270,7 +283,7 @@ fn log_evaluation(
 }
 
 /// The longest flag key (feature_flags.key's CHECK).
-const MAX_FLAG_KEY_CHARS: usize = 255;
+pub const MAX_FLAG_KEY_CHARS: usize = 255;
 
 #[cfg(any(test, feature = "pg_test"))]
 #[pg_schema]
@@ -279,7 +292,8 @@ mod tests {
 
     #[pg_test]
     fn evaluation_uses_the_cache_and_sees_committed_changes() {
-        Spi::run("INSERT INTO feature_flags (key, name, enabled, rollout_strategy) VALUES ('t', 't', true, 'all')").unwrap();
+        Spi::run("INSERT INTO feature_flags (key, name, enabled, rollout_strategy) VALUES ('t', 't', true, 'all')")
+            .unwrap();
         assert_eq!(Spi::get_one::<bool>("SELECT is_feature_enabled('t')").unwrap(), Some(true));
         // Within the transaction, the trigger's invalidation is processed at the next command.
         Spi::run("UPDATE feature_flags SET enabled = false WHERE key = 't'").unwrap();

@@ -43,6 +43,11 @@ pub fn variant_bucket(flag_key: &str, user: &[u8; 16]) -> u32 {
     bucket_with(flag_key, b":variant:", user)
 }
 
+/// The environments an evaluation is asked for (a flag row may also be for `all` of them).
+pub const ENVIRONMENTS: [&str; 3] = ["development", "staging", "production"];
+/// The rollout strategies, as feature_flags.rollout_strategy spells them.
+pub const STRATEGIES: [&str; 5] = ["all", "none", "percentage", "user_list", "condition"];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Environment {
     Development,
@@ -110,8 +115,7 @@ enum Operator {
     SemverLt,
 }
 
-const OPERATORS: &str =
-    "eq, neq, in, not_in, contains, starts_with, gt, gte, lt, lte, semver_gte, semver_lt";
+const OPERATORS: &str = "eq, neq, in, not_in, contains, starts_with, gt, gte, lt, lte, semver_gte, semver_lt";
 
 impl Operator {
     fn parse(s: &str) -> Option<Self> {
@@ -152,7 +156,10 @@ pub fn parse_version(s: &str) -> Option<semver::Version> {
     let split = s.find(['-', '+']).unwrap_or(s.len());
     let (core, rest) = s.split_at(split);
     let parts: Vec<&str> = core.split('.').collect();
-    if parts.is_empty() || parts.len() > 3 || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+    if parts.is_empty()
+        || parts.len() > 3
+        || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
         return None;
     }
     let mut full = parts.join(".");
@@ -164,16 +171,13 @@ pub fn parse_version(s: &str) -> Option<semver::Version> {
 
 /// Compiles the `conditions` column: an array of rule objects. The error names what is wrong.
 pub fn compile_conditions(conditions: &Value) -> Result<Vec<Condition>, String> {
-    let rules = conditions
-        .as_array()
-        .ok_or_else(|| format!("conditions must be a JSON array of rules, got {conditions}"))?;
+    let rules =
+        conditions.as_array().ok_or_else(|| format!("conditions must be a JSON array of rules, got {conditions}"))?;
     rules
         .iter()
         .enumerate()
         .map(|(i, rule)| {
-            let obj = rule
-                .as_object()
-                .ok_or_else(|| format!("condition {i} must be an object, got {rule}"))?;
+            let obj = rule.as_object().ok_or_else(|| format!("condition {i} must be an object, got {rule}"))?;
             let attribute = obj
                 .get("attribute")
                 .and_then(Value::as_str)
@@ -183,13 +187,9 @@ pub fn compile_conditions(conditions: &Value) -> Result<Vec<Condition>, String> 
                 .get("operator")
                 .and_then(Value::as_str)
                 .ok_or_else(|| format!("condition {i} needs a string \"operator\" ({OPERATORS})"))?;
-            let op = Operator::parse(op_name).ok_or_else(|| {
-                format!("condition {i}: unknown operator {op_name:?} (one of {OPERATORS})")
-            })?;
-            let value = obj
-                .get("value")
-                .cloned()
-                .ok_or_else(|| format!("condition {i} needs a \"value\""))?;
+            let op = Operator::parse(op_name)
+                .ok_or_else(|| format!("condition {i}: unknown operator {op_name:?} (one of {OPERATORS})"))?;
+            let value = obj.get("value").cloned().ok_or_else(|| format!("condition {i} needs a \"value\""))?;
             let mut version = None;
             match op {
                 Operator::In | Operator::NotIn if !value.is_array() => {
@@ -280,9 +280,7 @@ pub struct Variant {
 }
 
 pub fn compile_variants(variants: &Value) -> Result<Vec<Variant>, String> {
-    let list = variants
-        .as_array()
-        .ok_or_else(|| format!("variants must be a JSON array, got {variants}"))?;
+    let list = variants.as_array().ok_or_else(|| format!("variants must be a JSON array, got {variants}"))?;
     let compiled = list
         .iter()
         .enumerate()
@@ -358,9 +356,7 @@ impl Flag {
         Ok(match self.strategy {
             Strategy::All => (true, "all"),
             Strategy::None => (false, "none"),
-            Strategy::UserList => {
-                (user.is_some_and(|u| self.target_users.binary_search(u).is_ok()), "user_list")
-            }
+            Strategy::UserList => (user.is_some_and(|u| self.target_users.binary_search(u).is_ok()), "user_list"),
             Strategy::Percentage => {
                 let on = match user {
                     Some(u) => rollout_bucket(flag_key, u) < self.percentage_bp,
@@ -370,9 +366,10 @@ impl Flag {
                 (on, "percentage")
             }
             Strategy::Condition => {
-                let rules = self.conditions.as_ref().map_err(|e| {
-                    ContractError::invalid("conditions", format!("feature flag {flag_key:?}: {e}"))
-                })?;
+                let rules = self
+                    .conditions
+                    .as_ref()
+                    .map_err(|e| ContractError::invalid("conditions", format!("feature flag {flag_key:?}: {e}")))?;
                 let ctx = context()?;
                 (rules.iter().all(|r| r.holds(ctx)), "condition")
             }
@@ -382,9 +379,10 @@ impl Flag {
     /// The variant for `user` when the flag is on for them; variants are bucketed
     /// independently of the on/off decision.
     pub fn variant(&self, flag_key: &str, user: &[u8; 16]) -> Result<Option<&str>, ContractError> {
-        let variants = self.variants.as_ref().map_err(|e| {
-            ContractError::invalid("variants", format!("feature flag {flag_key:?}: {e}"))
-        })?;
+        let variants = self
+            .variants
+            .as_ref()
+            .map_err(|e| ContractError::invalid("variants", format!("feature flag {flag_key:?}: {e}")))?;
         Ok(choose_variant(variants, variant_bucket(flag_key, user)))
     }
 }
@@ -536,7 +534,8 @@ mod tests {
         // its share now.
         let heavy: Vec<Value> = (0..300).map(|i| json!({"name": format!("v{i}"), "weight": 1e12})).collect();
         let v = compile_variants(&Value::Array(heavy)).unwrap();
-        let chosen: std::collections::HashSet<&str> = (0..BUCKETS as u32).filter_map(|b| choose_variant(&v, b)).collect();
+        let chosen: std::collections::HashSet<&str> =
+            (0..BUCKETS as u32).filter_map(|b| choose_variant(&v, b)).collect();
         assert_eq!(chosen.len(), 300);
     }
 }

@@ -109,14 +109,19 @@ mod tests {
     fn boxes_contain_the_circle() {
         // Walk the circle's edge (and just inside it) for centres everywhere, including the
         // antimeridian and the poles, and radii from 1 m to 5,000 km.
-        for &(lat, lng) in &[(0.0, 0.0), (-1.95, 30.06), (60.0, 179.99), (-45.0, -179.9), (89.9, 10.0), (-89.99, 0.0), (75.0, -100.0)] {
+        for &(lat, lng) in
+            &[(0.0, 0.0), (-1.95, 30.06), (60.0, 179.99), (-45.0, -179.9), (89.9, 10.0), (-89.99, 0.0), (75.0, -100.0)]
+        {
             for &r in &[1.0, 50.0, 1_000.0, 25_000.0, 500_000.0, 5_000_000.0] {
                 let boxes = search_boxes(lat, lng, r);
                 for step in 0..360 {
                     let azimuth = step as f64;
                     let p = geo::Destination::destination(&Geodesic, Point::new(lng, lat), azimuth, r * 0.999_999);
                     let (lat2, lng2) = (p.y(), p.x());
-                    assert!(inside(&boxes, lat2, lng2), "({lat},{lng}) r={r} az={azimuth}: ({lat2},{lng2}) outside {boxes:?}");
+                    assert!(
+                        inside(&boxes, lat2, lng2),
+                        "({lat},{lng}) r={r} az={azimuth}: ({lat2},{lng2}) outside {boxes:?}"
+                    );
                 }
             }
         }

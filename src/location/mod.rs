@@ -20,12 +20,12 @@
 
 pub mod geodesy;
 
-use crate::postgres::catalog::{ext_table, ExtTable};
-use crate::postgres::plan::{prepared, PlanSlot};
-use crate::postgres::relation::TableSpec;
 use crate::error::{required, ContractError, OrRaise};
 use crate::ids::new_v7;
+use crate::postgres::catalog::{ext_table, ExtTable};
 use crate::postgres::datum::RawJsonb;
+use crate::postgres::plan::{prepared, PlanSlot};
+use crate::postgres::relation::TableSpec;
 use geodesy::{geodesic, geodesic_lower_bound, search_boxes, sphere, MAX_RADIUS};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -38,7 +38,7 @@ use std::rc::Rc;
 /// The first radius of the expanding search, in metres.
 const FIRST_REACH: f64 = 250.0;
 
-const LOCATION_TYPES: [&str; 6] = ["current", "home", "work", "favorite", "pickup", "dropoff"];
+pub const LOCATION_TYPES: [&str; 6] = ["current", "home", "work", "favorite", "pickup", "dropoff"];
 
 /// A float as Postgres prints it (Infinity, not inf), for messages that quote the caller's value.
 fn pg_float(v: f64) -> String {
@@ -52,7 +52,10 @@ fn pg_float(v: f64) -> String {
 fn check_coordinate(param: &'static str, value: Option<f64>, limit: f64) -> Result<f64, ContractError> {
     let v = required(value, param)?;
     if !v.is_finite() || v.abs() > limit {
-        return Err(ContractError::invalid(param, format!("must be between -{limit} and {limit}, got {}", pg_float(v))));
+        return Err(ContractError::invalid(
+            param,
+            format!("must be between -{limit} and {limit}, got {}", pg_float(v)),
+        ));
     }
     Ok(v)
 }
@@ -69,7 +72,10 @@ fn check_lng(param: &'static str, value: Option<f64>) -> Result<f64, ContractErr
 fn check_positive(param: &'static str, value: Option<f64>, max: f64) -> Result<f64, ContractError> {
     let v = required(value, param)?;
     if !(v > 0.0 && v <= max) {
-        return Err(ContractError::invalid(param, format!("must be greater than 0 and at most {max}, got {}", pg_float(v))));
+        return Err(ContractError::invalid(
+            param,
+            format!("must be greater than 0 and at most {max}, got {}", pg_float(v)),
+        ));
     }
     Ok(v)
 }
@@ -101,7 +107,8 @@ static LOCATIONS: TableSpec = TableSpec { name: c"locations", columns: &[] };
 
 fn search_plans() -> Rc<SearchPlans> {
     prepared(&SEARCH_PLANS, &LOCATIONS, |table| {
-        Spi::connect(|client| prepare_search(client, &table.ext)).unwrap_or_else(|e| error!("preparing find_nearby_locations: {e}"))
+        Spi::connect(|client| prepare_search(client, &table.ext))
+            .unwrap_or_else(|e| error!("preparing find_nearby_locations: {e}"))
     })
 }
 
@@ -180,10 +187,11 @@ fn nearest(lat: f64, lng: f64, radius: f64, limit: usize, candidates: Vec<([u8; 
     hits
 }
 
-
 /// The locations within `p_radius_meters` (WGS84 geodesic) of (p_lat, p_lng), nearest first
 /// (ties by id), at most `p_limit`, optionally of one type. Runs with the caller's rights, so
 /// row level security applies: an end user searches its own places.
+// (The row type must be spelled out here: pgrx reads the column names from the signature.)
+#[allow(clippy::type_complexity)]
 #[pg_extern(stable, parallel_safe)]
 fn find_nearby_locations(
     p_lat: Option<f64>,
@@ -233,7 +241,8 @@ fn find_nearby_locations(
         let hits = loop {
             let mut candidates = Vec::new();
             for b in search_boxes(lat, lng, reach) {
-                let mut args: Vec<DatumWithOid> = vec![b.min_lng.into(), b.min_lat.into(), b.max_lng.into(), b.max_lat.into()];
+                let mut args: Vec<DatumWithOid> =
+                    vec![b.min_lng.into(), b.min_lat.into(), b.max_lng.into(), b.max_lat.into()];
                 let plan = match p_location_type {
                     Some(t) => {
                         args.push(t.into());
@@ -244,7 +253,9 @@ fn find_nearby_locations(
                 for row in client.select(plan, None, &args)? {
                     // (Rows with a NULL coordinate never match the box; a NULL id, possible only
                     // in a table altered by hand, cannot be returned: skipped.)
-                    if let (Some(id), Some(plat), Some(plng)) = (row.get::<pgrx::Uuid>(1)?, row.get::<f64>(2)?, row.get::<f64>(3)?) {
+                    if let (Some(id), Some(plat), Some(plng)) =
+                        (row.get::<pgrx::Uuid>(1)?, row.get::<f64>(2)?, row.get::<f64>(3)?)
+                    {
                         candidates.push((*id.as_bytes(), plat, plng));
                     }
                 }
@@ -280,7 +291,18 @@ fn find_nearby_locations(
                 .filter_map(|h| {
                     // A row gone between the two reads (same snapshot: cannot happen) is skipped.
                     let (user_id, kind, address, place, city, country) = details.remove(&h.id)?;
-                    Some((pgrx::Uuid::from_bytes(h.id), user_id, kind, h.lat, h.lng, h.distance, address, place, city, country))
+                    Some((
+                        pgrx::Uuid::from_bytes(h.id),
+                        user_id,
+                        kind,
+                        h.lat,
+                        h.lng,
+                        h.distance,
+                        address,
+                        place,
+                        city,
+                        country,
+                    ))
                 })
                 .collect(),
         )
@@ -310,7 +332,10 @@ fn cache_route(
         let dest = (check_lat("p_dest_lat", p_dest_lat)?, check_lng("p_dest_lng", p_dest_lng)?);
         let distance = required(p_distance_meters, "p_distance_meters")?;
         if !(distance.is_finite() && distance >= 0.0) {
-            return Err(ContractError::invalid("p_distance_meters", format!("must be a finite number >= 0, got {}", pg_float(distance))));
+            return Err(ContractError::invalid(
+                "p_distance_meters",
+                format!("must be a finite number >= 0, got {}", pg_float(distance)),
+            ));
         }
         let duration = check_range("p_duration_seconds", p_duration_seconds, 0, i32::MAX)?;
         let traffic = check_positive("p_traffic_multiplier", p_traffic_multiplier, 99.0)?;

@@ -87,7 +87,10 @@ pub fn main() {
     }
     // Exit code 1 asks the postmaster to start the worker again after the restart interval (0
     // would unregister it until the server restarts). At server shutdown nothing is restarted.
-    log!("easymo maintenance worker in database \"{database}\" stopped; it starts again in {} s", MAINTENANCE_RESTART_INTERVAL.get());
+    log!(
+        "easymo maintenance worker in database \"{database}\" stopped; it starts again in {} s",
+        MAINTENANCE_RESTART_INTERVAL.get()
+    );
     backend::exit_for_restart();
 }
 

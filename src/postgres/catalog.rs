@@ -29,15 +29,14 @@ impl ExtTable {
 
 fn quote_ident(ident: &CStr) -> String {
     // SAFETY: quote_identifier returns its argument or a palloc'd quoted copy, both valid C strings.
-    unsafe { CStr::from_ptr(pg_sys::quote_identifier(ident.as_ptr())) }
-        .to_string_lossy()
-        .into_owned()
+    unsafe { CStr::from_ptr(pg_sys::quote_identifier(ident.as_ptr())) }.to_string_lossy().into_owned()
 }
 
 /// The next value of sequence `sequence` (nextval, with its privilege check and locking).
 pub fn nextval(sequence: pg_sys::Oid) -> i64 {
     // SAFETY: nextval's SQL-callable entry point with an oid datum; it raises its own errors.
-    unsafe { pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[sequence.into_datum()]) }.expect("nextval returns a value")
+    unsafe { pgrx::direct_function_call::<i64>(pg_sys::nextval_oid, &[sequence.into_datum()]) }
+        .expect("nextval returns a value")
 }
 
 /// Looks up the extension table `name` in the schema easymo is installed in. Runs as the

@@ -10,9 +10,7 @@ use crate::error::ContractError;
 use pgrx::callconv::{Arg, ArgAbi, BoxRet, FcInfo};
 use pgrx::datum::DatumWithOid;
 use pgrx::nullable::Nullable;
-use pgrx::pgrx_sql_entity_graph::metadata::{
-    ArgumentError, Returns, ReturnsError, SqlMapping, SqlTranslatable,
-};
+use pgrx::pgrx_sql_entity_graph::metadata::{ArgumentError, Returns, ReturnsError, SqlMapping, SqlTranslatable};
 use pgrx::prelude::*;
 use serde_json::Value;
 

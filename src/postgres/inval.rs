@@ -26,7 +26,9 @@ pub fn on_relcache_invalidation(listener: fn(pg_sys::Oid)) {
     });
     if first {
         // SAFETY: called in _PG_init, where registering a callback for the backend's life is allowed.
-        unsafe { pg_sys::ffi::pg_guard_ffi_boundary(|| CacheRegisterRelcacheCallback(dispatch, pg_sys::Datum::from(0))) };
+        unsafe {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| CacheRegisterRelcacheCallback(dispatch, pg_sys::Datum::from(0)))
+        };
     }
 }
 

@@ -48,7 +48,11 @@ impl WritePlan {
             if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
                 error!("SPI_connect failed");
             }
-            let snapshot = if pg_sys::ActiveSnapshotSet() { pg_sys::GetActiveSnapshot() } else { pg_sys::GetTransactionSnapshot() };
+            let snapshot = if pg_sys::ActiveSnapshotSet() {
+                pg_sys::GetActiveSnapshot()
+            } else {
+                pg_sys::GetTransactionSnapshot()
+            };
             let rc = pg_sys::SPI_execute_snapshot(
                 self.0.as_ptr(),
                 values.as_mut_ptr(),
@@ -88,9 +92,9 @@ pub fn prepared<T>(
     make: impl FnOnce(&super::relation::Table) -> T,
 ) -> std::rc::Rc<T> {
     let table = super::relation::table(spec);
-    if let Some(plans) = slot.with_borrow(|s| {
-        s.as_ref().filter(|(t, _)| std::rc::Rc::ptr_eq(t, &table)).map(|(_, p)| std::rc::Rc::clone(p))
-    }) {
+    if let Some(plans) = slot
+        .with_borrow(|s| s.as_ref().filter(|(t, _)| std::rc::Rc::ptr_eq(t, &table)).map(|(_, p)| std::rc::Rc::clone(p)))
+    {
         return plans;
     }
     let plans = std::rc::Rc::new(make(&table));

@@ -9,8 +9,8 @@
 //! open relation with OID", and a column made nullable crashed the backend.
 
 use super::inval;
-use crate::postgres::catalog::{ext_table, ExtTable};
 use crate::error::raise;
+use crate::postgres::catalog::{ext_table, ExtTable};
 use crate::postgres::datum::RawJsonb;
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -125,7 +125,8 @@ thread_local! {
 
 /// The table of `spec` as it is now, found again after any change to it.
 pub fn table(spec: &'static TableSpec) -> Rc<Table> {
-    let cached = TABLES.with_borrow(|t| t.iter().find(|(s, t)| std::ptr::eq(*s, spec) && t.is_current()).map(|(_, t)| Rc::clone(t)));
+    let cached = TABLES
+        .with_borrow(|t| t.iter().find(|(s, t)| std::ptr::eq(*s, spec) && t.is_current()).map(|(_, t)| Rc::clone(t)));
     if let Some(t) = cached {
         return t;
     }
@@ -161,7 +162,12 @@ fn resolve(spec: &'static TableSpec) -> Table {
             if type_oid != c.type_oid {
                 not_as_created(
                     spec.name,
-                    format_args!("column {} is of type {}, easymo reads {}", c.name.to_string_lossy(), type_name(type_oid), type_name(c.type_oid)),
+                    format_args!(
+                        "column {} is of type {}, easymo reads {}",
+                        c.name.to_string_lossy(),
+                        type_name(type_oid),
+                        type_name(c.type_oid)
+                    ),
                 );
             }
             attnum
@@ -270,12 +276,16 @@ pub fn lookup_by_text_key<R>(
     // holds the row, with their NULL flags.
     unsafe {
         let pkey = primary_key(heap);
-        let index = if pkey == pg_sys::Oid::INVALID { std::ptr::null_mut() } else { pg_sys::index_open(pkey, AccessShareLock as i32) };
+        let index = if pkey == pg_sys::Oid::INVALID {
+            std::ptr::null_mut()
+        } else {
+            pg_sys::index_open(pkey, AccessShareLock as i32)
+        };
         let usable = !index.is_null() && {
             let form = (*index).rd_index;
             (*form).indnkeyatts == 1
                 && *(*form).indkey.values.as_ptr() == table.attnum(key_column)
-                && (*(*index).rd_rel).relam == pg_sys::Oid::from(pg_sys::BTREE_AM_OID)
+                && (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID
                 && *(*index).rd_opcintype == pg_sys::TEXTOID
         };
         if !usable {
@@ -338,7 +348,11 @@ unsafe fn primary_key(heap: pg_sys::Relation) -> pg_sys::Oid {
     unsafe { pg_sys::RelationGetPrimaryKeyIndex(heap) }
 }
 
-unsafe fn begin_index_scan(heap: pg_sys::Relation, index: pg_sys::Relation, snapshot: pg_sys::Snapshot) -> pg_sys::IndexScanDesc {
+unsafe fn begin_index_scan(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    snapshot: pg_sys::Snapshot,
+) -> pg_sys::IndexScanDesc {
     // SAFETY: both relations are open and locked; the snapshot is registered.
     unsafe { pg_sys::index_beginscan(heap, index, snapshot, 1, 0) }
 }

@@ -20,7 +20,8 @@ fn env(name: &str) -> String {
 impl TestDb {
     /// A fresh database `easymo_<name>` with the extension created.
     pub fn new(name: &str) -> TestDb {
-        let db = TestDb { name: format!("easymo_{name}"), host: env("EASYMO_TEST_PGHOST"), port: env("EASYMO_TEST_PGPORT") };
+        let db =
+            TestDb { name: format!("easymo_{name}"), host: env("EASYMO_TEST_PGHOST"), port: env("EASYMO_TEST_PGPORT") };
         let mut admin = db.connect_to("postgres");
         // Two statements: DROP and CREATE DATABASE refuse to run inside one implicit transaction.
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.name)).unwrap();
@@ -69,7 +70,9 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         if !thread::panicking() {
-            let _ = self.connect_to("postgres").batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+            let _ = self
+                .connect_to("postgres")
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
         }
     }
 }

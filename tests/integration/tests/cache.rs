@@ -13,7 +13,8 @@ fn concurrent_sets_and_gets_stay_consistent() {
         if worker < 4 {
             for i in 0..500 {
                 let k = (i * 7 + worker) % KEYS;
-                let value = format!(r#"{{"key": {k}, "writer": {worker}, "n": {i}, "pad": "{}"}}"#, "x".repeat(i % 200));
+                let value =
+                    format!(r#"{{"key": {k}, "writer": {worker}, "n": {i}, "pad": "{}"}}"#, "x".repeat(i % 200));
                 if let Err(e) = client.query_one(
                     "SELECT set_cache($1, $2::text::jsonb, 600, 'race', ARRAY['t' || ($3::int % 3)])",
                     &[&format!("key:{k}"), &value, &(i as i32)],
@@ -28,7 +29,7 @@ fn concurrent_sets_and_gets_stay_consistent() {
                     // Absent until the first write; afterwards always a whole value of this key.
                     Ok(row) => match row.get::<_, Option<String>>(0) {
                         None => {}
-                        Some(v) if v.starts_with(&format!(r#"{{"n": "#)) && v.contains(&format!(r#""key": {k},"#)) => {}
+                        Some(v) if v.starts_with(r#"{"n": "#) && v.contains(&format!(r#""key": {k},"#)) => {}
                         Some(v) => problems.push(format!("key:{k} read as {v}")),
                     },
                     Err(e) => problems.push(format!("get by {worker}: {e}")),
@@ -42,7 +43,9 @@ fn concurrent_sets_and_gets_stay_consistent() {
     // One row per key, each holding one writer's whole value for that key.
     assert_eq!(db.scalar_i64("SELECT count(*) FROM cache_entries"), KEYS as i64);
     assert_eq!(
-        db.scalar_i64("SELECT count(*) FROM cache_entries WHERE key = 'key:' || (value ->> 'key') AND value ? 'writer'"),
+        db.scalar_i64(
+            "SELECT count(*) FROM cache_entries WHERE key = 'key:' || (value ->> 'key') AND value ? 'writer'"
+        ),
         KEYS as i64
     );
     // The readers' hits and misses were counted (2000 reads each; batches flushed on the way).

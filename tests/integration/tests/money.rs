@@ -16,7 +16,11 @@ fn racing_callers_get_one_transaction_per_key() {
                 let row = client
                     .query_one(
                         "SELECT create_transaction($1::text::uuid, 'payment', $2::text::numeric, 'RWF', $3)::text",
-                        &[&format!("00000000-0000-0000-0000-{:012}", k % 50), &format!("{}.25", 100 + k), &format!("order-{k}")],
+                        &[
+                            &format!("00000000-0000-0000-0000-{:012}", k % 50),
+                            &format!("{}.25", 100 + k),
+                            &format!("order-{k}"),
+                        ],
                     )
                     .unwrap_or_else(|e| panic!("worker {worker}, key {k}: {e}"));
                 (k, row.get::<_, String>(0))

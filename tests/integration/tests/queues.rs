@@ -124,11 +124,7 @@ fn terminate(db: &TestDb, pid: i32) {
 #[test]
 fn messages_of_a_terminated_consumer_reappear_and_are_processed() {
     let db = TestDb::new("queue_terminated");
-    enqueue(
-        &mut db.connect(),
-        "SELECT enqueue_message('work', 'job', jsonb_build_object('n', $1::int))",
-        100,
-    );
+    enqueue(&mut db.connect(), "SELECT enqueue_message('work', 'job', jsonb_build_object('n', $1::int))", 100);
 
     // Consumer A claims 20 with a 2-second visibility timeout (its read commits), then starts a
     // batch of 30 more inside a transaction, and is killed mid-batch.
@@ -159,7 +155,8 @@ fn messages_of_a_terminated_consumer_reappear_and_are_processed() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while processed.len() < 100 {
         assert!(Instant::now() < deadline, "only {} of 100 processed: messages lost", processed.len());
-        let rows = b.query("SELECT id::text, (payload ->> 'n')::int FROM read_messages('work', 100, 600)", &[]).unwrap();
+        let rows =
+            b.query("SELECT id::text, (payload ->> 'n')::int FROM read_messages('work', 100, 600)", &[]).unwrap();
         for row in &rows {
             let (id, n): (String, i32) = (row.get(0), row.get(1));
             assert!(b.query_one("SELECT ack_message($1::text::uuid)", &[&id]).unwrap().get::<_, bool>(0));
