@@ -59,6 +59,7 @@ passed=0; failed=0
 count_result() { if [ "$1" -eq 0 ]; then passed=$((passed + $2)); else failed=$((failed + ${3:-1})); fi; }
 
 # 0. The code as it is written: formatted, clippy-clean, released files untouched.
+mkdir -p target
 if selected lint; then
     log "lint"
     for check in "cargo fmt --check" "cargo fmt --check --manifest-path tests/integration/Cargo.toml" \
