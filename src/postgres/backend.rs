@@ -146,5 +146,10 @@ pub fn reload_config() {
 /// (exit code 1; 0 would unregister it).
 pub fn exit_for_restart() -> ! {
     // SAFETY: ends this background worker process the way Postgres's own workers do.
-    unsafe { pg_sys::proc_exit(1) }
+    unsafe { pg_sys::proc_exit(1) };
+    // (18's bindings do not say that proc_exit never returns.)
+    #[allow(unreachable_code)]
+    {
+        unreachable!("proc_exit does not return")
+    }
 }

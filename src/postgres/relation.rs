@@ -344,8 +344,16 @@ pub fn heap_pages(spec: &'static TableSpec) -> u32 {
 
 /// The primary key the relcache knows for `heap` now (InvalidOid when there is none).
 unsafe fn primary_key(heap: pg_sys::Relation) -> pg_sys::Oid {
-    // SAFETY: an open relation.
-    unsafe { pg_sys::RelationGetPrimaryKeyIndex(heap) }
+    // SAFETY: an open relation. (18 can also name a deferrable key: ours is not deferrable,
+    // and a deferrable one would not promise one row per key at every moment.)
+    #[cfg(not(feature = "pg18"))]
+    unsafe {
+        pg_sys::RelationGetPrimaryKeyIndex(heap)
+    }
+    #[cfg(feature = "pg18")]
+    unsafe {
+        pg_sys::RelationGetPrimaryKeyIndex(heap, false)
+    }
 }
 
 unsafe fn begin_index_scan(
@@ -353,6 +361,14 @@ unsafe fn begin_index_scan(
     index: pg_sys::Relation,
     snapshot: pg_sys::Snapshot,
 ) -> pg_sys::IndexScanDesc {
-    // SAFETY: both relations are open and locked; the snapshot is registered.
-    unsafe { pg_sys::index_beginscan(heap, index, snapshot, 1, 0) }
+    // SAFETY: both relations are open and locked; the snapshot is registered. (18 added an
+    // instrumentation argument: none here.)
+    #[cfg(not(feature = "pg18"))]
+    unsafe {
+        pg_sys::index_beginscan(heap, index, snapshot, 1, 0)
+    }
+    #[cfg(feature = "pg18")]
+    unsafe {
+        pg_sys::index_beginscan(heap, index, snapshot, std::ptr::null_mut(), 1, 0)
+    }
 }

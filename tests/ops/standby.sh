@@ -9,7 +9,7 @@ P1="${EASYMO_TEST_PRIMARY_PORT:-28840}"; P2="${EASYMO_TEST_STANDBY_PORT:-28841}"
 
 cluster_start primary "$P1" fresh
 primary_sock="$CLUSTER_SOCK"
-standby_dir="$(cluster_base)/standby"
+standby_dir="$(cluster_dir standby)"
 trap 'cluster_stop standby; cluster_stop primary' EXIT
 cluster_stop standby; rm -rf "$standby_dir"; mkdir -p "$standby_dir/sock" "$standby_dir/log"
 [ "$PG_USER" = postgres ] && chown -R postgres:postgres "$standby_dir"
