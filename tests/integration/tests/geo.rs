@@ -112,7 +112,9 @@ fn read_fixture() -> (String, Vec<Answer>) {
                 q: f[0].parse().unwrap(),
                 rows: f[1].parse().unwrap(),
                 ids_md5: f[2].to_owned(),
-                distances: f.get(3).map_or(vec![], |d| d.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect()),
+                distances: f
+                    .get(3)
+                    .map_or(vec![], |d| d.split(',').filter(|s| !s.is_empty()).map(|s| s.parse().unwrap()).collect()),
             }
         })
         .collect();
