@@ -278,7 +278,9 @@ DECLARE
         ['whatsapp_sessions_expired',   'SELECT @extschema@.cleanup_expired_whatsapp_sessions()'],
         ['jobs_timed_out',              'SELECT @extschema@.time_out_jobs()'],
         ['messages_released',           'SELECT @extschema@._release_expired_messages()'],
-        ['whatsapp_messages_released',  'SELECT @extschema@._release_expired_whatsapp_messages()']];
+        ['whatsapp_messages_released',  'SELECT @extschema@._release_expired_whatsapp_messages()'],
+        ['wallet_holds_expired',        'SELECT @extschema@._expire_wallet_holds()'],
+        ['wallet_credits_folded',       'SELECT @extschema@._fold_all_wallet_credits()']];
     summary jsonb := '{}'::jsonb;
     errors  jsonb := '{}'::jsonb;
     started timestamptz := clock_timestamp();
@@ -302,4 +304,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.run_maintenance() IS
-    'Runs every maintenance step: partitions 3 months ahead, expired cache entries, idle WhatsApp sessions, jobs past their lease, messages past their visibility timeout. Returns a jsonb summary of counts, errors per failed step, and the duration. What pg_cron or the easymo background worker calls.';
+    'Runs every maintenance step: partitions 3 months ahead, expired cache entries, idle WhatsApp sessions, jobs past their lease, messages past their visibility timeout, wallet holds past their expiry, hot wallet credits to fold. Returns a jsonb summary of counts, errors per failed step, and the duration. What pg_cron or the easymo background worker calls.';

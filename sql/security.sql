@@ -33,6 +33,8 @@ $config_dump$;
 -- those that run with the caller's rights inside service_role's helpers and constraints: the
 -- argument checks (and the feature_flags rules CHECK), the retry delay and the queue error
 -- reporting. They only validate or compute; none reads or writes more than its caller could.
+-- The argument checks are authenticated's too, for the end-user helpers written in plpgsql
+-- (the wallet readers).
 DO $function_privileges$
 DECLARE
     fn regprocedure;
@@ -40,7 +42,8 @@ DECLARE
     -- The end-user surface (contract: "Calling conventions"); request_user_id is needed by the
     -- RLS policies themselves.
     end_user_helpers name[] := ARRAY['request_user_id', 'is_feature_enabled', 'get_feature_variant',
-                                     'find_nearby_locations', 'get_cache', 'get_cached_route'];
+                                     'find_nearby_locations', 'get_cache', 'get_cached_route',
+                                     'get_wallet_balance', 'wallet_history'];
     service_role_internals name[] := ARRAY['_retry_delay', '_queue_not_claimed'];
 BEGIN
     FOR fn, fname IN
@@ -55,6 +58,9 @@ BEGIN
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, anon, authenticated, service_role', fn);
         IF fname LIKE '\_check\_%' OR fname = ANY (service_role_internals) THEN
             EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO service_role', fn);
+        END IF;
+        IF fname LIKE '\_check\_%' THEN
+            EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO authenticated', fn);
         END IF;
         CONTINUE WHEN fname LIKE '\_%';
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO service_role', fn);

@@ -70,7 +70,7 @@ fn check_tags(tags: Option<&RawTextArray>) -> Result<(), ContractError> {
         return Err(ContractError::invalid("p_tags", format!("at most {MAX_TAGS} tags, got {}", elements.len())));
     }
     for t in elements {
-        let t = t.ok_or(ContractError::NullArgument("p_tags element"))?;
+        let t = t.ok_or(ContractError::NullArgument("p_tags element".into()))?;
         if t.is_empty() || t.chars().count() > 255 {
             return Err(ContractError::invalid("p_tags", format!("tags must be 1 to 255 characters, got {t:?}")));
         }
@@ -111,7 +111,7 @@ fn check_visibility(visibility: Option<&str>, owner: Option<pgrx::Uuid>) -> Resu
         ContractError::invalid("p_visibility", format!("must be service, authenticated or owner, got {name:?}"))
     })?;
     if v == Visibility::Owner && owner.is_none() {
-        return Err(ContractError::NullArgument("p_owner_user_id (p_visibility is owner)"));
+        return Err(ContractError::NullArgument("p_owner_user_id (p_visibility is owner)".into()));
     }
     Ok(v)
 }

@@ -4,7 +4,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::{cache, coordination, gucs, location, money};
+use crate::{cache, coordination, gucs, location, money, wallets};
 use pgrx::prelude::*;
 
 /// One row per value of each list, and per limit (its number as text).
@@ -20,6 +20,9 @@ fn contract_values() -> TableIterator<'static, (name!(list, String), name!(value
     list("environments", &mut coordination::rules::ENVIRONMENTS.iter().map(|s| s.to_string()));
     list("rollout_strategies", &mut coordination::rules::STRATEGIES.iter().map(|s| s.to_string()));
     list("cache_visibilities", &mut cache::VISIBILITIES.iter().map(|(n, _)| n.to_string()));
+    list("wallet_account_kinds", &mut wallets::ACCOUNT_KINDS.iter().map(|s| s.to_string()));
+    list("wallet_account_statuses", &mut wallets::ACCOUNT_STATUSES.iter().map(|s| s.to_string()));
+    list("wallet_transfer_statuses", &mut wallets::TRANSFER_STATUSES.iter().map(|s| s.to_string()));
     for (name, n) in [
         ("cache_key_max_bytes", cache::MAX_KEY_BYTES as i64),
         ("cache_type_max_chars", cache::MAX_CACHE_TYPE_CHARS as i64),
@@ -28,6 +31,8 @@ fn contract_values() -> TableIterator<'static, (name!(list, String), name!(value
         ("idempotency_key_max_chars", money::MAX_IDEMPOTENCY_KEY_CHARS as i64),
         ("correlation_id_max_chars", money::MAX_CORRELATION_ID_CHARS as i64),
         ("service_stale_seconds_default", i64::from(gucs::SERVICE_STALE_SECONDS_DEFAULT)),
+        ("wallet_hold_max_seconds", i64::from(wallets::MAX_HOLD_SECONDS)),
+        ("wallet_batch_max_transfers", wallets::MAX_BATCH_TRANSFERS as i64),
     ] {
         rows.push((name.to_owned(), n.to_string()));
     }

@@ -21,6 +21,7 @@ mod operations;
 mod postgres;
 mod session;
 mod stats;
+mod wallets;
 
 /// Runs once per backend, when the library is first loaded.
 #[pg_guard]
@@ -72,6 +73,20 @@ extension_sql_file!(
         cache::cleanup_expired_cache,
         cache::cache_hit_counters,
         stats::flush_stats
+    ]
+);
+extension_sql_file!(
+    "../sql/wallets.sql",
+    name = "wallets",
+    requires = [
+        "money",
+        wallets::wallet_transfer,
+        wallets::wallet_transfer_batch,
+        wallets::post_wallet_hold,
+        wallets::void_wallet_hold,
+        wallets::expire_wallet_holds,
+        wallets::fold_wallet_credits,
+        wallets::fold_all_wallet_credits
     ]
 );
 extension_sql_file!("../sql/operations.sql", name = "operations", requires = ["bootstrap"]);

@@ -108,7 +108,7 @@ fn check_type(kind: &str) -> Result<(), ContractError> {
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 pub const MAX_CORRELATION_ID_CHARS: usize = 128;
 
-fn check_key(key: &str) -> Result<(), ContractError> {
+pub fn check_key(key: &str) -> Result<(), ContractError> {
     let chars = key.chars().count();
     if chars == 0 || chars > MAX_IDEMPOTENCY_KEY_CHARS {
         return Err(ContractError::invalid(

@@ -153,3 +153,48 @@ pub fn exit_for_restart() -> ! {
         unreachable!("proc_exit does not return")
     }
 }
+
+/// The SQLSTATE as Postgres encodes it (MAKE_SQLSTATE in utils/elog.h): six bits a character.
+pub const fn make_sqlstate(code: &[u8; 5]) -> i32 {
+    let mut value = 0;
+    let mut i = 0;
+    while i < 5 {
+        value |= ((code[i].wrapping_sub(b'0') & 0x3F) as i32) << (6 * i);
+        i += 1;
+    }
+    value
+}
+
+/// Raises an ERROR with a SQLSTATE of the contract's own (EW001, EW002), which pgrx's error type
+/// cannot carry: reported through Postgres's own ereport functions, inside the guard that turns
+/// the longjmp into an unwind, so the error keeps its code on the way out. Does not return.
+pub fn raise_sqlstate(code: &[u8; 5], message: &str, hint: Option<&str>) -> ! {
+    use std::ffi::{c_char, c_int, CString};
+    unsafe extern "C-unwind" {
+        fn errstart(elevel: c_int, domain: *const c_char) -> bool;
+        fn errcode(sqlerrcode: c_int) -> c_int;
+        fn errmsg(fmt: *const c_char, ...) -> c_int;
+        fn errhint(fmt: *const c_char, ...) -> c_int;
+        fn errfinish(filename: *const c_char, lineno: c_int, funcname: *const c_char);
+    }
+    let message = CString::new(message.replace('\0', " ")).expect("no NUL left");
+    let hint = hint.map(|h| CString::new(h.replace('\0', " ")).expect("no NUL left"));
+    // SAFETY: the texts are copied into palloc'd memory first, so nothing with a destructor is
+    // alive in the frames the ERROR leaves; errstart(ERROR) always returns true and errfinish
+    // does not return.
+    unsafe {
+        let message = pg_sys::pstrdup(message.as_ptr());
+        let hint = hint.as_ref().map_or(std::ptr::null_mut(), |h| pg_sys::pstrdup(h.as_ptr()));
+        pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            if errstart(pgrx::PgLogLevel::ERROR as c_int, std::ptr::null()) {
+                errcode(make_sqlstate(code));
+                errmsg(c"%s".as_ptr(), message);
+                if !hint.is_null() {
+                    errhint(c"%s".as_ptr(), hint);
+                }
+                errfinish(c"easymo".as_ptr(), 0, std::ptr::null());
+            }
+        });
+    }
+    unreachable!("ERROR does not return")
+}

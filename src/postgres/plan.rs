@@ -1,4 +1,4 @@
-//! A write statement planned once per backend and run on the calling statement's snapshot.
+//! A statement planned once per backend and run on the calling statement's snapshot.
 //!
 //! pgrx's SPI layer takes a fresh snapshot for every statement that writes (SPI_execute_plan);
 //! a hot path that is one write wrapped in a function then pays for two snapshots where the same
@@ -39,6 +39,25 @@ impl WritePlan {
     /// rows it processed. (A `DatumWithOid` is valid for its lifetime by construction: made from
     /// a Rust value, or by a wrapper that vouches for its datum, as `RawJsonb::as_arg`.)
     pub fn execute(&self, args: &[DatumWithOid<'_>]) -> u64 {
+        self.run(args, |processed, _| processed)
+    }
+
+    /// Runs the plan as `execute` does and hands each row of its result (a SELECT, or a
+    /// RETURNING) to `each`, which copies out what it needs: the rows live only until then.
+    pub fn query<R>(&self, args: &[DatumWithOid<'_>], mut each: impl FnMut(&ResultRow) -> R) -> Vec<R> {
+        self.run(args, |processed, table| {
+            if table.is_null() {
+                return Vec::new();
+            }
+            // SAFETY: SPI_tuptable holds `processed` rows with their descriptor until SPI_finish.
+            unsafe {
+                let desc = (*table).tupdesc;
+                (0..processed as usize).map(|i| each(&ResultRow { tuple: *(*table).vals.add(i), desc })).collect()
+            }
+        })
+    }
+
+    fn run<R>(&self, args: &[DatumWithOid<'_>], result: impl FnOnce(u64, *mut pg_sys::SPITupleTable) -> R) -> R {
         let mut values: Vec<pg_sys::Datum> =
             args.iter().map(|a| a.datum().map_or(pg_sys::Datum::from(0), |d| d.sans_lifetime())).collect();
         let nulls: Vec<std::ffi::c_char> =
@@ -66,9 +85,34 @@ impl WritePlan {
             if rc < 0 {
                 error!("SPI_execute_snapshot failed: {rc}");
             }
-            let processed = pg_sys::SPI_processed;
+            let out = result(pg_sys::SPI_processed, pg_sys::SPI_tuptable);
             pg_sys::SPI_finish();
-            processed
+            out
+        }
+    }
+}
+
+/// A row of a statement's result, while SPI holds it.
+pub struct ResultRow {
+    tuple: pg_sys::HeapTuple,
+    desc: pg_sys::TupleDesc,
+}
+
+impl ResultRow {
+    /// Column `column` (from 0) as a Rust value (copied out), None for NULL. The column's type
+    /// must be the one `T` reads: the statements are ours, so a mismatch is a bug, reported.
+    pub fn get<T: FromDatum + IntoDatum>(&self, column: usize) -> Option<T> {
+        let attno = column as i32 + 1;
+        // SAFETY: the tuple and descriptor are SPI's result, alive until SPI_finish; the type is
+        // checked before the datum is read as T.
+        unsafe {
+            let type_oid = pg_sys::SPI_gettypeid(self.desc, attno);
+            if type_oid != T::type_oid() {
+                error!("result column {attno} is of type {type_oid:?}, read as {:?}", T::type_oid());
+            }
+            let mut is_null = false;
+            let datum = pg_sys::SPI_getbinval(self.tuple, self.desc, attno, &mut is_null);
+            T::from_datum(datum, is_null)
         }
     }
 }

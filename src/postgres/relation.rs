@@ -233,8 +233,8 @@ impl Row<'_> {
 }
 
 /// Reads the row whose text key column (`key_column`, a position in the spec's columns) equals
-/// `key` through the table's primary key, which must be a btree on exactly that column: at most
-/// one row. No SPI, no plan: the heap and index are opened and locked as the executor would, and
+/// `key` through a unique btree index on exactly that column (the primary key, or a UNIQUE
+/// constraint): at most one row. No SPI, no plan: the heap and index are opened and locked as the executor would, and
 /// the index is the one the relcache names now. `read` sees the row while its buffer is pinned.
 /// With `fresh` the row is seen under a new snapshot (everything committed now), otherwise under
 /// the calling statement's.
@@ -275,26 +275,11 @@ pub fn lookup_by_text_key<R>(
     // transaction abort on error); attribute values are only handed to `read` while the slot
     // holds the row, with their NULL flags.
     unsafe {
-        let pkey = primary_key(heap);
-        let index = if pkey == pg_sys::Oid::INVALID {
-            std::ptr::null_mut()
-        } else {
-            pg_sys::index_open(pkey, AccessShareLock as i32)
-        };
-        let usable = !index.is_null() && {
-            let form = (*index).rd_index;
-            (*form).indnkeyatts == 1
-                && *(*form).indkey.values.as_ptr() == table.attnum(key_column)
-                && (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID
-                && *(*index).rd_opcintype == pg_sys::TEXTOID
-        };
-        if !usable {
-            if !index.is_null() {
-                pg_sys::index_close(index, NoLock as i32);
-            }
+        let index = unique_text_index(heap, table.attnum(key_column));
+        if index.is_null() {
             pg_sys::table_close(heap, NoLock as i32);
             let key_name = spec.columns[key_column].name.to_string_lossy();
-            not_as_created(spec.name, format_args!("its primary key must be a btree on ({key_name}) alone"));
+            not_as_created(spec.name, format_args!("it must have a unique btree index on ({key_name}) alone"));
         }
         let snapshot = pg_sys::RegisterSnapshot(if fresh || !pg_sys::ActiveSnapshotSet() {
             pg_sys::GetTransactionSnapshot()
@@ -339,6 +324,50 @@ pub fn heap_pages(spec: &'static TableSpec) -> u32 {
         let pages = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
         pg_sys::table_close(rel, pg_sys::NoLock as i32);
         pages
+    }
+}
+
+/// A unique, valid btree index of `heap` on exactly the text column `attnum` (its primary key
+/// first), opened and locked; NULL when it has none. Asked of the relcache at every call.
+unsafe fn unique_text_index(heap: pg_sys::Relation, attnum: i16) -> pg_sys::Relation {
+    use pg_sys::{AccessShareLock, NoLock};
+    // SAFETY: an open relation; each index is opened and locked to be looked at, and closed
+    // unless it is the one returned.
+    unsafe {
+        let fits = |index: pg_sys::Relation| {
+            let form = (*index).rd_index;
+            (*form).indisunique
+                && (*form).indisvalid
+                && (*form).indnkeyatts == 1
+                && *(*form).indkey.values.as_ptr() == attnum
+                && (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID
+                && *(*index).rd_opcintype == pg_sys::TEXTOID
+                && pg_sys::heap_attisnull(
+                    (*index).rd_indextuple,
+                    pg_sys::Anum_pg_index_indpred as i32,
+                    std::ptr::null_mut(),
+                )
+        };
+        let pkey = primary_key(heap);
+        let mut candidates = vec![pkey];
+        let list = pg_sys::RelationGetIndexList(heap);
+        if !list.is_null() {
+            for i in 0..(*list).length {
+                let oid = (*(*list).elements.add(i as usize)).oid_value;
+                if oid != pkey {
+                    candidates.push(oid);
+                }
+            }
+            pg_sys::list_free(list);
+        }
+        for oid in candidates.into_iter().filter(|&o| o != pg_sys::Oid::INVALID) {
+            let index = pg_sys::index_open(oid, AccessShareLock as i32);
+            if fits(index) {
+                return index;
+            }
+            pg_sys::index_close(index, NoLock as i32);
+        }
+        std::ptr::null_mut()
     }
 }
 

@@ -21,6 +21,9 @@ INSERT INTO feature_flags (key, name, enabled, rollout_strategy, rollout_percent
 VALUES ('f', 'F', true, 'percentage', 50, '[{"name": "a", "weight": 1}]');
 SELECT set_cache('k', '{"v": 1}', 60, 'general', '{t}') IS NOT NULL AS cached;
 SELECT register_service('svc', 'api', '1.0') IS NOT NULL AS registered;
+SELECT create_wallet_account('RWF', 'external') AS wa1,
+       create_wallet_account('RWF', 'user', '00000000-0000-4000-8000-000000000001') AS wa2 \gset
+SELECT wallet_transfer(:'wa1', :'wa2', 100, NULL, 600) AS wh \gset
 
 CREATE TEMP TABLE calls (fn text, args text[]);  -- args: 'p_name => valid SQL expression'
 INSERT INTO calls VALUES
@@ -62,6 +65,15 @@ INSERT INTO calls VALUES
   ('set_service_config', ARRAY['p_service_name => ''api''', 'p_environment => ''production''', 'p_key => ''timeout''', 'p_value => ''30''::jsonb', 'p_is_secret => false']),
   ('get_service_config', ARRAY['p_service_name => ''api''', 'p_environment => ''production''']),
   ('get_service_config_history', ARRAY['p_service_name => ''api''', 'p_environment => ''production''', 'p_key => ''timeout''']),
+  ('create_wallet_account', ARRAY['p_currency => ''RWF''', 'p_kind => ''user''', 'p_user_id => ''00000000-0000-4000-8000-000000000001''::uuid', 'p_name => ''n''', 'p_min_balance => 0::numeric', 'p_hot => false', 'p_metadata => ''{}''::jsonb']),
+  ('set_wallet_account_status', ARRAY[format('p_account_id => %L::uuid', :'wa2'), 'p_status => ''frozen''']),
+  ('wallet_transfer', ARRAY[format('p_debit_account_id => %L::uuid', :'wa1'), format('p_credit_account_id => %L::uuid', :'wa2'), 'p_amount => 10::numeric', 'p_idempotency_key => ''wk''', 'p_hold_seconds => 60', 'p_transaction_id => NULL::uuid', 'p_metadata => ''{}''::jsonb']),
+  ('wallet_transfer_batch', ARRAY[format('p_transfers => %L::jsonb', jsonb_build_array(jsonb_build_object('debit_account_id', :'wa1', 'credit_account_id', :'wa2', 'amount', 1)))]),
+  ('post_wallet_hold', ARRAY[format('p_transfer_id => %L::uuid', :'wh'), 'p_amount => 10::numeric']),
+  ('void_wallet_hold', ARRAY[format('p_transfer_id => %L::uuid', :'wh')]),
+  ('get_wallet_balance', ARRAY[format('p_account_id => %L::uuid', :'wa2')]),
+  ('wallet_history', ARRAY[format('p_account_id => %L::uuid', :'wa2'), 'p_before_version => NULL::bigint', 'p_limit => 50']),
+  ('reconcile_wallets', '{}'),
   ('run_maintenance', '{}'), ('time_out_jobs', '{}'), ('cleanup_expired_cache', '{}'), ('refresh_daily_metrics', '{}'),
   ('feature_flag_exposures', '{}');
 
@@ -179,7 +191,7 @@ SELECT fn, sqlstate, message FROM results WHERE label = 'valid' AND sqlstate <> 
 -- Enough calls, and every outcome either success or a contract SQLSTATE.
 SELECT count(*) > 1000 AS calls_made, count(DISTINCT fn) AS helpers FROM results;
 SELECT fn, param, label, sqlstate, message FROM results
- WHERE sqlstate NOT IN ('ok', '22004', '22023', '23505', '40001', '55000', 'P0002')
+ WHERE sqlstate NOT IN ('ok', '22004', '22023', '23505', '40001', '55000', 'P0002', 'EW001', 'EW002')
  ORDER BY fn, param, label;
 -- What the outcomes were, by SQLSTATE.
 SELECT sqlstate, count(*) > 0 AS seen FROM results GROUP BY sqlstate ORDER BY sqlstate;

@@ -106,7 +106,8 @@ SELECT c.relname AS anon_can_read
 SELECT p.oid::regprocedure AS anon_can_execute
   FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid
  WHERE has_function_privilege('anon', p.oid, 'EXECUTE');
--- authenticated may call only the end-user helpers; service_role every helper but the internal
+-- authenticated may call only the end-user helpers (and the argument checks the plpgsql ones
+-- use); service_role every helper but the internal
 -- (underscore) ones.
 SELECT p.proname AS authenticated_can_execute
   FROM members m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid

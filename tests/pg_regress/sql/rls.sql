@@ -42,6 +42,13 @@ INSERT INTO feature_flag_evaluations (flag_key, user_id, environment, result)
 VALUES ('f', :a, 'production', true), ('f', :b, 'production', false);
 INSERT INTO locations (user_id, location_type, latitude, longitude) VALUES (:a, 'home', -1.95, 30.06), (:b, 'work', -1.94, 30.1);
 INSERT INTO analytics_events (event_name, user_id) VALUES ('opened', :a), ('opened', :b);
+INSERT INTO wallet_accounts (id, user_id, currency, kind, min_balance)
+VALUES ('20000000-0000-0000-0000-00000000000a', :a, 'RWF', 'user', 0),
+       ('20000000-0000-0000-0000-00000000000b', :b, 'RWF', 'user', 0);
+INSERT INTO wallet_entries (account_id, version, transfer_id, user_id, amount, balance_after)
+SELECT id, 1, gen_random_uuid(), user_id, 1, 1 FROM wallet_accounts;
+INSERT INTO wallet_hot_credits (account_id, id, transfer_id, user_id, amount)
+SELECT id, gen_random_uuid(), gen_random_uuid(), user_id, 1 FROM wallet_accounts;
 
 -- A further row for B per table, as jsonb, for the write attempts.
 CREATE TEMP TABLE fixture (tbl regclass, row_b jsonb);
@@ -52,7 +59,12 @@ INSERT INTO fixture VALUES
   ('transaction_events', (SELECT to_jsonb(e) - 'id' FROM transaction_events e WHERE user_id = :b)),
   ('feature_flag_evaluations', jsonb_build_object('flag_key', 'g', 'user_id', :b, 'environment', 'staging', 'result', true)),
   ('locations', jsonb_build_object('user_id', :b, 'location_type', 'pickup', 'latitude', 0, 'longitude', 0)),
-  ('analytics_events', jsonb_build_object('event_name', 'tapped', 'user_id', :b));
+  ('analytics_events', jsonb_build_object('event_name', 'tapped', 'user_id', :b)),
+  ('wallet_accounts', jsonb_build_object('user_id', :b, 'currency', 'USD', 'kind', 'user', 'min_balance', 0)),
+  ('wallet_entries', jsonb_build_object('account_id', '20000000-0000-0000-0000-00000000000b', 'version', 2,
+                                        'transfer_id', gen_random_uuid(), 'user_id', :b, 'amount', 1, 'balance_after', 2)),
+  ('wallet_hot_credits', jsonb_build_object('account_id', '20000000-0000-0000-0000-00000000000b', 'id', gen_random_uuid(),
+                                            'transfer_id', gen_random_uuid(), 'user_id', :b, 'amount', 1));
 GRANT SELECT ON fixture TO PUBLIC;
 
 -- The matrix for the current role and claims; a is the caller, b someone else.

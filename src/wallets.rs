@@ -1,0 +1,1026 @@
+//! Wallets: the writers of the double-entry ledger (sql/wallets.sql has the tables, the readers
+//! and the account helpers; docs/reference/wallets.md the design).
+//!
+//! Every writer first locks the accounts it will change, all in one statement, in id order
+//! (`FOR NO KEY UPDATE`): two writers that share accounts take them in the same order, so they
+//! queue and never deadlock, and what they read is the latest committed balance. Then it checks
+//! and computes everything in memory and writes with a few statements: the transfer rows, one
+//! UPDATE of every changed account, one INSERT of every entry. A refusal raises before the first
+//! write that matters and the statement's rollback takes the rest: a refused call writes nothing.
+//!
+//! A hot account credited and not debited by a call is locked `FOR KEY SHARE` instead, after the
+//! others: that lock does not conflict with another key-share or with the no-key update of a
+//! debit, only with `FOR UPDATE` (a status change, which so waits for credits in flight and
+//! holds new ones off). Its credit goes to wallet_hot_credits, a row of its own, so concurrent
+//! credits do not queue behind one row; a debit or hold of the account locks its row as usual
+//! and first folds the committed credits into the row and its entries (`fold`), so it sees an
+//! exact available balance. A hot account's pending credits are not kept on its row either
+//! (they are read from its open holds).
+//!
+//! Which accounts are hot is read once per backend without a lock (it is fixed at creation, a
+//! trigger refuses to change it) and remembered.
+//! Money is `numeric` throughout, with Postgres's own arithmetic.
+
+#![forbid(unsafe_code)]
+
+use crate::error::{required, ContractError, OrRaise};
+use crate::ids::new_v7;
+use crate::money::{check_amount, check_key};
+use crate::postgres::backend;
+use crate::postgres::datum::{timestamptz, RawJsonb};
+use crate::postgres::plan::{prepared, PlanSlot, ResultRow, WritePlan};
+use crate::postgres::relation::{self, Column, Table, TableSpec};
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use pgrx::{AnyNumeric, JsonB, Uuid};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+/// The CHECKs of wallet_accounts and wallet_transfers say the same (tests: contract_values).
+pub const ACCOUNT_KINDS: [&str; 3] = ["user", "platform", "external"];
+pub const ACCOUNT_STATUSES: [&str; 3] = [ACTIVE, "frozen", "closed"];
+pub const TRANSFER_STATUSES: [&str; 4] = [POSTED, PENDING, VOIDED, EXPIRED];
+const ACTIVE: &str = "active";
+const POSTED: &str = "posted";
+const PENDING: &str = "pending";
+const VOIDED: &str = "voided";
+const EXPIRED: &str = "expired";
+/// The longest hold: a year.
+pub const MAX_HOLD_SECONDS: i32 = 31_536_000;
+pub const MAX_BATCH_TRANSFERS: usize = 100;
+/// How many lapsed holds one maintenance run releases (the next run takes the rest).
+const EXPIRE_PER_RUN: i64 = 10_000;
+
+/// What a replay reads of wallet_transfers, through its unique index on idempotency_key.
+static TRANSFERS: TableSpec = TableSpec {
+    name: c"wallet_transfers",
+    columns: &[
+        Column::new(c"idempotency_key", pg_sys::TEXTOID),
+        Column::new(c"id", pg_sys::UUIDOID),
+        Column::new(c"debit_account_id", pg_sys::UUIDOID),
+        Column::new(c"credit_account_id", pg_sys::UUIDOID),
+        Column::new(c"amount", pg_sys::NUMERICOID),
+        Column::new(c"expires_at", pg_sys::TIMESTAMPTZOID),
+    ],
+};
+const KEY_COLUMN: usize = 0;
+
+/// What a key was first used with, which a replay must match.
+struct FirstUse {
+    id: Uuid,
+    debit: Uuid,
+    credit: Uuid,
+    /// Normalized (see `check_amount`).
+    amount: String,
+    hold: bool,
+}
+
+impl FirstUse {
+    fn replay(self, key: &str, leg: &Leg) -> Result<Uuid, ContractError> {
+        let mut differences = Vec::new();
+        if self.debit != leg.debit {
+            differences.push(format!("debit account ({}, first {})", leg.debit, self.debit));
+        }
+        if self.credit != leg.credit {
+            differences.push(format!("credit account ({}, first {})", leg.credit, self.credit));
+        }
+        if self.amount != leg.amount_text {
+            differences.push(format!("amount ({}, first {})", leg.amount_text, self.amount));
+        }
+        if self.hold != leg.hold_seconds.is_some() {
+            let kind = |hold| if hold { "a hold" } else { "posted at once" };
+            differences.push(format!("kind ({}, first {})", kind(leg.hold_seconds.is_some()), kind(self.hold)));
+        }
+        if differences.is_empty() {
+            return Ok(self.id);
+        }
+        Err(ContractError::UniqueViolation(format!(
+            "idempotency key {key:?} was already used for wallet transfer {} with different parameters: {}",
+            self.id,
+            differences.join(", ")
+        )))
+    }
+}
+
+/// The transfer a key was first used for: under the calling statement's snapshot, or with
+/// `fresh` under a new one (a racing winner that just committed).
+fn lookup_key(key: &str, fresh: bool) -> Option<FirstUse> {
+    relation::lookup_by_text_key(&TRANSFERS, KEY_COLUMN, key, fresh, |row| {
+        fn null<T>(key: &str, i: usize) -> T {
+            relation::not_as_created(
+                TRANSFERS.name,
+                format_args!(
+                    "column {} is NULL for idempotency key {key:?}",
+                    TRANSFERS.columns[i].name.to_string_lossy()
+                ),
+            )
+        }
+        FirstUse {
+            id: row.uuid(1).unwrap_or_else(|| null(key, 1)),
+            debit: row.uuid(2).unwrap_or_else(|| null(key, 2)),
+            credit: row.uuid(3).unwrap_or_else(|| null(key, 3)),
+            amount: row.numeric_text(4).unwrap_or_else(|| null(key, 4)),
+            hold: row.timestamptz(5).is_some(),
+        }
+    })
+}
+
+/// The statements of the writers, planned once per backend.
+struct Plans {
+    lock_exclusive: WritePlan,
+    lock_shared: WritePlan,
+    fold: WritePlan,
+    insert_transfer: WritePlan,
+    update_accounts: WritePlan,
+    insert_entries: WritePlan,
+    insert_hot_credits: WritePlan,
+    hold_accounts: WritePlan,
+    lock_hold: WritePlan,
+    resolve_hold: WritePlan,
+    due_holds: WritePlan,
+    hot_accounts: WritePlan,
+    hot_flags: WritePlan,
+    parse_batch: WritePlan,
+}
+
+thread_local! {
+    static PLANS: PlanSlot<Plans> = const { RefCell::new(None) };
+    /// Whether an account is hot, for the accounts this backend has locked.
+    static HOT: RefCell<HashMap<Uuid, bool>> = RefCell::new(HashMap::new());
+}
+
+const ACCOUNT_COLUMNS: &str =
+    "id, user_id, currency, status, min_balance, posted, pending_debits, pending_credits, version, hot";
+
+fn prepare(table: &Table) -> Plans {
+    use pg_sys::{
+        INT8ARRAYOID, JSONBOID, NUMERICARRAYOID, NUMERICOID, TEXTOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID,
+        UUIDARRAYOID, UUIDOID,
+    };
+    let transfers = &table.ext.qualified;
+    let accounts = table.ext.sibling("wallet_accounts");
+    let entries = table.ext.sibling("wallet_entries");
+    let hot = table.ext.sibling("wallet_hot_credits");
+    let lock = |mode: &str| {
+        WritePlan::prepare(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM {accounts} WHERE id = ANY ($1) ORDER BY id FOR {mode}"),
+            &[UUIDARRAYOID],
+        )
+    };
+    Plans {
+        lock_exclusive: lock("NO KEY UPDATE"),
+        lock_shared: lock("KEY SHARE"),
+        fold: WritePlan::prepare(
+            &format!("DELETE FROM {hot} WHERE account_id = $1 RETURNING id, transfer_id, amount, created_at"),
+            &[UUIDOID],
+        ),
+        // Inserts nothing (processes 0 rows) when the key is taken.
+        insert_transfer: WritePlan::prepare(
+            &format!(
+                "INSERT INTO {transfers} (id, debit_account_id, credit_account_id, debit_user_id, credit_user_id, amount, \
+                 currency, status, expires_at, pending_id, idempotency_key, transaction_id, metadata, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 ON CONFLICT (idempotency_key) DO NOTHING"
+            ),
+            &[
+                UUIDOID,
+                UUIDOID,
+                UUIDOID,
+                UUIDOID,
+                UUIDOID,
+                NUMERICOID,
+                TEXTOID,
+                TEXTOID,
+                TIMESTAMPTZOID,
+                UUIDOID,
+                TEXTOID,
+                UUIDOID,
+                JSONBOID,
+                TIMESTAMPTZOID,
+            ],
+        ),
+        update_accounts: WritePlan::prepare(
+            &format!(
+                "UPDATE {accounts} a SET posted = u.posted, pending_debits = u.pending_debits, \
+                 pending_credits = u.pending_credits, version = u.version, updated_at = $6 \
+                 FROM unnest($1, $2, $3, $4, $5) AS u(id, posted, pending_debits, pending_credits, version) \
+                 WHERE a.id = u.id"
+            ),
+            &[UUIDARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID],
+        ),
+        insert_entries: WritePlan::prepare(
+            &format!(
+                "INSERT INTO {entries} (account_id, version, transfer_id, user_id, amount, balance_after, created_at) \
+                 SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7)"
+            ),
+            &[
+                UUIDARRAYOID,
+                INT8ARRAYOID,
+                UUIDARRAYOID,
+                UUIDARRAYOID,
+                NUMERICARRAYOID,
+                NUMERICARRAYOID,
+                TIMESTAMPTZARRAYOID,
+            ],
+        ),
+        insert_hot_credits: WritePlan::prepare(
+            &format!(
+                "INSERT INTO {hot} (account_id, id, transfer_id, user_id, amount, created_at) \
+                 SELECT * FROM unnest($1, $2, $3, $4, $5, $6)"
+            ),
+            &[UUIDARRAYOID, UUIDARRAYOID, UUIDARRAYOID, UUIDARRAYOID, NUMERICARRAYOID, TIMESTAMPTZARRAYOID],
+        ),
+        hold_accounts: WritePlan::prepare(
+            &format!("SELECT debit_account_id, credit_account_id FROM {transfers} WHERE id = $1"),
+            &[UUIDOID],
+        ),
+        lock_hold: WritePlan::prepare(
+            &format!(
+                "SELECT amount, status, expires_at, transaction_id, debit_account_id, credit_account_id \
+                 FROM {transfers} WHERE id = $1 FOR UPDATE"
+            ),
+            &[UUIDOID],
+        ),
+        resolve_hold: WritePlan::prepare(
+            &format!("UPDATE {transfers} SET status = $2, resolved_at = $3 WHERE id = $1"),
+            &[UUIDOID, TEXTOID, TIMESTAMPTZOID],
+        ),
+        due_holds: WritePlan::prepare(
+            &format!(
+                "SELECT id FROM {transfers} WHERE status = '{PENDING}' AND expires_at <= $1 \
+                 ORDER BY expires_at LIMIT {EXPIRE_PER_RUN}"
+            ),
+            &[TIMESTAMPTZOID],
+        ),
+        hot_accounts: WritePlan::prepare(&format!("SELECT DISTINCT account_id FROM {hot}"), &[]),
+        hot_flags: WritePlan::prepare(&format!("SELECT id, hot FROM {accounts} WHERE id = ANY ($1)"), &[UUIDARRAYOID]),
+        // Read by Postgres's own jsonb and type input functions: numbers exactly as written.
+        parse_batch: WritePlan::prepare(
+            "SELECT t.n - 1, jsonb_typeof(t.e), \
+                    (SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(x.o) k \
+                      WHERE k NOT IN ('debit_account_id', 'credit_account_id', 'amount', 'idempotency_key', \
+                                      'hold_seconds', 'transaction_id', 'metadata')), \
+                    r.debit_account_id, r.credit_account_id, r.amount, r.idempotency_key, \
+                    r.hold_seconds::int8, r.transaction_id, r.metadata \
+               FROM jsonb_array_elements($1) WITH ORDINALITY AS t(e, n), \
+                    LATERAL (SELECT CASE WHEN jsonb_typeof(t.e) = 'object' THEN t.e ELSE '{}' END AS o) x, \
+                    LATERAL jsonb_to_record(x.o) AS r(debit_account_id uuid, credit_account_id uuid, amount numeric, \
+                        idempotency_key text, hold_seconds bigint, transaction_id uuid, metadata jsonb) \
+              ORDER BY t.n",
+            &[JSONBOID],
+        ),
+    }
+}
+
+fn plans() -> Rc<Plans> {
+    prepared(&PLANS, &TRANSFERS, prepare)
+}
+
+fn known_hot(id: Uuid) -> bool {
+    HOT.with_borrow(|h| h.get(&id).copied().unwrap_or(false))
+}
+
+/// Reads (without a lock: the flag never changes) whether the accounts of `ids` not seen yet
+/// are hot.
+fn learn_hot(plans: &Plans, ids: &[Uuid]) {
+    let unseen: Vec<Uuid> = HOT.with_borrow(|h| ids.iter().filter(|id| !h.contains_key(id)).copied().collect());
+    if unseen.is_empty() {
+        return;
+    }
+    for (id, hot) in plans.hot_flags.query(&[unseen.into()], |row| (row.get::<Uuid>(0), row.get::<bool>(1))) {
+        if let (Some(id), Some(hot)) = (id, hot) {
+            remember_hot(id, hot);
+        }
+    }
+}
+
+fn remember_hot(id: Uuid, hot: bool) {
+    HOT.with_borrow_mut(|h| {
+        if h.len() >= 100_000 {
+            h.clear();
+        }
+        h.insert(id, hot);
+    });
+}
+
+/// The metadata a transfer row gets.
+enum Metadata {
+    Raw(RawJsonb),
+    Json(JsonB),
+    Empty,
+}
+
+impl Metadata {
+    fn as_arg(&self) -> DatumWithOid<'_> {
+        match self {
+            Metadata::Raw(m) => m.as_arg(),
+            Metadata::Json(m) => JsonB(m.0.clone()).into(),
+            Metadata::Empty => JsonB(serde_json::json!({})).into(),
+        }
+    }
+}
+
+/// One transfer asked for, checked.
+struct Leg {
+    debit: Uuid,
+    credit: Uuid,
+    amount: AnyNumeric,
+    amount_text: String,
+    key: Option<String>,
+    hold_seconds: Option<i32>,
+    transaction_id: Option<Uuid>,
+    metadata: Metadata,
+}
+
+impl Leg {
+    #[allow(clippy::too_many_arguments)]
+    fn check(
+        debit: Option<Uuid>,
+        credit: Option<Uuid>,
+        amount: Option<AnyNumeric>,
+        key: Option<String>,
+        hold_seconds: Option<i64>,
+        transaction_id: Option<Uuid>,
+        metadata: Metadata,
+        metadata_is_object: bool,
+    ) -> Result<Leg, ContractError> {
+        let debit = required(debit, "p_debit_account_id")?;
+        let credit = required(credit, "p_credit_account_id")?;
+        let amount = required(amount, "p_amount")?;
+        if debit == credit {
+            return Err(ContractError::invalid(
+                "p_credit_account_id",
+                format!("must differ from the debit account, got {credit} for both"),
+            ));
+        }
+        let amount_text = check_amount(&amount)?;
+        if let Some(key) = &key {
+            check_key(key)?;
+        }
+        let hold_seconds = match hold_seconds {
+            None => None,
+            Some(s) if (1..=i64::from(MAX_HOLD_SECONDS)).contains(&s) => Some(s as i32),
+            Some(s) => {
+                return Err(ContractError::invalid(
+                    "p_hold_seconds",
+                    format!("must be between 1 and {MAX_HOLD_SECONDS}, got {s}"),
+                ))
+            }
+        };
+        if !metadata_is_object {
+            return Err(ContractError::invalid("p_metadata", "must be a JSON object"));
+        }
+        Ok(Leg { debit, credit, amount, amount_text, key, hold_seconds, transaction_id, metadata })
+    }
+}
+
+/// An account as locked by this call, with the changes made to it so far.
+struct Account {
+    id: Uuid,
+    user_id: Option<Uuid>,
+    currency: String,
+    status: String,
+    /// None: unbounded (an external account).
+    min_balance: Option<AnyNumeric>,
+    posted: AnyNumeric,
+    pending_debits: AnyNumeric,
+    pending_credits: AnyNumeric,
+    version: i64,
+    hot: bool,
+    /// Locked FOR NO KEY UPDATE, so its row may change; otherwise FOR KEY SHARE (a hot account
+    /// only credited), whose credits go to wallet_hot_credits.
+    exclusive: bool,
+    folded: bool,
+    changed: bool,
+}
+
+impl Account {
+    fn from_row(row: &ResultRow, exclusive: bool) -> Account {
+        let required = |i: usize| -> AnyNumeric {
+            row.get::<AnyNumeric>(i).unwrap_or_else(|| {
+                relation::not_as_created(c"wallet_accounts", format_args!("a balance column of an account is NULL"))
+            })
+        };
+        Account {
+            id: row.get(0).expect("primary key"),
+            user_id: row.get(1),
+            currency: row.get(2).unwrap_or_default(),
+            status: row.get(3).unwrap_or_default(),
+            min_balance: row.get(4),
+            posted: required(5),
+            pending_debits: required(6),
+            pending_credits: required(7),
+            version: row.get(8).unwrap_or_else(|| {
+                relation::not_as_created(c"wallet_accounts", format_args!("an account's version is NULL"))
+            }),
+            hot: row.get(9).unwrap_or(false),
+            exclusive,
+            folded: false,
+            changed: false,
+        }
+    }
+
+    fn check_active(&self) -> Result<(), ContractError> {
+        if self.status != ACTIVE {
+            return Err(ContractError::AccountNotActive(format!("wallet account {} is {}", self.id, self.status)));
+        }
+        Ok(())
+    }
+
+    /// EW001 unless `amount` more can be taken from the available balance.
+    fn check_available(&self, amount: &AnyNumeric) -> Result<(), ContractError> {
+        let Some(floor) = &self.min_balance else { return Ok(()) };
+        let available = self.posted.clone() - self.pending_debits.clone();
+        if available.clone() - amount.clone() < *floor {
+            return Err(ContractError::InsufficientFunds(format!(
+                "wallet account {}: insufficient available balance: {} available, floor {}, {} asked",
+                self.id, available, floor, amount
+            )));
+        }
+        Ok(())
+    }
+}
+
+struct Entry {
+    account_id: Uuid,
+    version: i64,
+    transfer_id: Uuid,
+    user_id: Option<Uuid>,
+    amount: AnyNumeric,
+    balance_after: AnyNumeric,
+    created_at: TimestampWithTimeZone,
+}
+
+struct HotCredit {
+    account_id: Uuid,
+    id: Uuid,
+    transfer_id: Uuid,
+    user_id: Option<Uuid>,
+    amount: AnyNumeric,
+}
+
+/// The accounts one call locked, and what it will write.
+struct Ledger {
+    plans: Rc<Plans>,
+    accounts: BTreeMap<Uuid, Account>,
+    entries: Vec<Entry>,
+    hot_credits: Vec<HotCredit>,
+    /// The transaction's start, which is what now() returns: the rows' created_at.
+    now: TimestampWithTimeZone,
+}
+
+impl Ledger {
+    /// Locks `changed` (accounts whose row this call may change) FOR NO KEY UPDATE, then
+    /// `credited` (hot accounts it only credits) FOR KEY SHARE, each set in id order.
+    fn lock(plans: Rc<Plans>, changed: &[Uuid], credited: &[Uuid]) -> Result<Ledger, ContractError> {
+        let mut exclusive: Vec<Uuid> = changed.to_vec();
+        exclusive.sort();
+        exclusive.dedup();
+        let mut shared: Vec<Uuid> =
+            credited.iter().filter(|id| exclusive.binary_search(id).is_err()).copied().collect();
+        shared.sort();
+        shared.dedup();
+        let mut accounts = BTreeMap::new();
+        for (ids, exclusive, plan) in [(&exclusive, true, &plans.lock_exclusive), (&shared, false, &plans.lock_shared)]
+        {
+            if ids.is_empty() {
+                continue;
+            }
+            for account in plan.query(&[ids.clone().into()], |row| Account::from_row(row, exclusive)) {
+                remember_hot(account.id, account.hot);
+                if !exclusive && !account.hot {
+                    // Remembered as hot, and not (re-created by hand): its row must change, and
+                    // locking it now would break the order. The next attempt locks it first.
+                    return Err(ContractError::SerializationFailure(format!(
+                        "wallet account {} is no longer hot; retry",
+                        account.id
+                    )));
+                }
+                accounts.insert(account.id, account);
+            }
+            if let Some(missing) = ids.iter().find(|id| !accounts.contains_key(id)) {
+                return Err(ContractError::NoDataFound(format!("wallet account {missing} does not exist")));
+            }
+        }
+        Ok(Ledger {
+            plans,
+            accounts,
+            entries: Vec::new(),
+            hot_credits: Vec::new(),
+            now: timestamptz(backend::transaction_start()),
+        })
+    }
+
+    fn account(&self, id: Uuid) -> &Account {
+        &self.accounts[&id]
+    }
+
+    /// The account, ready to change: a hot one has its committed credits folded in first, so
+    /// its balance is exact and its versions stay in order.
+    fn change(&mut self, id: Uuid) -> &mut Account {
+        let needs_fold = {
+            let a = &self.accounts[&id];
+            a.hot && a.exclusive && !a.folded
+        };
+        if needs_fold {
+            self.fold(id);
+        }
+        let account = self.accounts.get_mut(&id).expect("locked");
+        account.changed = true;
+        account
+    }
+
+    /// Moves the committed credits of hot account `id` (locked exclusively) from
+    /// wallet_hot_credits into its row and entries, in the order they came. Returns how many.
+    fn fold(&mut self, id: Uuid) -> usize {
+        let mut credits = self.plans.fold.query(&[id.into()], |row| {
+            let amount: Option<AnyNumeric> = row.get(2);
+            (row.get::<Uuid>(0), row.get::<Uuid>(1), amount, row.get::<TimestampWithTimeZone>(3))
+        });
+        credits.sort_by_key(|c| c.0);
+        let account = self.accounts.get_mut(&id).expect("locked");
+        account.folded = true;
+        for (credit_id, transfer_id, amount, created_at) in &credits {
+            let (Some(_), Some(transfer_id), Some(amount), Some(created_at)) =
+                (credit_id, transfer_id, amount, created_at)
+            else {
+                relation::not_as_created(c"wallet_hot_credits", format_args!("a credit has a NULL column"));
+            };
+            account.posted = account.posted.clone() + amount.clone();
+            account.version += 1;
+            account.changed = true;
+            self.entries.push(Entry {
+                account_id: id,
+                version: account.version,
+                transfer_id: *transfer_id,
+                user_id: account.user_id,
+                amount: amount.clone(),
+                balance_after: account.posted.clone(),
+                created_at: *created_at,
+            });
+        }
+        credits.len()
+    }
+
+    fn entry(&mut self, id: Uuid, transfer_id: Uuid, amount: AnyNumeric) {
+        let now = self.now;
+        let account = self.change(id);
+        account.posted = account.posted.clone() + amount.clone();
+        account.version += 1;
+        let entry = Entry {
+            account_id: id,
+            version: account.version,
+            transfer_id,
+            user_id: account.user_id,
+            amount,
+            balance_after: account.posted.clone(),
+            created_at: now,
+        };
+        self.entries.push(entry);
+    }
+
+    /// Moves `amount` from `debit` to `credit` at once.
+    fn post(&mut self, transfer_id: Uuid, debit: Uuid, credit: Uuid, amount: &AnyNumeric) -> Result<(), ContractError> {
+        self.change(debit).check_available(amount)?;
+        self.entry(debit, transfer_id, AnyNumeric::from(0) - amount.clone());
+        if self.account(credit).exclusive {
+            self.entry(credit, transfer_id, amount.clone());
+        } else {
+            let user_id = self.account(credit).user_id;
+            self.hot_credits.push(HotCredit {
+                account_id: credit,
+                id: new_v7(),
+                transfer_id,
+                user_id,
+                amount: amount.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reserves `amount` of `debit`'s available balance for a hold crediting `credit`.
+    fn hold(&mut self, debit: Uuid, credit: Uuid, amount: &AnyNumeric) -> Result<(), ContractError> {
+        let account = self.change(debit);
+        account.check_available(amount)?;
+        account.pending_debits = account.pending_debits.clone() + amount.clone();
+        if !self.account(credit).hot {
+            let account = self.change(credit);
+            account.pending_credits = account.pending_credits.clone() + amount.clone();
+        }
+        Ok(())
+    }
+
+    /// Releases what a hold of `amount` reserved.
+    fn release(&mut self, debit: Uuid, credit: Uuid, amount: &AnyNumeric) {
+        let account = self.change(debit);
+        account.pending_debits = account.pending_debits.clone() - amount.clone();
+        if !self.account(credit).hot {
+            let account = self.change(credit);
+            account.pending_credits = account.pending_credits.clone() - amount.clone();
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert_transfer(
+        &self,
+        id: Uuid,
+        debit: Uuid,
+        credit: Uuid,
+        amount: &AnyNumeric,
+        status: &str,
+        expires_at: Option<TimestampWithTimeZone>,
+        pending_id: Option<Uuid>,
+        key: Option<&str>,
+        transaction_id: Option<Uuid>,
+        metadata: &Metadata,
+    ) -> bool {
+        let (d, c) = (self.account(debit), self.account(credit));
+        self.plans.insert_transfer.execute(&[
+            id.into(),
+            debit.into(),
+            credit.into(),
+            d.user_id.into(),
+            c.user_id.into(),
+            amount.clone().into(),
+            d.currency.as_str().into(),
+            status.into(),
+            expires_at.into(),
+            pending_id.into(),
+            key.into(),
+            transaction_id.into(),
+            metadata.as_arg(),
+            self.now.into(),
+        ]) == 1
+    }
+
+    /// Writes every changed account, every entry and every hot credit.
+    fn write(self) {
+        let changed: Vec<&Account> = self.accounts.values().filter(|a| a.changed).collect();
+        if !changed.is_empty() {
+            self.plans.update_accounts.execute(&[
+                changed.iter().map(|a| a.id).collect::<Vec<_>>().into(),
+                changed.iter().map(|a| a.posted.clone()).collect::<Vec<_>>().into(),
+                changed.iter().map(|a| a.pending_debits.clone()).collect::<Vec<_>>().into(),
+                changed.iter().map(|a| a.pending_credits.clone()).collect::<Vec<_>>().into(),
+                changed.iter().map(|a| a.version).collect::<Vec<_>>().into(),
+                timestamptz(backend::now()).into(),
+            ]);
+        }
+        if !self.entries.is_empty() {
+            let e = &self.entries;
+            self.plans.insert_entries.execute(&[
+                e.iter().map(|e| e.account_id).collect::<Vec<_>>().into(),
+                e.iter().map(|e| e.version).collect::<Vec<_>>().into(),
+                e.iter().map(|e| e.transfer_id).collect::<Vec<_>>().into(),
+                e.iter().map(|e| e.user_id).collect::<Vec<_>>().into(),
+                e.iter().map(|e| e.amount.clone()).collect::<Vec<_>>().into(),
+                e.iter().map(|e| e.balance_after.clone()).collect::<Vec<_>>().into(),
+                e.iter().map(|e| e.created_at).collect::<Vec<_>>().into(),
+            ]);
+        }
+        if !self.hot_credits.is_empty() {
+            let h = &self.hot_credits;
+            self.plans.insert_hot_credits.execute(&[
+                h.iter().map(|c| c.account_id).collect::<Vec<_>>().into(),
+                h.iter().map(|c| c.id).collect::<Vec<_>>().into(),
+                h.iter().map(|c| c.transfer_id).collect::<Vec<_>>().into(),
+                h.iter().map(|c| c.user_id).collect::<Vec<_>>().into(),
+                h.iter().map(|c| c.amount.clone()).collect::<Vec<_>>().into(),
+                h.iter().map(|_| self.now).collect::<Vec<_>>().into(),
+            ]);
+        }
+    }
+}
+
+/// Runs checked legs in order, all or none; returns their ids. `batch` names the legs in
+/// messages (`p_transfers[i]`).
+fn transfer(legs: Vec<Leg>, batch: bool) -> Vec<Uuid> {
+    let in_leg = |i: usize, e: ContractError| -> ContractError {
+        if !batch {
+            return e;
+        }
+        match e {
+            ContractError::InsufficientFunds(m) => ContractError::InsufficientFunds(format!("p_transfers[{i}]: {m}")),
+            ContractError::AccountNotActive(m) => ContractError::AccountNotActive(format!("p_transfers[{i}]: {m}")),
+            ContractError::NoDataFound(m) => ContractError::NoDataFound(format!("p_transfers[{i}]: {m}")),
+            ContractError::UniqueViolation(m) => ContractError::UniqueViolation(format!("p_transfers[{i}]: {m}")),
+            other => other.in_element("p_transfers", i),
+        }
+    };
+    // A replay of a committed key reads one index entry: no lock, no write.
+    let mut ids: Vec<Option<Uuid>> = Vec::with_capacity(legs.len());
+    for (i, leg) in legs.iter().enumerate() {
+        let first = leg.key.as_deref().and_then(|k| lookup_key(k, false).map(|f| (k, f)));
+        ids.push(first.map(|(k, f)| f.replay(k, leg).map_err(|e| in_leg(i, e)).or_raise()));
+    }
+    if ids.iter().all(Option::is_some) {
+        return ids.into_iter().flatten().collect();
+    }
+    let todo: Vec<usize> = (0..legs.len()).filter(|&i| ids[i].is_none()).collect();
+    let plans = plans();
+    learn_hot(&plans, &todo.iter().map(|&i| legs[i].credit).collect::<Vec<_>>());
+    let mut changed = Vec::new();
+    let mut credited = Vec::new();
+    for &i in &todo {
+        let leg = &legs[i];
+        changed.push(leg.debit);
+        if known_hot(leg.credit) {
+            credited.push(leg.credit);
+        } else {
+            changed.push(leg.credit);
+        }
+    }
+    // A hold on a hot account changes its row (its pending debits); a hold crediting it does not.
+    let mut ledger = Ledger::lock(plans, &changed, &credited).or_raise();
+    let now = backend::now();
+    for &i in &todo {
+        let leg = &legs[i];
+        let id = new_v7();
+        let run = |ledger: &mut Ledger| -> Result<Uuid, ContractError> {
+            let (debit, credit) = (ledger.account(leg.debit), ledger.account(leg.credit));
+            if debit.currency != credit.currency {
+                return Err(ContractError::invalid(
+                    "p_credit_account_id",
+                    format!(
+                        "account {} is in {}, the debit account {} in {}: a transfer has one currency",
+                        credit.id, credit.currency, debit.id, debit.currency
+                    ),
+                ));
+            }
+            debit.check_active()?;
+            credit.check_active()?;
+            let expires_at = leg.hold_seconds.map(|s| timestamptz(now.saturating_add(i64::from(s) * 1_000_000)));
+            let status = if leg.hold_seconds.is_some() { PENDING } else { POSTED };
+            let claimed = ledger.insert_transfer(
+                id,
+                leg.debit,
+                leg.credit,
+                &leg.amount,
+                status,
+                expires_at,
+                None,
+                leg.key.as_deref(),
+                leg.transaction_id,
+                &leg.metadata,
+            );
+            if !claimed {
+                // A concurrent call with this key committed first: replay it.
+                let key = leg.key.as_deref().expect("only a key conflicts");
+                let Some(first) = lookup_key(key, true) else {
+                    return Err(ContractError::SerializationFailure(format!(
+                        "idempotency key {key:?} was taken and released by a concurrent call; retry"
+                    )));
+                };
+                return first.replay(key, leg);
+            }
+            if leg.hold_seconds.is_some() {
+                ledger.hold(leg.debit, leg.credit, &leg.amount)?;
+            } else {
+                ledger.post(id, leg.debit, leg.credit, &leg.amount)?;
+            }
+            Ok(id)
+        };
+        ids[i] = Some(run(&mut ledger).map_err(|e| in_leg(i, e)).or_raise());
+    }
+    ledger.write();
+    ids.into_iter().map(|id| id.expect("every leg ran")).collect()
+}
+
+/// Moves money between two accounts, at once or as a hold; see the COMMENT in sql/wallets.sql.
+#[pg_extern(volatile, parallel_unsafe)]
+fn wallet_transfer(
+    p_debit_account_id: Option<Uuid>,
+    p_credit_account_id: Option<Uuid>,
+    p_amount: Option<AnyNumeric>,
+    p_idempotency_key: default!(Option<&str>, "NULL"),
+    p_hold_seconds: default!(Option<i32>, "NULL"),
+    p_transaction_id: default!(Option<Uuid>, "NULL"),
+    p_metadata: default!(Option<RawJsonb>, "'{}'"),
+) -> Uuid {
+    let is_object = p_metadata.as_ref().is_none_or(|m| m.check_object("p_metadata").is_ok());
+    let metadata = p_metadata.map_or(Metadata::Empty, Metadata::Raw);
+    let leg = Leg::check(
+        p_debit_account_id,
+        p_credit_account_id,
+        p_amount,
+        p_idempotency_key.map(str::to_owned),
+        p_hold_seconds.map(i64::from),
+        p_transaction_id,
+        metadata,
+        is_object,
+    )
+    .or_raise();
+    transfer(vec![leg], false)[0]
+}
+
+/// Several transfers in one call, all or none, ids in input order.
+#[pg_extern(volatile, parallel_unsafe)]
+fn wallet_transfer_batch(p_transfers: Option<RawJsonb>) -> SetOfIterator<'static, Uuid> {
+    let transfers = required(p_transfers, "p_transfers").or_raise();
+    if !transfers.is_array() {
+        ContractError::invalid("p_transfers", "must be a JSON array of transfer objects").raise();
+    }
+    let plans = plans();
+    let rows = plans.parse_batch.query(&[transfers.as_arg()], |row| {
+        (
+            row.get::<i64>(0).unwrap_or(0) as usize,
+            row.get::<String>(1).unwrap_or_default(),
+            row.get::<String>(2),
+            row.get::<Uuid>(3),
+            row.get::<Uuid>(4),
+            row.get::<AnyNumeric>(5),
+            row.get::<String>(6),
+            row.get::<i64>(7),
+            row.get::<Uuid>(8),
+            row.get::<JsonB>(9),
+        )
+    });
+    if rows.is_empty() || rows.len() > MAX_BATCH_TRANSFERS {
+        ContractError::invalid(
+            "p_transfers",
+            format!("must hold 1 to {MAX_BATCH_TRANSFERS} transfers, got {}", rows.len()),
+        )
+        .raise();
+    }
+    let mut legs = Vec::with_capacity(rows.len());
+    let mut keys = std::collections::HashSet::new();
+    for (i, kind, unknown, debit, credit, amount, key, hold, transaction, metadata) in rows {
+        let check = || -> Result<Leg, ContractError> {
+            if kind != "object" {
+                return Err(ContractError::invalid(
+                    "p_transfers",
+                    format!("[{i}] must be a JSON object, got a {kind}"),
+                ));
+            }
+            if let Some(unknown) = unknown {
+                return Err(ContractError::invalid("p_transfers", format!("[{i}] has unknown fields: {unknown}")));
+            }
+            if let Some(key) = &key {
+                if !keys.insert(key.clone()) {
+                    return Err(ContractError::invalid(
+                        "p_transfers",
+                        format!("[{i}] repeats idempotency_key {key:?} of an earlier transfer of the batch"),
+                    ));
+                }
+            }
+            let is_object = metadata.as_ref().is_none_or(|m| m.0.is_object());
+            let metadata = metadata.map_or(Metadata::Empty, Metadata::Json);
+            Leg::check(debit, credit, amount, key, hold, transaction, metadata, is_object)
+                .map_err(|e| e.in_element("p_transfers", i))
+        };
+        legs.push(check().or_raise());
+    }
+    SetOfIterator::new(transfer(legs, true))
+}
+
+enum Resolution {
+    /// Post the hold, in full (None) or this much of it.
+    Post(Option<(AnyNumeric, String)>),
+    Void,
+    /// Release it if it lapsed (maintenance); nothing to do otherwise.
+    Expire,
+}
+
+/// Posts, voids or expires hold `id`. Returns the posting transfer's id for a post, the hold's
+/// for a void or an expiry, None when an expiry found nothing to do.
+fn resolve(id: Uuid, resolution: Resolution) -> Result<Option<Uuid>, ContractError> {
+    let plans = plans();
+    let unknown = || ContractError::NoDataFound(format!("wallet transfer {id} does not exist"));
+    let accounts = plans.hold_accounts.query(&[id.into()], |row| (row.get::<Uuid>(0), row.get::<Uuid>(1)));
+    let Some(&(Some(debit), Some(credit))) = accounts.first() else { return Err(unknown()) };
+    learn_hot(&plans, &[credit]);
+    let (changed, credited) =
+        if known_hot(credit) { (vec![debit], vec![credit]) } else { (vec![debit, credit], vec![]) };
+    let mut ledger = Ledger::lock(Rc::clone(&plans), &changed, &credited)?;
+    // Locked after its accounts, like every writer: concurrent resolutions queue on the
+    // accounts first, then find it resolved.
+    let hold = plans.lock_hold.query(&[id.into()], |row| {
+        (
+            row.get::<AnyNumeric>(0),
+            row.get::<String>(1).unwrap_or_default(),
+            row.get::<TimestampWithTimeZone>(2),
+            row.get::<Uuid>(3),
+            row.get::<Uuid>(4),
+            row.get::<Uuid>(5),
+        )
+    });
+    let Some((Some(held), status, expires_at, transaction_id, d, c)) = hold.into_iter().next() else {
+        return Err(unknown());
+    };
+    if d != Some(debit) || c != Some(credit) {
+        return Err(ContractError::SerializationFailure(format!(
+            "wallet transfer {id} changed while it was read; retry"
+        )));
+    }
+    let Some(expires_at) = expires_at else {
+        return Err(ContractError::NotInPrerequisiteState(format!(
+            "wallet transfer {id} is not a hold: it was posted at once"
+        )));
+    };
+    let now = backend::now();
+    let lapsed = pg_sys::TimestampTz::from(expires_at) <= now;
+    if let Resolution::Expire = resolution {
+        if status != PENDING || !lapsed {
+            return Ok(None);
+        }
+    } else if status != PENDING {
+        return Err(ContractError::NotInPrerequisiteState(format!("wallet hold {id} is {status}")));
+    } else if lapsed {
+        return Err(ContractError::NotInPrerequisiteState(format!(
+            "wallet hold {id} expired at {expires_at}; it is released by run_maintenance()"
+        )));
+    }
+    ledger.release(debit, credit, &held);
+    let (result, new_status) = match resolution {
+        Resolution::Post(amount) => {
+            let amount = match amount {
+                None => held.clone(),
+                Some((amount, text)) => {
+                    if amount > held {
+                        return Err(ContractError::NotInPrerequisiteState(format!(
+                            "cannot post {text} of wallet hold {id}: it holds {held}"
+                        )));
+                    }
+                    amount
+                }
+            };
+            ledger.account(debit).check_active()?;
+            ledger.account(credit).check_active()?;
+            let posting = new_v7();
+            ledger.insert_transfer(
+                posting,
+                debit,
+                credit,
+                &amount,
+                POSTED,
+                None,
+                Some(id),
+                None,
+                transaction_id,
+                &Metadata::Empty,
+            );
+            ledger.post(posting, debit, credit, &amount)?;
+            (posting, POSTED)
+        }
+        Resolution::Void => (id, VOIDED),
+        Resolution::Expire => (id, EXPIRED),
+    };
+    plans.resolve_hold.execute(&[id.into(), new_status.into(), timestamptz(now).into()]);
+    ledger.write();
+    Ok(Some(result))
+}
+
+#[pg_extern(volatile, parallel_unsafe)]
+fn post_wallet_hold(p_transfer_id: Option<Uuid>, p_amount: default!(Option<AnyNumeric>, "NULL")) -> Uuid {
+    let id = required(p_transfer_id, "p_transfer_id").or_raise();
+    let amount = p_amount.map(|a| check_amount(&a).map(|text| (a, text))).transpose().or_raise();
+    resolve(id, Resolution::Post(amount)).or_raise().expect("a post returns its id")
+}
+
+#[pg_extern(volatile, parallel_unsafe)]
+fn void_wallet_hold(p_transfer_id: Option<Uuid>) -> bool {
+    let id = required(p_transfer_id, "p_transfer_id").or_raise();
+    resolve(id, Resolution::Void).or_raise().is_some()
+}
+
+#[pg_extern(volatile, parallel_unsafe, name = "_expire_wallet_holds")]
+fn expire_wallet_holds() -> i64 {
+    let plans = plans();
+    let due = plans.due_holds.query(&[timestamptz(backend::now()).into()], |row| row.get::<Uuid>(0));
+    let mut expired = 0;
+    for id in due.into_iter().flatten() {
+        if resolve(id, Resolution::Expire).or_raise().is_some() {
+            expired += 1;
+        }
+    }
+    expired
+}
+
+/// Folds one hot account's credits (0 for an account that is not hot).
+fn fold_account(plans: &Rc<Plans>, id: Uuid) -> Result<i64, ContractError> {
+    let mut ledger = Ledger::lock(Rc::clone(plans), &[id], &[])?;
+    if !ledger.account(id).hot {
+        return Ok(0);
+    }
+    let folded = ledger.fold(id);
+    ledger.write();
+    Ok(folded as i64)
+}
+
+#[pg_extern(volatile, parallel_unsafe, name = "_fold_wallet_credits")]
+fn fold_wallet_credits(p_account_id: Option<Uuid>) -> i64 {
+    let id = required(p_account_id, "p_account_id").or_raise();
+    fold_account(&plans(), id).or_raise()
+}
+
+#[pg_extern(volatile, parallel_unsafe, name = "_fold_all_wallet_credits")]
+fn fold_all_wallet_credits() -> i64 {
+    let plans = plans();
+    let accounts = plans.hot_accounts.query(&[], |row| row.get::<Uuid>(0));
+    let mut folded = 0;
+    for id in accounts.into_iter().flatten() {
+        folded += fold_account(&plans, id).or_raise();
+    }
+    folded
+}
