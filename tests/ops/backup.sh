@@ -76,7 +76,7 @@ restore psql easymo_backup_plain
 [ "$(grep -c '' "$out/before.txt")" -ge 20 ] || die "backup: expected 20 or more lines, got $(grep -c '' "$out/before.txt")"
 grep -E '^[a-z_.]+\|0\|' "$out/before.txt" | grep -v 'feature_flag_exposure_counters' && die "backup: a table was empty before the dump"
 
-# The restored database works: replays find their keys, streams continue at their version,
+# The restored database works: replays find their keys (wallet transfers too), streams continue at their version,
 # new references continue the sequence, flags, cache and nearby search answer, and maintenance
 # makes next months' partitions as before.
 for db in easymo_backup_custom easymo_backup_plain; do
@@ -92,11 +92,17 @@ SELECT 'flag ' || is_feature_enabled('dark_mode', '00000000-0000-4000-8000-00000
 SELECT 'cache ' || get_cache('user:7')::text;
 SELECT 'nearby ' || count(*) FROM find_nearby_locations(-1.95, 30.06, 5000, NULL, 1000);
 SELECT 'claim ' || count(*) FROM read_messages('orders', 5, 30);
+SELECT 'wallet replay ' || (wallet_transfer((SELECT id FROM wallet_accounts WHERE name = 'momo'),
+                                            (SELECT id FROM wallet_accounts WHERE name = 'wallet 1'), 1000, 'topup-wallet 1')
+                            = (SELECT id FROM wallet_transfers WHERE idempotency_key = 'topup-wallet 1'));
+SELECT 'wallet fee ' || (wallet_transfer((SELECT id FROM wallet_accounts WHERE name = 'wallet 2'),
+                                         (SELECT id FROM wallet_accounts WHERE name = 'fees'), 1) IS NOT NULL);
+SELECT 'wallets reconciled ' || bool_and(ok) FROM reconcile_wallets();
 SELECT 'maintenance errors ' || (run_maintenance() -> 'errors')::text;
 SELECT 'partition ahead ' || count(*) FROM pg_class
  WHERE relname = 'system_metrics_p' || to_char(now() AT TIME ZONE 'UTC' + interval '6 months', 'YYYY_MM');
 SQL
-    expected=$'replay true\nnew reference true\nappend 9\nflag true\ncache {"n": 7}\nnearby 200\nclaim 5\nmaintenance errors {}\npartition ahead 1'
+    expected=$'replay true\nnew reference true\nappend 9\nflag true\ncache {"n": 7}\nnearby 200\nclaim 5\nwallet replay true\nwallet fee true\nwallets reconciled true\nmaintenance errors {}\npartition ahead 1'
     if [ "$(cat "$out/works-$db.txt")" != "$expected" ]; then
         printf 'got:\n%s\nexpected:\n%s\n' "$(cat "$out/works-$db.txt")" "$expected" >&2
         die "backup: the database restored into $db does not work as expected"

@@ -45,5 +45,17 @@ SELECT ('00000000-0000-4000-8000-' || lpad((g % 9)::text, 12, '0'))::uuid, 'pick
 SELECT cache_route(-1.95, 30.06, -1.94, 30.07, 1500, 300);
 SELECT set_cache('user:' || g, jsonb_build_object('n', g), 3600, 'profile', ARRAY['users']) FROM generate_series(1, 30) g;
 INSERT INTO cache_stat_counters (cache_type, hits, misses) VALUES ('profile', 5, 2);
+-- Wallets (0.3.0 on): top-ups from an external account, fees to a hot account (left unfolded),
+-- open holds.
+SELECT to_regproc('create_wallet_account') IS NOT NULL AS has_wallets \gset
+\if :has_wallets
+SELECT create_wallet_account('RWF', 'external', p_name => 'momo') AS w_ext,
+       create_wallet_account('RWF', 'platform', p_name => 'fees', p_hot => true) AS w_fees \gset
+SELECT create_wallet_account('RWF', 'user', ('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, 'wallet ' || g)
+  FROM generate_series(1, 5) g;
+SELECT wallet_transfer(:'w_ext', id, 1000, 'topup-' || name) FROM wallet_accounts WHERE kind = 'user';
+SELECT wallet_transfer(id, :'w_fees', 10.5) FROM wallet_accounts WHERE kind = 'user';
+SELECT wallet_transfer(id, :'w_ext', 100, NULL, 3600) FROM wallet_accounts WHERE kind = 'user';
+\endif
 -- Rows in months that have no partition yet go to DEFAULT; ensure_partitions moves them.
 SELECT ensure_partitions(3);
