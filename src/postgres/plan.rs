@@ -100,7 +100,8 @@ pub struct ResultRow {
 
 impl ResultRow {
     /// Column `column` (from 0) as a Rust value (copied out), None for NULL. The column's type
-    /// must be the one `T` reads: the statements are ours, so a mismatch is a bug, reported.
+    /// must be the one `T` reads: the statements are ours, so a mismatch means a table was
+    /// altered (a column retyped): 55000, as for any table not as easymo created it.
     pub fn get<T: FromDatum + IntoDatum>(&self, column: usize) -> Option<T> {
         let attno = column as i32 + 1;
         // SAFETY: the tuple and descriptor are SPI's result, alive until SPI_finish; the type is
@@ -108,7 +109,14 @@ impl ResultRow {
         unsafe {
             let type_oid = pg_sys::SPI_gettypeid(self.desc, attno);
             if type_oid != T::type_oid() {
-                error!("result column {attno} is of type {type_oid:?}, read as {:?}", T::type_oid());
+                crate::error::raise(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!(
+                        "an easymo table is not as easymo created it: a column read as type {} is of type {}",
+                        u32::from(T::type_oid()),
+                        u32::from(type_oid)
+                    ),
+                );
             }
             let mut is_null = false;
             let datum = pg_sys::SPI_getbinval(self.tuple, self.desc, attno, &mut is_null);
