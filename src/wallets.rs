@@ -50,7 +50,7 @@ const EXPIRED: &str = "expired";
 pub const MAX_HOLD_SECONDS: i32 = 31_536_000;
 pub const MAX_BATCH_TRANSFERS: usize = 100;
 /// How many lapsed holds one maintenance run releases (the next run takes the rest).
-const EXPIRE_PER_RUN: i64 = 10_000;
+const EXPIRE_PER_RUN: i64 = 1_000;
 
 /// What a replay reads of wallet_transfers, through its unique index on idempotency_key.
 static TRANSFERS: TableSpec = TableSpec {
@@ -130,6 +130,9 @@ fn lookup_key(key: &str, fresh: bool) -> Option<FirstUse> {
 struct Plans {
     lock_exclusive: WritePlan,
     lock_shared: WritePlan,
+    /// For maintenance, which takes what is free and never waits (see `expire_wallet_holds`).
+    lock_exclusive_free: WritePlan,
+    lock_shared_free: WritePlan,
     fold: WritePlan,
     insert_transfer: WritePlan,
     update_accounts: WritePlan,
@@ -171,6 +174,8 @@ fn prepare(table: &Table) -> Plans {
     Plans {
         lock_exclusive: lock("NO KEY UPDATE"),
         lock_shared: lock("KEY SHARE"),
+        lock_exclusive_free: lock("NO KEY UPDATE SKIP LOCKED"),
+        lock_shared_free: lock("KEY SHARE SKIP LOCKED"),
         fold: WritePlan::prepare(
             &format!("DELETE FROM {hot} WHERE account_id = $1 RETURNING id, transfer_id, amount, created_at"),
             &[UUIDOID],
@@ -248,8 +253,8 @@ fn prepare(table: &Table) -> Plans {
         ),
         due_holds: WritePlan::prepare(
             &format!(
-                "SELECT id FROM {transfers} WHERE status = '{PENDING}' AND expires_at <= $1 \
-                 ORDER BY expires_at LIMIT {EXPIRE_PER_RUN}"
+                "SELECT id, debit_account_id, credit_account_id FROM {transfers} \
+                 WHERE status = '{PENDING}' AND expires_at <= $1 ORDER BY expires_at LIMIT {EXPIRE_PER_RUN}"
             ),
             &[TIMESTAMPTZOID],
         ),
@@ -474,6 +479,17 @@ impl Ledger {
     /// Locks `changed` (accounts whose row this call may change) FOR NO KEY UPDATE, then
     /// `credited` (hot accounts it only credits) FOR KEY SHARE, each set in id order.
     fn lock(plans: Rc<Plans>, changed: &[Uuid], credited: &[Uuid]) -> Result<Ledger, ContractError> {
+        Ledger::lock_with(plans, changed, credited, false)
+    }
+
+    /// `lock`, or with `free_only` the accounts among them that no one holds now (SKIP LOCKED):
+    /// the others are left out, and nothing waits.
+    fn lock_with(
+        plans: Rc<Plans>,
+        changed: &[Uuid],
+        credited: &[Uuid],
+        free_only: bool,
+    ) -> Result<Ledger, ContractError> {
         let mut exclusive: Vec<Uuid> = changed.to_vec();
         exclusive.sort();
         exclusive.dedup();
@@ -482,8 +498,12 @@ impl Ledger {
         shared.sort();
         shared.dedup();
         let mut accounts = BTreeMap::new();
-        for (ids, exclusive, plan) in [(&exclusive, true, &plans.lock_exclusive), (&shared, false, &plans.lock_shared)]
-        {
+        let (lock_exclusive, lock_shared) = if free_only {
+            (&plans.lock_exclusive_free, &plans.lock_shared_free)
+        } else {
+            (&plans.lock_exclusive, &plans.lock_shared)
+        };
+        for (ids, exclusive, plan) in [(&exclusive, true, lock_exclusive), (&shared, false, lock_shared)] {
             if ids.is_empty() {
                 continue;
             }
@@ -499,7 +519,7 @@ impl Ledger {
                 }
                 accounts.insert(account.id, account);
             }
-            if let Some(missing) = ids.iter().find(|id| !accounts.contains_key(id)) {
+            if let Some(missing) = ids.iter().find(|id| !accounts.contains_key(id)).filter(|_| !free_only) {
                 return Err(ContractError::NoDataFound(format!("wallet account {missing} does not exist")));
             }
         }
@@ -514,6 +534,11 @@ impl Ledger {
 
     fn account(&self, id: Uuid) -> &Account {
         &self.accounts[&id]
+    }
+
+    /// Whether `id` is locked, and exclusively when `exclusive` (for `lock_with(free_only)`).
+    fn holds(&self, id: Uuid, exclusive: bool) -> bool {
+        self.accounts.get(&id).is_some_and(|a| a.exclusive || !exclusive)
     }
 
     /// The account, ready to change: a hot one has its committed credits folded in first, so
@@ -886,13 +911,43 @@ enum Resolution {
 /// for a void or an expiry, None when an expiry found nothing to do.
 fn resolve(id: Uuid, resolution: Resolution) -> Result<Option<Uuid>, ContractError> {
     let plans = plans();
-    let unknown = || ContractError::NoDataFound(format!("wallet transfer {id} does not exist"));
     let accounts = plans.hold_accounts.query(&[id.into()], |row| (row.get::<Uuid>(0), row.get::<Uuid>(1)));
-    let Some(&(Some(debit), Some(credit))) = accounts.first() else { return Err(unknown()) };
-    learn_hot(&plans, &[credit]);
-    let (changed, credited) =
-        if known_hot(credit) { (vec![debit], vec![credit]) } else { (vec![debit, credit], vec![]) };
-    let mut ledger = Ledger::lock(Rc::clone(&plans), &changed, &credited)?;
+    let Some(&(Some(debit), Some(credit))) = accounts.first() else {
+        return Err(ContractError::NoDataFound(format!("wallet transfer {id} does not exist")));
+    };
+    let mut ledger = lock_for_holds(&plans, &[(debit, credit)], false)?;
+    let result = resolve_locked(&mut ledger, id, debit, credit, resolution)?;
+    ledger.write();
+    Ok(result)
+}
+
+/// Locks the accounts of holds (debit, credit), all in one go as every writer does (with
+/// `free_only`, those no one holds now).
+fn lock_for_holds(plans: &Rc<Plans>, holds: &[(Uuid, Uuid)], free_only: bool) -> Result<Ledger, ContractError> {
+    learn_hot(plans, &holds.iter().map(|h| h.1).collect::<Vec<_>>());
+    let mut changed = Vec::new();
+    let mut credited = Vec::new();
+    for &(debit, credit) in holds {
+        changed.push(debit);
+        if known_hot(credit) {
+            credited.push(credit);
+        } else {
+            changed.push(credit);
+        }
+    }
+    Ledger::lock_with(Rc::clone(plans), &changed, &credited, free_only)
+}
+
+/// `resolve` once the hold's accounts are locked in `ledger`.
+fn resolve_locked(
+    ledger: &mut Ledger,
+    id: Uuid,
+    debit: Uuid,
+    credit: Uuid,
+    resolution: Resolution,
+) -> Result<Option<Uuid>, ContractError> {
+    let plans = Rc::clone(&ledger.plans);
+    let unknown = || ContractError::NoDataFound(format!("wallet transfer {id} does not exist"));
     // Locked after its accounts, like every writer: concurrent resolutions queue on the
     // accounts first, then find it resolved.
     let hold = plans.lock_hold.query(&[id.into()], |row| {
@@ -967,7 +1022,6 @@ fn resolve(id: Uuid, resolution: Resolution) -> Result<Option<Uuid>, ContractErr
         Resolution::Expire => (id, EXPIRED),
     };
     plans.resolve_hold.execute(&[id.into(), new_status.into(), timestamptz(now).into()]);
-    ledger.write();
     Ok(Some(result))
 }
 
@@ -984,23 +1038,43 @@ fn void_wallet_hold(p_transfer_id: Option<Uuid>) -> bool {
     resolve(id, Resolution::Void).or_raise().is_some()
 }
 
+/// Releases lapsed holds, up to EXPIRE_PER_RUN, whose accounts no one holds now: maintenance
+/// takes what is free and never waits (it runs several steps in one transaction, and waiting
+/// there while holding what an earlier step locked could deadlock with a writer). A hold whose
+/// account is busy is released by the next run.
 #[pg_extern(volatile, parallel_unsafe, name = "_expire_wallet_holds")]
 fn expire_wallet_holds() -> i64 {
     let plans = plans();
-    let due = plans.due_holds.query(&[timestamptz(backend::now()).into()], |row| row.get::<Uuid>(0));
+    let due: Vec<(Uuid, Uuid, Uuid)> = plans
+        .due_holds
+        .query(&[timestamptz(backend::now()).into()], |row| {
+            (row.get::<Uuid>(0), row.get::<Uuid>(1), row.get::<Uuid>(2))
+        })
+        .into_iter()
+        .filter_map(|(id, d, c)| Some((id?, d?, c?)))
+        .collect();
+    if due.is_empty() {
+        return 0;
+    }
+    let mut ledger = lock_for_holds(&plans, &due.iter().map(|&(_, d, c)| (d, c)).collect::<Vec<_>>(), true).or_raise();
     let mut expired = 0;
-    for id in due.into_iter().flatten() {
-        if resolve(id, Resolution::Expire).or_raise().is_some() {
+    for (id, debit, credit) in due {
+        if !ledger.holds(debit, true) || !ledger.holds(credit, !known_hot(credit)) {
+            continue;
+        }
+        if resolve_locked(&mut ledger, id, debit, credit, Resolution::Expire).or_raise().is_some() {
             expired += 1;
         }
     }
+    ledger.write();
     expired
 }
 
-/// Folds one hot account's credits (0 for an account that is not hot).
-fn fold_account(plans: &Rc<Plans>, id: Uuid) -> Result<i64, ContractError> {
-    let mut ledger = Ledger::lock(Rc::clone(plans), &[id], &[])?;
-    if !ledger.account(id).hot {
+/// Folds one hot account's credits (0 for an account that is not hot; with `free_only`, 0 for
+/// one someone holds now, whose next debit folds it anyway).
+fn fold_account(plans: &Rc<Plans>, id: Uuid, free_only: bool) -> Result<i64, ContractError> {
+    let mut ledger = Ledger::lock_with(Rc::clone(plans), &[id], &[], free_only)?;
+    if !ledger.holds(id, true) || !ledger.account(id).hot {
         return Ok(0);
     }
     let folded = ledger.fold(id);
@@ -1011,16 +1085,17 @@ fn fold_account(plans: &Rc<Plans>, id: Uuid) -> Result<i64, ContractError> {
 #[pg_extern(volatile, parallel_unsafe, name = "_fold_wallet_credits")]
 fn fold_wallet_credits(p_account_id: Option<Uuid>) -> i64 {
     let id = required(p_account_id, "p_account_id").or_raise();
-    fold_account(&plans(), id).or_raise()
+    fold_account(&plans(), id, false).or_raise()
 }
 
 #[pg_extern(volatile, parallel_unsafe, name = "_fold_all_wallet_credits")]
 fn fold_all_wallet_credits() -> i64 {
     let plans = plans();
+    // Maintenance: only the accounts no one holds now (see expire_wallet_holds).
     let accounts = plans.hot_accounts.query(&[], |row| row.get::<Uuid>(0));
     let mut folded = 0;
     for id in accounts.into_iter().flatten() {
-        folded += fold_account(&plans, id).or_raise();
+        folded += fold_account(&plans, id, true).or_raise();
     }
     folded
 }
