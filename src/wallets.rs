@@ -27,10 +27,9 @@ use crate::error::{required, ContractError, OrRaise};
 use crate::ids::new_v7;
 use crate::money::{check_amount, check_key};
 use crate::postgres::backend;
-use crate::postgres::datum::{timestamptz, RawJsonb};
+use crate::postgres::datum::{jsonb_array, timestamptz, RawJsonb};
 use crate::postgres::plan::{prepared, PlanSlot, ResultRow, WritePlan};
 use crate::postgres::relation::{self, Column, Table, TableSpec};
-use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, JsonB, Uuid};
 use std::cell::RefCell;
@@ -134,10 +133,7 @@ struct Plans {
     lock_exclusive_free: WritePlan,
     lock_shared_free: WritePlan,
     fold: WritePlan,
-    insert_transfer: WritePlan,
-    update_accounts: WritePlan,
-    insert_entries: WritePlan,
-    insert_hot_credits: WritePlan,
+    write: WritePlan,
     hold_accounts: WritePlan,
     lock_hold: WritePlan,
     resolve_hold: WritePlan,
@@ -158,8 +154,8 @@ const ACCOUNT_COLUMNS: &str =
 
 fn prepare(table: &Table) -> Plans {
     use pg_sys::{
-        INT8ARRAYOID, JSONBOID, NUMERICARRAYOID, NUMERICOID, TEXTOID, TIMESTAMPTZARRAYOID, TIMESTAMPTZOID,
-        UUIDARRAYOID, UUIDOID,
+        INT8ARRAYOID, INT8OID, JSONBARRAYOID, JSONBOID, NUMERICARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZARRAYOID,
+        TIMESTAMPTZOID, UUIDARRAYOID, UUIDOID,
     };
     let transfers = &table.ext.qualified;
     let accounts = table.ext.sibling("wallet_accounts");
@@ -180,46 +176,57 @@ fn prepare(table: &Table) -> Plans {
             &format!("DELETE FROM {hot} WHERE account_id = $1 RETURNING id, transfer_id, amount, created_at"),
             &[UUIDOID],
         ),
-        // Inserts nothing (processes 0 rows) when the key is taken.
-        insert_transfer: WritePlan::prepare(
+        // Everything a call writes, in one statement. The transfers claim their keys
+        // (`ON CONFLICT DO NOTHING`); the accounts, entries and hot credits are written only
+        // when every transfer was ($15 of them).
+        write: WritePlan::prepare(
             &format!(
-                "INSERT INTO {transfers} (id, debit_account_id, credit_account_id, debit_user_id, credit_user_id, amount, \
-                 currency, status, expires_at, pending_id, idempotency_key, transaction_id, metadata, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-                 ON CONFLICT (idempotency_key) DO NOTHING"
+                "WITH t AS ( \
+                   INSERT INTO {transfers} (id, debit_account_id, credit_account_id, debit_user_id, credit_user_id, \
+                       amount, currency, status, expires_at, pending_id, idempotency_key, transaction_id, metadata, created_at) \
+                   SELECT x.id, x.debit, x.credit, x.debit_user, x.credit_user, x.amount, x.currency, x.status, \
+                          x.expires_at, x.pending_id, x.key, x.transaction_id, coalesce(x.metadata, '{{}}'), $14 \
+                     FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                          AS x(id, debit, credit, debit_user, credit_user, amount, currency, status, expires_at, \
+                               pending_id, key, transaction_id, metadata) \
+                   ON CONFLICT (idempotency_key) DO NOTHING \
+                   RETURNING id), \
+                 claimed AS (SELECT count(*) = $15 AS all FROM t), \
+                 a AS ( \
+                   UPDATE {accounts} a SET posted = u.posted, pending_debits = u.pending_debits, \
+                          pending_credits = u.pending_credits, version = u.version, updated_at = $21 \
+                     FROM unnest($16, $17, $18, $19, $20) AS u(id, posted, pending_debits, pending_credits, version) \
+                    WHERE a.id = u.id AND (SELECT claimed.all FROM claimed)), \
+                 e AS ( \
+                   INSERT INTO {entries} (account_id, version, transfer_id, user_id, amount, balance_after, created_at) \
+                   SELECT * FROM unnest($22, $23, $24, $25, $26, $27, $28) WHERE (SELECT claimed.all FROM claimed)), \
+                 h AS ( \
+                   INSERT INTO {hot} (account_id, id, transfer_id, user_id, amount, created_at) \
+                   SELECT *, $14 FROM unnest($29, $30, $31, $32, $33) WHERE (SELECT claimed.all FROM claimed)) \
+                 SELECT id FROM t"
             ),
             &[
-                UUIDOID,
-                UUIDOID,
-                UUIDOID,
-                UUIDOID,
-                UUIDOID,
-                NUMERICOID,
-                TEXTOID,
-                TEXTOID,
+                UUIDARRAYOID,
+                UUIDARRAYOID,
+                UUIDARRAYOID,
+                UUIDARRAYOID,
+                UUIDARRAYOID,
+                NUMERICARRAYOID,
+                TEXTARRAYOID,
+                TEXTARRAYOID,
+                TIMESTAMPTZARRAYOID,
+                UUIDARRAYOID,
+                TEXTARRAYOID,
+                UUIDARRAYOID,
+                JSONBARRAYOID,
                 TIMESTAMPTZOID,
-                UUIDOID,
-                TEXTOID,
-                UUIDOID,
-                JSONBOID,
+                INT8OID,
+                UUIDARRAYOID,
+                NUMERICARRAYOID,
+                NUMERICARRAYOID,
+                NUMERICARRAYOID,
+                INT8ARRAYOID,
                 TIMESTAMPTZOID,
-            ],
-        ),
-        update_accounts: WritePlan::prepare(
-            &format!(
-                "UPDATE {accounts} a SET posted = u.posted, pending_debits = u.pending_debits, \
-                 pending_credits = u.pending_credits, version = u.version, updated_at = $6 \
-                 FROM unnest($1, $2, $3, $4, $5) AS u(id, posted, pending_debits, pending_credits, version) \
-                 WHERE a.id = u.id"
-            ),
-            &[UUIDARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID, NUMERICARRAYOID, INT8ARRAYOID, TIMESTAMPTZOID],
-        ),
-        insert_entries: WritePlan::prepare(
-            &format!(
-                "INSERT INTO {entries} (account_id, version, transfer_id, user_id, amount, balance_after, created_at) \
-                 SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7)"
-            ),
-            &[
                 UUIDARRAYOID,
                 INT8ARRAYOID,
                 UUIDARRAYOID,
@@ -227,14 +234,12 @@ fn prepare(table: &Table) -> Plans {
                 NUMERICARRAYOID,
                 NUMERICARRAYOID,
                 TIMESTAMPTZARRAYOID,
+                UUIDARRAYOID,
+                UUIDARRAYOID,
+                UUIDARRAYOID,
+                UUIDARRAYOID,
+                NUMERICARRAYOID,
             ],
-        ),
-        insert_hot_credits: WritePlan::prepare(
-            &format!(
-                "INSERT INTO {hot} (account_id, id, transfer_id, user_id, amount, created_at) \
-                 SELECT * FROM unnest($1, $2, $3, $4, $5, $6)"
-            ),
-            &[UUIDARRAYOID, UUIDARRAYOID, UUIDARRAYOID, UUIDARRAYOID, NUMERICARRAYOID, TIMESTAMPTZARRAYOID],
         ),
         hold_accounts: WritePlan::prepare(
             &format!("SELECT debit_account_id, credit_account_id FROM {transfers} WHERE id = $1"),
@@ -309,23 +314,6 @@ fn remember_hot(id: Uuid, hot: bool) {
     });
 }
 
-/// The metadata a transfer row gets.
-enum Metadata {
-    Raw(RawJsonb),
-    Json(JsonB),
-    Empty,
-}
-
-impl Metadata {
-    fn as_arg(&self) -> DatumWithOid<'_> {
-        match self {
-            Metadata::Raw(m) => m.as_arg(),
-            Metadata::Json(m) => JsonB(m.0.clone()).into(),
-            Metadata::Empty => JsonB(serde_json::json!({})).into(),
-        }
-    }
-}
-
 /// One transfer asked for, checked.
 struct Leg {
     debit: Uuid,
@@ -335,7 +323,8 @@ struct Leg {
     key: Option<String>,
     hold_seconds: Option<i32>,
     transaction_id: Option<Uuid>,
-    metadata: Metadata,
+    /// None: the table's default ('{}').
+    metadata: Option<RawJsonb>,
 }
 
 impl Leg {
@@ -347,7 +336,7 @@ impl Leg {
         key: Option<String>,
         hold_seconds: Option<i64>,
         transaction_id: Option<Uuid>,
-        metadata: Metadata,
+        metadata: Option<RawJsonb>,
         metadata_is_object: bool,
     ) -> Result<Leg, ContractError> {
         let debit = required(debit, "p_debit_account_id")?;
@@ -381,6 +370,7 @@ impl Leg {
 }
 
 /// An account as locked by this call, with the changes made to it so far.
+#[derive(Clone)]
 struct Account {
     id: Uuid,
     user_id: Option<Uuid>,
@@ -396,7 +386,6 @@ struct Account {
     /// Locked FOR NO KEY UPDATE, so its row may change; otherwise FOR KEY SHARE (a hot account
     /// only credited), whose credits go to wallet_hot_credits.
     exclusive: bool,
-    folded: bool,
     changed: bool,
 }
 
@@ -421,7 +410,6 @@ impl Account {
             }),
             hot: row.get(9).unwrap_or(false),
             exclusive,
-            folded: false,
             changed: false,
         }
     }
@@ -465,19 +453,37 @@ struct HotCredit {
     amount: AnyNumeric,
 }
 
+/// A transfer row to write.
+struct TransferRow {
+    id: Uuid,
+    debit: Uuid,
+    credit: Uuid,
+    amount: AnyNumeric,
+    status: &'static str,
+    expires_at: Option<TimestampWithTimeZone>,
+    pending_id: Option<Uuid>,
+    key: Option<String>,
+    transaction_id: Option<Uuid>,
+    metadata: Option<RawJsonb>,
+}
+
 /// The accounts one call locked, and what it will write.
 struct Ledger {
     plans: Rc<Plans>,
     accounts: BTreeMap<Uuid, Account>,
+    transfers: Vec<TransferRow>,
     entries: Vec<Entry>,
     hot_credits: Vec<HotCredit>,
+    /// How many hot credits the lock folded.
+    folded: usize,
     /// The transaction's start, which is what now() returns: the rows' created_at.
     now: TimestampWithTimeZone,
 }
 
 impl Ledger {
     /// Locks `changed` (accounts whose row this call may change) FOR NO KEY UPDATE, then
-    /// `credited` (hot accounts it only credits) FOR KEY SHARE, each set in id order.
+    /// `credited` (hot accounts it only credits) FOR KEY SHARE, each set in id order; then
+    /// folds the hot accounts locked exclusively.
     fn lock(plans: Rc<Plans>, changed: &[Uuid], credited: &[Uuid]) -> Result<Ledger, ContractError> {
         Ledger::lock_with(plans, changed, credited, false)
     }
@@ -523,13 +529,25 @@ impl Ledger {
                 return Err(ContractError::NoDataFound(format!("wallet account {missing} does not exist")));
             }
         }
-        Ok(Ledger {
+        let mut ledger = Ledger {
             plans,
             accounts,
+            transfers: Vec::new(),
             entries: Vec::new(),
             hot_credits: Vec::new(),
+            folded: 0,
             now: timestamptz(backend::transaction_start()),
-        })
+        };
+        // Folded now and written at once: what the call then does starts from an exact balance,
+        // and a fold never waits on the call's own idempotency claims.
+        let hot: Vec<Uuid> = ledger.accounts.values().filter(|a| a.hot && a.exclusive).map(|a| a.id).collect();
+        for id in hot {
+            ledger.folded += ledger.fold(id);
+        }
+        if ledger.folded > 0 {
+            ledger.write();
+        }
+        Ok(ledger)
     }
 
     fn account(&self, id: Uuid) -> &Account {
@@ -541,16 +559,7 @@ impl Ledger {
         self.accounts.get(&id).is_some_and(|a| a.exclusive || !exclusive)
     }
 
-    /// The account, ready to change: a hot one has its committed credits folded in first, so
-    /// its balance is exact and its versions stay in order.
     fn change(&mut self, id: Uuid) -> &mut Account {
-        let needs_fold = {
-            let a = &self.accounts[&id];
-            a.hot && a.exclusive && !a.folded
-        };
-        if needs_fold {
-            self.fold(id);
-        }
         let account = self.accounts.get_mut(&id).expect("locked");
         account.changed = true;
         account
@@ -565,7 +574,6 @@ impl Ledger {
         });
         credits.sort_by_key(|c| c.0);
         let account = self.accounts.get_mut(&id).expect("locked");
-        account.folded = true;
         for (credit_id, transfer_id, amount, created_at) in &credits {
             let (Some(_), Some(transfer_id), Some(amount), Some(created_at)) =
                 (credit_id, transfer_id, amount, created_at)
@@ -607,7 +615,7 @@ impl Ledger {
 
     /// Moves `amount` from `debit` to `credit` at once.
     fn post(&mut self, transfer_id: Uuid, debit: Uuid, credit: Uuid, amount: &AnyNumeric) -> Result<(), ContractError> {
-        self.change(debit).check_available(amount)?;
+        self.account(debit).check_available(amount)?;
         self.entry(debit, transfer_id, AnyNumeric::from(0) - amount.clone());
         if self.account(credit).exclusive {
             self.entry(credit, transfer_id, amount.clone());
@@ -646,55 +654,38 @@ impl Ledger {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn insert_transfer(
-        &self,
-        id: Uuid,
-        debit: Uuid,
-        credit: Uuid,
-        amount: &AnyNumeric,
-        status: &str,
-        expires_at: Option<TimestampWithTimeZone>,
-        pending_id: Option<Uuid>,
-        key: Option<&str>,
-        transaction_id: Option<Uuid>,
-        metadata: &Metadata,
-    ) -> bool {
-        let (d, c) = (self.account(debit), self.account(credit));
-        self.plans.insert_transfer.execute(&[
-            id.into(),
-            debit.into(),
-            credit.into(),
-            d.user_id.into(),
-            c.user_id.into(),
-            amount.clone().into(),
-            d.currency.as_str().into(),
-            status.into(),
-            expires_at.into(),
-            pending_id.into(),
-            key.into(),
-            transaction_id.into(),
-            metadata.as_arg(),
-            self.now.into(),
-        ]) == 1
-    }
-
-    /// Writes every changed account, every entry and every hot credit.
-    fn write(self) {
+    /// Writes, in one statement, the queued transfers (claiming their keys) and, when every
+    /// one of them was claimed, every changed account, entry and hot credit; returns the ids of
+    /// the transfers written. When a key was taken meanwhile, only the other transfer rows are
+    /// written and nothing else: the caller replays that leg and writes the rest again.
+    fn write(&mut self) -> Vec<Uuid> {
+        let t = std::mem::take(&mut self.transfers);
         let changed: Vec<&Account> = self.accounts.values().filter(|a| a.changed).collect();
-        if !changed.is_empty() {
-            self.plans.update_accounts.execute(&[
+        let (e, h) = (&self.entries, &self.hot_credits);
+        let user = |id: &Uuid| self.accounts[id].user_id;
+        let written = self.plans.write.query(
+            &[
+                t.iter().map(|t| t.id).collect::<Vec<_>>().into(),
+                t.iter().map(|t| t.debit).collect::<Vec<_>>().into(),
+                t.iter().map(|t| t.credit).collect::<Vec<_>>().into(),
+                t.iter().map(|t| user(&t.debit)).collect::<Vec<_>>().into(),
+                t.iter().map(|t| user(&t.credit)).collect::<Vec<_>>().into(),
+                t.iter().map(|t| t.amount.clone()).collect::<Vec<_>>().into(),
+                t.iter().map(|t| self.accounts[&t.debit].currency.clone()).collect::<Vec<_>>().into(),
+                t.iter().map(|t| t.status).collect::<Vec<_>>().into(),
+                t.iter().map(|t| t.expires_at).collect::<Vec<_>>().into(),
+                t.iter().map(|t| t.pending_id).collect::<Vec<_>>().into(),
+                t.iter().map(|t| t.key.clone()).collect::<Vec<_>>().into(),
+                t.iter().map(|t| t.transaction_id).collect::<Vec<_>>().into(),
+                jsonb_array(&t.iter().map(|t| t.metadata.as_ref()).collect::<Vec<_>>()),
+                self.now.into(),
+                (t.len() as i64).into(),
                 changed.iter().map(|a| a.id).collect::<Vec<_>>().into(),
                 changed.iter().map(|a| a.posted.clone()).collect::<Vec<_>>().into(),
                 changed.iter().map(|a| a.pending_debits.clone()).collect::<Vec<_>>().into(),
                 changed.iter().map(|a| a.pending_credits.clone()).collect::<Vec<_>>().into(),
                 changed.iter().map(|a| a.version).collect::<Vec<_>>().into(),
                 timestamptz(backend::now()).into(),
-            ]);
-        }
-        if !self.entries.is_empty() {
-            let e = &self.entries;
-            self.plans.insert_entries.execute(&[
                 e.iter().map(|e| e.account_id).collect::<Vec<_>>().into(),
                 e.iter().map(|e| e.version).collect::<Vec<_>>().into(),
                 e.iter().map(|e| e.transfer_id).collect::<Vec<_>>().into(),
@@ -702,19 +693,23 @@ impl Ledger {
                 e.iter().map(|e| e.amount.clone()).collect::<Vec<_>>().into(),
                 e.iter().map(|e| e.balance_after.clone()).collect::<Vec<_>>().into(),
                 e.iter().map(|e| e.created_at).collect::<Vec<_>>().into(),
-            ]);
-        }
-        if !self.hot_credits.is_empty() {
-            let h = &self.hot_credits;
-            self.plans.insert_hot_credits.execute(&[
                 h.iter().map(|c| c.account_id).collect::<Vec<_>>().into(),
                 h.iter().map(|c| c.id).collect::<Vec<_>>().into(),
                 h.iter().map(|c| c.transfer_id).collect::<Vec<_>>().into(),
                 h.iter().map(|c| c.user_id).collect::<Vec<_>>().into(),
                 h.iter().map(|c| c.amount.clone()).collect::<Vec<_>>().into(),
-                h.iter().map(|_| self.now).collect::<Vec<_>>().into(),
-            ]);
+            ],
+            |row| row.get::<Uuid>(0),
+        );
+        let written: Vec<Uuid> = written.into_iter().flatten().collect();
+        if written.len() == t.len() {
+            self.entries.clear();
+            self.hot_credits.clear();
+            for a in self.accounts.values_mut() {
+                a.changed = false;
+            }
         }
+        written
     }
 }
 
@@ -758,11 +753,14 @@ fn transfer(legs: Vec<Leg>, batch: bool) -> Vec<Uuid> {
     }
     // A hold on a hot account changes its row (its pending debits); a hold crediting it does not.
     let mut ledger = Ledger::lock(plans, &changed, &credited).or_raise();
+    // Where a leg starts from if a key is taken meanwhile and the others run again.
+    let locked = ledger.accounts.clone();
     let now = backend::now();
+    let mut run: Vec<(usize, Uuid)> = Vec::with_capacity(todo.len());
     for &i in &todo {
         let leg = &legs[i];
         let id = new_v7();
-        let run = |ledger: &mut Ledger| -> Result<Uuid, ContractError> {
+        let check = |ledger: &Ledger| -> Result<(), ContractError> {
             let (debit, credit) = (ledger.account(leg.debit), ledger.account(leg.credit));
             if debit.currency != credit.currency {
                 return Err(ContractError::invalid(
@@ -774,42 +772,63 @@ fn transfer(legs: Vec<Leg>, batch: bool) -> Vec<Uuid> {
                 ));
             }
             debit.check_active()?;
-            credit.check_active()?;
-            let expires_at = leg.hold_seconds.map(|s| timestamptz(now.saturating_add(i64::from(s) * 1_000_000)));
-            let status = if leg.hold_seconds.is_some() { PENDING } else { POSTED };
-            let claimed = ledger.insert_transfer(
-                id,
-                leg.debit,
-                leg.credit,
-                &leg.amount,
-                status,
-                expires_at,
-                None,
-                leg.key.as_deref(),
-                leg.transaction_id,
-                &leg.metadata,
-            );
-            if !claimed {
-                // A concurrent call with this key committed first: replay it.
-                let key = leg.key.as_deref().expect("only a key conflicts");
-                let Some(first) = lookup_key(key, true) else {
-                    return Err(ContractError::SerializationFailure(format!(
-                        "idempotency key {key:?} was taken and released by a concurrent call; retry"
-                    )));
-                };
-                return first.replay(key, leg);
-            }
-            if leg.hold_seconds.is_some() {
-                ledger.hold(leg.debit, leg.credit, &leg.amount)?;
-            } else {
-                ledger.post(id, leg.debit, leg.credit, &leg.amount)?;
-            }
-            Ok(id)
+            credit.check_active()
         };
-        ids[i] = Some(run(&mut ledger).map_err(|e| in_leg(i, e)).or_raise());
+        check(&ledger).map_err(|e| in_leg(i, e)).or_raise();
+        ledger.transfers.push(TransferRow {
+            id,
+            debit: leg.debit,
+            credit: leg.credit,
+            amount: leg.amount.clone(),
+            status: if leg.hold_seconds.is_some() { PENDING } else { POSTED },
+            expires_at: leg.hold_seconds.map(|s| timestamptz(now.saturating_add(i64::from(s) * 1_000_000))),
+            pending_id: None,
+            key: leg.key.clone(),
+            transaction_id: leg.transaction_id,
+            metadata: leg.metadata.clone(),
+        });
+        apply(&mut ledger, leg, id).map_err(|e| in_leg(i, e)).or_raise();
+        run.push((i, id));
     }
-    ledger.write();
+    let written = ledger.write();
+    if written.len() < run.len() {
+        // A concurrent call with one of the keys committed first: that leg replays it, and the
+        // others (their transfer rows are written) run again without it.
+        ledger.accounts = locked;
+        ledger.entries.clear();
+        ledger.hot_credits.clear();
+        for (i, id) in run {
+            let leg = &legs[i];
+            if written.contains(&id) {
+                apply(&mut ledger, leg, id).map_err(|e| in_leg(i, e)).or_raise();
+                ids[i] = Some(id);
+                continue;
+            }
+            let key = leg.key.as_deref().expect("only a key conflicts");
+            let Some(first) = lookup_key(key, true) else {
+                ContractError::SerializationFailure(format!(
+                    "idempotency key {key:?} was taken and released by a concurrent call; retry"
+                ))
+                .raise()
+            };
+            ids[i] = Some(first.replay(key, leg).map_err(|e| in_leg(i, e)).or_raise());
+        }
+        ledger.write();
+    } else {
+        for (i, id) in run {
+            ids[i] = Some(id);
+        }
+    }
     ids.into_iter().map(|id| id.expect("every leg ran")).collect()
+}
+
+/// What leg `leg` (transfer `id`) does to the locked accounts.
+fn apply(ledger: &mut Ledger, leg: &Leg, id: Uuid) -> Result<(), ContractError> {
+    if leg.hold_seconds.is_some() {
+        ledger.hold(leg.debit, leg.credit, &leg.amount)
+    } else {
+        ledger.post(id, leg.debit, leg.credit, &leg.amount)
+    }
 }
 
 /// Moves money between two accounts, at once or as a hold; see the COMMENT in sql/wallets.sql.
@@ -824,7 +843,7 @@ fn wallet_transfer(
     p_metadata: default!(Option<RawJsonb>, "'{}'"),
 ) -> Uuid {
     let is_object = p_metadata.as_ref().is_none_or(|m| m.check_object("p_metadata").is_ok());
-    let metadata = p_metadata.map_or(Metadata::Empty, Metadata::Raw);
+    let metadata = p_metadata;
     let leg = Leg::check(
         p_debit_account_id,
         p_credit_account_id,
@@ -890,7 +909,7 @@ fn wallet_transfer_batch(p_transfers: Option<RawJsonb>) -> SetOfIterator<'static
                 }
             }
             let is_object = metadata.as_ref().is_none_or(|m| m.0.is_object());
-            let metadata = metadata.map_or(Metadata::Empty, Metadata::Json);
+            let metadata = metadata.map(RawJsonb::from_jsonb);
             Leg::check(debit, credit, amount, key, hold, transaction, metadata, is_object)
                 .map_err(|e| e.in_element("p_transfers", i))
         };
@@ -1003,18 +1022,18 @@ fn resolve_locked(
             ledger.account(debit).check_active()?;
             ledger.account(credit).check_active()?;
             let posting = new_v7();
-            ledger.insert_transfer(
-                posting,
+            ledger.transfers.push(TransferRow {
+                id: posting,
                 debit,
                 credit,
-                &amount,
-                POSTED,
-                None,
-                Some(id),
-                None,
+                amount: amount.clone(),
+                status: POSTED,
+                expires_at: None,
+                pending_id: Some(id),
+                key: None,
                 transaction_id,
-                &Metadata::Empty,
-            );
+                metadata: None,
+            });
             ledger.post(posting, debit, credit, &amount)?;
             (posting, POSTED)
         }
@@ -1073,13 +1092,9 @@ fn expire_wallet_holds() -> i64 {
 /// Folds one hot account's credits (0 for an account that is not hot; with `free_only`, 0 for
 /// one someone holds now, whose next debit folds it anyway).
 fn fold_account(plans: &Rc<Plans>, id: Uuid, free_only: bool) -> Result<i64, ContractError> {
-    let mut ledger = Ledger::lock_with(Rc::clone(plans), &[id], &[], free_only)?;
-    if !ledger.holds(id, true) || !ledger.account(id).hot {
-        return Ok(0);
-    }
-    let folded = ledger.fold(id);
-    ledger.write();
-    Ok(folded as i64)
+    // Locking a hot account exclusively folds it.
+    let ledger = Ledger::lock_with(Rc::clone(plans), &[id], &[], free_only)?;
+    Ok(ledger.folded as i64)
 }
 
 #[pg_extern(volatile, parallel_unsafe, name = "_fold_wallet_credits")]

@@ -14,6 +14,8 @@ use pgrx::pgrx_sql_entity_graph::metadata::{ArgumentError, Returns, ReturnsError
 use pgrx::prelude::*;
 use serde_json::Value;
 
+/// (Cloning copies the pointer: the value stays where it is, valid as long as the original.)
+#[derive(Clone)]
 pub struct RawJsonb(pg_sys::Datum);
 
 unsafe impl BoxRet for RawJsonb {
@@ -113,6 +115,35 @@ impl RawJsonb {
     pub fn as_arg(&self) -> DatumWithOid<'_> {
         // SAFETY: the datum is a valid jsonb for as long as the call that received it.
         unsafe { DatumWithOid::new(self.0, pg_sys::JSONBOID) }
+    }
+
+    /// A value made here (a conversion from serde_json, palloc'd in the current memory context).
+    pub fn from_jsonb(value: pgrx::JsonB) -> RawJsonb {
+        RawJsonb(value.into_datum().expect("a jsonb is never NULL"))
+    }
+}
+
+/// A jsonb[] of the values (NULL for None), to pass on to a statement.
+pub fn jsonb_array<'a>(values: &[Option<&'a RawJsonb>]) -> DatumWithOid<'a> {
+    let mut datums: Vec<pg_sys::Datum> = values.iter().map(|v| v.map_or(pg_sys::Datum::from(0), |j| j.0)).collect();
+    let mut nulls: Vec<bool> = values.iter().map(Option::is_none).collect();
+    let mut dims = [datums.len() as i32];
+    let mut lbs = [1];
+    // SAFETY: every non-NULL element is a valid jsonb datum (a RawJsonb), alive for 'a; jsonb
+    // is a varlena (typlen -1, not by value, int alignment); the array is palloc'd.
+    unsafe {
+        let array = pg_sys::construct_md_array(
+            datums.as_mut_ptr(),
+            nulls.as_mut_ptr(),
+            1,
+            dims.as_mut_ptr(),
+            lbs.as_mut_ptr(),
+            pg_sys::JSONBOID,
+            -1,
+            false,
+            pg_sys::TYPALIGN_INT as std::ffi::c_char,
+        );
+        DatumWithOid::new(pg_sys::Datum::from(array), pg_sys::JSONBARRAYOID)
     }
 }
 

@@ -25,7 +25,15 @@ impl WritePlan {
             if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
                 error!("SPI_connect failed");
             }
-            let plan = pg_sys::SPI_prepare(query.as_ptr(), types.len() as i32, types.as_mut_ptr());
+            // A generic plan, always: the plan cache would otherwise plan every call anew
+            // whenever a custom plan looks cheaper, as it always does for `= ANY($1)` or
+            // `unnest($1)` (it sees the array's length), and planning costs more than running.
+            let plan = pg_sys::SPI_prepare_cursor(
+                query.as_ptr(),
+                types.len() as i32,
+                types.as_mut_ptr(),
+                pg_sys::CURSOR_OPT_GENERIC_PLAN as i32,
+            );
             if plan.is_null() || pg_sys::SPI_keepplan(plan) != 0 {
                 let result = pg_sys::SPI_result;
                 error!("could not prepare {query:?}: SPI result {result}");

@@ -40,10 +40,8 @@ fn sqlstate(e: &postgres::Error) -> String {
 
 fn setup(db: &TestDb) -> (Vec<String>, String, String) {
     let mut c = db.connect();
-    let ext: String = c
-        .query_one("SELECT create_wallet_account('RWF', 'external', p_name => 'world')::text", &[])
-        .unwrap()
-        .get(0);
+    let ext: String =
+        c.query_one("SELECT create_wallet_account('RWF', 'external', p_name => 'world')::text", &[]).unwrap().get(0);
     let fees: String = c
         .query_one("SELECT create_wallet_account('RWF', 'platform', p_name => 'fees', p_hot => true)::text", &[])
         .unwrap()
@@ -70,7 +68,8 @@ fn setup(db: &TestDb) -> (Vec<String>, String, String) {
 
 /// Every invariant of the ledger, checked on the database as it is.
 fn assert_books_balance(c: &mut Client) {
-    let rows = c.query("SELECT currency, balance_sum::text, accounts_mismatched, ok FROM reconcile_wallets()", &[]).unwrap();
+    let rows =
+        c.query("SELECT currency, balance_sum::text, accounts_mismatched, ok FROM reconcile_wallets()", &[]).unwrap();
     assert!(!rows.is_empty());
     for r in &rows {
         let (currency, sum, mismatched, ok): (String, String, i64, bool) = (r.get(0), r.get(1), r.get(2), r.get(3));
@@ -132,11 +131,8 @@ fn assert_books_balance(c: &mut Client) {
 fn wallets_sixteen_connections_of_random_transfers_keep_the_books() {
     let db = TestDb::new("wallets_stress");
     let (users, ext, fees) = setup(&db);
-    let total_before: String = db
-        .connect()
-        .query_one("SELECT sum(posted)::text FROM wallet_accounts", &[])
-        .unwrap()
-        .get(0);
+    let total_before: String =
+        db.connect().query_one("SELECT sum(posted)::text FROM wallet_accounts", &[]).unwrap().get(0);
     let users = Arc::new(users);
     let stop = Arc::new(AtomicBool::new(false));
 
@@ -156,8 +152,7 @@ fn wallets_sixteen_connections_of_random_transfers_keep_the_books() {
                     .unwrap()
                     .get(0);
                 assert_eq!(below, 0, "an available balance went below its floor");
-                let errors: String =
-                    c.query_one("SELECT (run_maintenance() -> 'errors')::text", &[]).unwrap().get(0);
+                let errors: String = c.query_one("SELECT (run_maintenance() -> 'errors')::text", &[]).unwrap().get(0);
                 assert_eq!(errors, "{}", "run_maintenance failed beside the writers");
                 runs += 1;
                 std::thread::sleep(Duration::from_millis(300));
@@ -321,15 +316,11 @@ fn wallets_batches_killed_mid_way_leave_nothing_half_written() {
     }
     assert!(killed > 0);
     // Every round's batch is all there (it committed) or not at all: here, never committed.
-    let rounds: i64 = admin
-        .query_one("SELECT count(*) FROM wallet_transfers WHERE metadata ? 'round'", &[])
-        .unwrap()
-        .get(0);
+    let rounds: i64 =
+        admin.query_one("SELECT count(*) FROM wallet_transfers WHERE metadata ? 'round'", &[]).unwrap().get(0);
     assert_eq!(rounds, 0, "a killed batch left {rounds} transfers");
     admin.query_one("SELECT run_maintenance()", &[]).unwrap();
     assert_books_balance(&mut admin);
     // The accounts it had locked are free again: a transfer between them goes through.
-    admin
-        .execute("SELECT wallet_transfer($1::text::uuid, $2::text::uuid, 1)", &[&users[0], &users[1]])
-        .unwrap();
+    admin.execute("SELECT wallet_transfer($1::text::uuid, $2::text::uuid, 1)", &[&users[0], &users[1]]).unwrap();
 }
