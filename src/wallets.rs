@@ -162,7 +162,7 @@ fn prepare(table: &Table) -> Plans {
     let entries = table.ext.sibling("wallet_entries");
     let hot = table.ext.sibling("wallet_hot_credits");
     let lock = |mode: &str| {
-        WritePlan::prepare(
+        WritePlan::prepare_latest(
             &format!("SELECT {ACCOUNT_COLUMNS} FROM {accounts} WHERE id = ANY ($1) ORDER BY id FOR {mode}"),
             &[UUIDARRAYOID],
         )
@@ -172,14 +172,14 @@ fn prepare(table: &Table) -> Plans {
         lock_shared: lock("KEY SHARE"),
         lock_exclusive_free: lock("NO KEY UPDATE SKIP LOCKED"),
         lock_shared_free: lock("KEY SHARE SKIP LOCKED"),
-        fold: WritePlan::prepare(
+        fold: WritePlan::prepare_latest(
             &format!("DELETE FROM {hot} WHERE account_id = $1 RETURNING id, transfer_id, amount, created_at"),
             &[UUIDOID],
         ),
         // Everything a call writes, in one statement. The transfers claim their keys
         // (`ON CONFLICT DO NOTHING`); the accounts, entries and hot credits are written only
         // when every transfer was ($15 of them).
-        write: WritePlan::prepare(
+        write: WritePlan::prepare_latest(
             &format!(
                 "WITH t AS ( \
                    INSERT INTO {transfers} (id, debit_account_id, credit_account_id, debit_user_id, credit_user_id, \
@@ -241,32 +241,32 @@ fn prepare(table: &Table) -> Plans {
                 NUMERICARRAYOID,
             ],
         ),
-        hold_accounts: WritePlan::prepare(
+        hold_accounts: WritePlan::prepare_latest(
             &format!("SELECT debit_account_id, credit_account_id FROM {transfers} WHERE id = $1"),
             &[UUIDOID],
         ),
-        lock_hold: WritePlan::prepare(
+        lock_hold: WritePlan::prepare_latest(
             &format!(
                 "SELECT amount, status, expires_at, transaction_id, debit_account_id, credit_account_id \
                  FROM {transfers} WHERE id = $1 FOR UPDATE"
             ),
             &[UUIDOID],
         ),
-        resolve_hold: WritePlan::prepare(
+        resolve_hold: WritePlan::prepare_latest(
             &format!("UPDATE {transfers} SET status = $2, resolved_at = $3 WHERE id = $1"),
             &[UUIDOID, TEXTOID, TIMESTAMPTZOID],
         ),
-        due_holds: WritePlan::prepare(
+        due_holds: WritePlan::prepare_latest(
             &format!(
                 "SELECT id, debit_account_id, credit_account_id FROM {transfers} \
                  WHERE status = '{PENDING}' AND expires_at <= $1 ORDER BY expires_at LIMIT {EXPIRE_PER_RUN}"
             ),
             &[TIMESTAMPTZOID],
         ),
-        hot_accounts: WritePlan::prepare(&format!("SELECT DISTINCT account_id FROM {hot}"), &[]),
-        hot_flags: WritePlan::prepare(&format!("SELECT id, hot FROM {accounts} WHERE id = ANY ($1)"), &[UUIDARRAYOID]),
+        hot_accounts: WritePlan::prepare_latest(&format!("SELECT DISTINCT account_id FROM {hot}"), &[]),
+        hot_flags: WritePlan::prepare_latest(&format!("SELECT id, hot FROM {accounts} WHERE id = ANY ($1)"), &[UUIDARRAYOID]),
         // Read by Postgres's own jsonb and type input functions: numbers exactly as written.
-        parse_batch: WritePlan::prepare(
+        parse_batch: WritePlan::prepare_latest(
             "SELECT t.n - 1, jsonb_typeof(t.e), \
                     (SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(x.o) k \
                       WHERE k NOT IN ('debit_account_id', 'credit_account_id', 'amount', 'idempotency_key', \

@@ -6,17 +6,39 @@
 //! SPI_execute_snapshot runs the plan on the snapshot of the statement that called us (with the
 //! command id advanced, so earlier writes of the transaction are seen), exactly what the bare
 //! statement would have used. Datums go in as they are: no conversion on the way.
+//!
+//! A writer that locks rows and then writes them (the wallets) needs the opposite:
+//! `prepare_latest` plans run on a snapshot taken when they start (in READ COMMITTED). On the
+//! calling statement's snapshot, a row another transaction changed and committed meanwhile is
+//! still seen in its old version: the lock follows the update chain to the newest, but every
+//! later statement of the call would find the old version again, queue for its tuple lock
+//! behind the transactions waiting for us, and deadlock with them.
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use std::ffi::CString;
 use std::ptr::NonNull;
 
-pub struct WritePlan(NonNull<pg_sys::_SPI_plan>);
+pub struct WritePlan {
+    plan: NonNull<pg_sys::_SPI_plan>,
+    /// Runs on a snapshot of its own (see the module comment), not the calling statement's.
+    latest: bool,
+}
 
 impl WritePlan {
-    /// Plans `query` (parameters typed `types`) and keeps the plan for the backend's life.
+    /// Plans `query` (parameters typed `types`) and keeps the plan for the backend's life; it
+    /// runs on the calling statement's snapshot.
     pub fn prepare(query: &str, types: &[pg_sys::Oid]) -> WritePlan {
+        WritePlan { plan: Self::plan(query, types), latest: false }
+    }
+
+    /// As `prepare`, for a plan that runs on a snapshot taken when it starts (the transaction's
+    /// in REPEATABLE READ and SERIALIZABLE, as any statement).
+    pub fn prepare_latest(query: &str, types: &[pg_sys::Oid]) -> WritePlan {
+        WritePlan { plan: Self::plan(query, types), latest: true }
+    }
+
+    fn plan(query: &str, types: &[pg_sys::Oid]) -> NonNull<pg_sys::_SPI_plan> {
         let query = CString::new(query).expect("no NUL in a query");
         let mut types = types.to_vec();
         // SAFETY: a balanced SPI connection around the preparation; errors unwind through pgrx's
@@ -39,7 +61,7 @@ impl WritePlan {
                 error!("could not prepare {query:?}: SPI result {result}");
             }
             pg_sys::SPI_finish();
-            WritePlan(NonNull::new_unchecked(plan))
+            NonNull::new_unchecked(plan)
         }
     }
 
@@ -75,13 +97,16 @@ impl WritePlan {
             if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
                 error!("SPI_connect failed");
             }
-            let snapshot = if pg_sys::ActiveSnapshotSet() {
+            // InvalidSnapshot: SPI takes one per statement (GetTransactionSnapshot).
+            let snapshot = if self.latest {
+                std::ptr::null_mut()
+            } else if pg_sys::ActiveSnapshotSet() {
                 pg_sys::GetActiveSnapshot()
             } else {
                 pg_sys::GetTransactionSnapshot()
             };
             let rc = pg_sys::SPI_execute_snapshot(
-                self.0.as_ptr(),
+                self.plan.as_ptr(),
                 values.as_mut_ptr(),
                 nulls.as_ptr(),
                 snapshot,
@@ -136,7 +161,7 @@ impl ResultRow {
 impl Drop for WritePlan {
     fn drop(&mut self) {
         // SAFETY: the plan was kept by `prepare` and is freed once, here.
-        unsafe { pg_sys::SPI_freeplan(self.0.as_ptr()) };
+        unsafe { pg_sys::SPI_freeplan(self.plan.as_ptr()) };
     }
 }
 
