@@ -218,13 +218,21 @@ DECLARE
     part        record;
     dropped     integer := 0;
     replication_role text;
-    tables      CONSTANT text[] := ARRAY['system_metrics', 'system_audit_logs', 'transactions', 'event_store', 'analytics_events'];
+    tables      CONSTANT text[] := ARRAY['system_metrics', 'system_audit_logs', 'transactions', 'event_store', 'analytics_events',
+                                         'notifications'];
 BEGIN
     p_table := @extschema@._check_choice('p_table', p_table, tables);
     p_keep_months := @extschema@._check_range('p_keep_months', p_keep_months, 0, 1200);
+    cutoff := (date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => p_keep_months)) AT TIME ZONE 'UTC';
+    IF p_table = 'notifications' THEN
+        -- Not partitioned (a notification is read and marked read by its user, its deliveries
+        -- point at it): older rows are deleted, their deliveries with them.
+        DELETE FROM @extschema@.notifications WHERE created_at < cutoff;
+        GET DIAGNOSTICS dropped = ROW_COUNT;
+        RETURN dropped;
+    END IF;
     parent := format('@extschema@.%I', p_table)::regclass;
     SELECT pt.partdefid::regclass INTO default_rel FROM pg_partitioned_table pt WHERE pt.partrelid = parent;
-    cutoff := (date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => p_keep_months)) AT TIME ZONE 'UTC';
     -- Not at the same time as ensure_partitions (which may be moving rows into a partition).
     PERFORM pg_advisory_xact_lock(7310309163452661761);
 
@@ -261,7 +269,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.apply_retention(text, integer) IS
-    'Drops the monthly partitions of p_table (system_metrics, system_audit_logs, transactions, event_store, analytics_events) that end before the current UTC month minus p_keep_months, and deletes older rows from its DEFAULT partition (for transactions also their events and idempotency keys). Returns how many partitions it dropped.';
+    'Drops the monthly partitions of p_table (system_metrics, system_audit_logs, transactions, event_store, analytics_events) that end before the current UTC month minus p_keep_months, and deletes older rows from its DEFAULT partition (for transactions also their events and idempotency keys). Returns how many partitions it dropped. For notifications (not partitioned) it deletes the older notifications with their deliveries and returns how many notifications.';
 
 -- Everything that keeps the tables in shape, in one call: what pg_cron or the background worker
 -- runs. Each step runs in its own subtransaction, so one that fails (a lock timeout, say) is
@@ -280,7 +288,9 @@ DECLARE
         ['messages_released',           'SELECT @extschema@._release_expired_messages()'],
         ['whatsapp_messages_released',  'SELECT @extschema@._release_expired_whatsapp_messages()'],
         ['wallet_holds_expired',        'SELECT @extschema@._expire_wallet_holds()'],
-        ['wallet_credits_folded',       'SELECT @extschema@._fold_all_wallet_credits()']];
+        ['wallet_credits_folded',       'SELECT @extschema@._fold_all_wallet_credits()'],
+        ['notification_deliveries_released', 'SELECT @extschema@._release_expired_notification_deliveries()'],
+        ['notification_dedupe_keys_removed', 'SELECT @extschema@._cleanup_notification_dedupe_keys()']];
     summary jsonb := '{}'::jsonb;
     errors  jsonb := '{}'::jsonb;
     started timestamptz := clock_timestamp();
@@ -304,4 +314,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.run_maintenance() IS
-    'Runs every maintenance step: partitions 3 months ahead, expired cache entries, idle WhatsApp sessions, jobs past their lease, messages past their visibility timeout, wallet holds past their expiry, hot wallet credits to fold. Returns a jsonb summary of counts, errors per failed step, and the duration. What pg_cron or the easymo background worker calls.';
+    'Runs every maintenance step: partitions 3 months ahead, expired cache entries, idle WhatsApp sessions, jobs past their lease, messages past their visibility timeout, wallet holds past their expiry, hot wallet credits to fold, notification deliveries past their visibility timeout, expired notification dedupe keys. Returns a jsonb summary of counts, errors per failed step, and the duration. What pg_cron or the easymo background worker calls.';

@@ -43,8 +43,9 @@ DECLARE
     -- RLS policies themselves.
     end_user_helpers name[] := ARRAY['request_user_id', 'is_feature_enabled', 'get_feature_variant',
                                      'find_nearby_locations', 'get_cache', 'get_cached_route',
-                                     'get_wallet_balance', 'wallet_history'];
-    service_role_internals name[] := ARRAY['_retry_delay', '_queue_not_claimed'];
+                                     'get_wallet_balance', 'wallet_history',
+                                     'mark_notifications_read', 'unread_notification_count'];
+    service_role_internals name[] := ARRAY['_retry_delay', '_queue_not_claimed', '_notification_send_at'];
 BEGIN
     FOR fn, fname IN
         SELECT p.oid::regprocedure, p.proname

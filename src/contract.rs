@@ -31,6 +31,7 @@ fn contract_values() -> TableIterator<'static, (name!(list, String), name!(value
         ("idempotency_key_max_chars", money::MAX_IDEMPOTENCY_KEY_CHARS as i64),
         ("correlation_id_max_chars", money::MAX_CORRELATION_ID_CHARS as i64),
         ("service_stale_seconds_default", i64::from(gucs::SERVICE_STALE_SECONDS_DEFAULT)),
+        ("notification_dedupe_seconds_default", i64::from(gucs::NOTIFICATION_DEDUPE_SECONDS_DEFAULT)),
         ("wallet_hold_max_seconds", i64::from(wallets::MAX_HOLD_SECONDS)),
         ("wallet_batch_max_transfers", wallets::MAX_BATCH_TRANSFERS as i64),
     ] {

@@ -26,6 +26,10 @@ pub static FLAG_EVALUATION_SAMPLE_RATE: GucSetting<f64> = GucSetting::<f64>::new
 /// setting by name; its fallback when the library is not loaded is this default, written there.
 pub static SERVICE_STALE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(SERVICE_STALE_SECONDS_DEFAULT);
 pub const SERVICE_STALE_SECONDS_DEFAULT: i32 = 120;
+/// The window of a notification dedupe key. send_notification reads the setting by name; its
+/// fallback when the library is not loaded is this default, written there.
+pub static NOTIFICATION_DEDUPE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(NOTIFICATION_DEDUPE_SECONDS_DEFAULT);
+pub const NOTIFICATION_DEDUPE_SECONDS_DEFAULT: i32 = 86_400;
 /// How often a session hands its cache and flag counts on (src/stats.rs).
 pub static STATS_FLUSH_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(10);
 /// Seconds between two runs of the maintenance worker; 0 pauses it.
@@ -63,6 +67,17 @@ pub fn init() {
         1,
         7 * 24 * 3600,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"easymo.notification_dedupe_seconds",
+        c"Seconds during which the same notification dedupe key returns the first notification.",
+        c"Read by send_notification when the key is first used; a key whose window passed starts a new one.",
+        &NOTIFICATION_DEDUPE_SECONDS,
+        1,
+        366 * 24 * 3600,
+        GucContext::Userset,
+        // No unit: SQL reads the plain number of seconds with current_setting.
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

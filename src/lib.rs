@@ -89,6 +89,7 @@ extension_sql_file!(
         wallets::fold_all_wallet_credits
     ]
 );
+extension_sql_file!("../sql/notifications.sql", name = "notifications", requires = ["whatsapp", "queues"]);
 extension_sql_file!("../sql/operations.sql", name = "operations", requires = ["bootstrap"]);
 extension_sql_file!("../sql/contract.sql", name = "contract", requires = ["bootstrap", contract::contract_values]);
 extension_sql_file!("../sql/security.sql", name = "security", finalize);

@@ -98,11 +98,13 @@ SELECT 'wallet replay ' || (wallet_transfer((SELECT id FROM wallet_accounts WHER
 SELECT 'wallet fee ' || (wallet_transfer((SELECT id FROM wallet_accounts WHERE name = 'wallet 2'),
                                          (SELECT id FROM wallet_accounts WHERE name = 'fees'), 1) IS NOT NULL);
 SELECT 'wallets reconciled ' || bool_and(ok) FROM reconcile_wallets();
+SELECT 'notification dedupe ' || (send_notification('00000000-0000-4000-8000-000000000002', 'receipt', 'Again', 'Paid', p_dedupe_key => 'receipt-1')
+                                   = (SELECT notification_id FROM notification_dedupe_keys WHERE dedupe_key = 'receipt-1'));
 SELECT 'maintenance errors ' || (run_maintenance() -> 'errors')::text;
 SELECT 'partition ahead ' || count(*) FROM pg_class
  WHERE relname = 'system_metrics_p' || to_char(now() AT TIME ZONE 'UTC' + interval '6 months', 'YYYY_MM');
 SQL
-    expected=$'replay true\nnew reference true\nappend 9\nflag true\ncache {"n": 7}\nnearby 200\nclaim 5\nwallet replay true\nwallet fee true\nwallets reconciled true\nmaintenance errors {}\npartition ahead 1'
+    expected=$'replay true\nnew reference true\nappend 9\nflag true\ncache {"n": 7}\nnearby 200\nclaim 5\nwallet replay true\nwallet fee true\nwallets reconciled true\nnotification dedupe true\nmaintenance errors {}\npartition ahead 1'
     if [ "$(cat "$out/works-$db.txt")" != "$expected" ]; then
         printf 'got:\n%s\nexpected:\n%s\n' "$(cat "$out/works-$db.txt")" "$expected" >&2
         die "backup: the database restored into $db does not work as expected"

@@ -57,5 +57,13 @@ SELECT wallet_transfer(:'w_ext', id, 1000, 'topup-' || name) FROM wallet_account
 SELECT wallet_transfer(id, :'w_fees', 10.5) FROM wallet_accounts WHERE kind = 'user';
 SELECT wallet_transfer(id, :'w_ext', 100, NULL, 3600) FROM wallet_accounts WHERE kind = 'user';
 \endif
+SELECT to_regproc('send_notification') IS NOT NULL AS has_notifications \gset
+\if :has_notifications
+SELECT set_notification_preference(('00000000-0000-4000-8000-' || lpad(g::text, 12, '0'))::uuid, 'push', true, '22:00', '07:00', 'Africa/Kigali')
+  FROM generate_series(1, 5) g;
+SELECT send_notification(('00000000-0000-4000-8000-' || lpad((g % 5 + 1)::text, 12, '0'))::uuid, 'receipt', 'Receipt ' || g, 'Paid',
+                         p_channels => ARRAY['push', 'sms'], p_dedupe_key => 'receipt-' || g)
+  FROM generate_series(1, 20) g;
+\endif
 -- Rows in months that have no partition yet go to DEFAULT; ensure_partitions moves them.
 SELECT ensure_partitions(3);

@@ -50,7 +50,8 @@ SELECT x.what, x.native, x.sql_text LIKE '%' || x.native || '%' AS same
     ('idempotency key characters (keys)', (SELECT value FROM _contract_values() WHERE list = 'idempotency_key_max_chars'), pg_temp.check_of('transaction_idempotency_keys_idempotency_key_check')),
     ('idempotency key characters (transactions)', (SELECT value FROM _contract_values() WHERE list = 'idempotency_key_max_chars'), pg_temp.check_of('transactions_idempotency_key_check')),
     ('correlation id characters', (SELECT value FROM _contract_values() WHERE list = 'correlation_id_max_chars'), pg_temp.check_of('transactions_correlation_id_check')),
-    ('service stale seconds default', (SELECT value FROM _contract_values() WHERE list = 'service_stale_seconds_default'), pg_get_viewdef('service_health_overview'))
+    ('service stale seconds default', (SELECT value FROM _contract_values() WHERE list = 'service_stale_seconds_default'), pg_get_viewdef('service_health_overview')),
+    ('notification dedupe seconds default', (SELECT value FROM _contract_values() WHERE list = 'notification_dedupe_seconds_default'), (SELECT prosrc FROM pg_proc WHERE proname = 'send_notification'))
   ) x(what, native, sql_text)
  ORDER BY 1;
 
@@ -64,13 +65,19 @@ SELECT x.helper, x.checked = x.column_check AS same,
     ('update_transaction_status p_new_status', pg_temp.choice_in('update_transaction_status', 'p_new_status'), pg_temp.literals(pg_temp.check_of('transactions_status_check'))),
     ('service_heartbeat p_status', pg_temp.choice_in('service_heartbeat', 'p_status'), pg_temp.literals(pg_temp.check_of('service_registry_status_check'))),
     ('set_service_config p_environment', pg_temp.choice_in('set_service_config', 'p_environment'), pg_temp.literals(pg_temp.check_of('service_configurations_environment_check'))),
-    ('get_service_config p_environment', pg_temp.choice_in('get_service_config', 'p_environment'), pg_temp.literals(pg_temp.check_of('service_configurations_environment_check')))
+    ('get_service_config p_environment', pg_temp.choice_in('get_service_config', 'p_environment'), pg_temp.literals(pg_temp.check_of('service_configurations_environment_check'))),
+    ('set_notification_preference p_channel', pg_temp.choice_in('set_notification_preference', 'p_channel'), pg_temp.literals(pg_temp.check_of('notification_preferences_channel_check'))),
+    ('record_notification_status p_channel', pg_temp.choice_in('record_notification_status', 'p_channel'), pg_temp.literals(pg_temp.check_of('notification_deliveries_channel_check'))),
+    ('claim_notification_deliveries p_channel', pg_temp.choice_in('claim_notification_deliveries', 'p_channel'), pg_temp.literals(pg_temp.check_of('notification_deliveries_channel_check'))),
+    ('send_notification channels', pg_temp.literals((regexp_match((SELECT prosrc FROM pg_proc WHERE proname = 'send_notification'), 'all_channels CONSTANT text\[\] := ARRAY\[([^]]*)\]'))[1]), pg_temp.literals(pg_temp.check_of('notification_deliveries_channel_check')))
   ) x(helper, checked, column_check)
  ORDER BY 1;
--- apply_retention's tables are the partitioned ones.
+-- apply_retention's tables are the partitioned ones, and notifications (deleted by row).
 SELECT pg_temp.literals((regexp_match(prosrc, 'tables\s+CONSTANT text\[\] := ARRAY\[([^]]*)\]'))[1])
-       = (SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid
-           WHERE c.relnamespace = 'public'::regnamespace) AS retention_covers_every_partitioned_table
+       = (SELECT array_agg(t ORDER BY t) FROM (
+             SELECT c.relname::text FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid
+              WHERE c.relnamespace = 'public'::regnamespace
+             UNION ALL SELECT 'notifications') x(t)) AS retention_covers_every_partitioned_table
   FROM pg_proc WHERE proname = 'apply_retention';
 
 -- No helper repeats a NULL or range check the shared checks make (22004/22023 raised by hand

@@ -24,6 +24,12 @@ SELECT register_service('svc', 'api', '1.0') IS NOT NULL AS registered;
 SELECT create_wallet_account('RWF', 'external') AS wa1,
        create_wallet_account('RWF', 'user', '00000000-0000-4000-8000-000000000001') AS wa2 \gset
 SELECT wallet_transfer(:'wa1', :'wa2', 100, NULL, 600) AS wh \gset
+-- A claimed push delivery and a sent sms one (provider id 'pm'), for the delivery helpers.
+SELECT send_notification('00000000-0000-4000-8000-000000000001', 't', 'T', 'B', p_channels => ARRAY['push', 'sms']) AS hn \gset
+SELECT id AS hd FROM notification_deliveries WHERE notification_id = :'hn' AND channel = 'push' \gset
+UPDATE notification_deliveries SET status = 'processing', locked_until = now() + interval '1 hour' WHERE id = :'hd';
+UPDATE notification_deliveries SET status = 'sent', provider_message_id = 'pm', sent_at = now()
+ WHERE notification_id = :'hn' AND channel = 'sms';
 
 CREATE TEMP TABLE calls (fn text, args text[]);  -- args: 'p_name => valid SQL expression'
 INSERT INTO calls VALUES
@@ -74,6 +80,14 @@ INSERT INTO calls VALUES
   ('get_wallet_balance', ARRAY[format('p_account_id => %L::uuid', :'wa2')]),
   ('wallet_history', ARRAY[format('p_account_id => %L::uuid', :'wa2'), 'p_before_version => NULL::bigint', 'p_limit => 50']),
   ('reconcile_wallets', '{}'),
+  ('send_notification', ARRAY['p_user_id => ''00000000-0000-4000-8000-000000000001''::uuid', 'p_type => ''t''', 'p_title => ''T''', 'p_body => ''B''', 'p_data => ''{}''::jsonb', 'p_channels => ''{push,sms}''::text[]', 'p_priority => 5', 'p_dedupe_key => ''dk''', 'p_scheduled_at => now()']),
+  ('set_notification_preference', ARRAY['p_user_id => ''00000000-0000-4000-8000-000000000001''::uuid', 'p_channel => ''push''', 'p_enabled => true', 'p_quiet_start => ''22:00''::time', 'p_quiet_end => ''07:00''::time', 'p_timezone => ''Africa/Kigali''', 'p_muted_types => ''{promo}''::text[]']),
+  ('mark_notifications_read', ARRAY['p_notification_ids => ARRAY[gen_random_uuid()]']),
+  ('unread_notification_count', '{}'),
+  ('claim_notification_deliveries', ARRAY['p_channel => ''push''', 'p_batch_size => 10', 'p_visibility_timeout_seconds => 30']),
+  ('complete_notification_delivery', ARRAY[format('p_delivery_id => %L::uuid', :'hd'), 'p_provider_message_id => ''pm2''']),
+  ('fail_notification_delivery', ARRAY[format('p_delivery_id => %L::uuid', :'hd'), 'p_error => ''e''']),
+  ('record_notification_status', ARRAY['p_channel => ''sms''', 'p_provider_message_id => ''pm''', 'p_status => ''delivered''', 'p_error => NULL::text']),
   ('run_maintenance', '{}'), ('time_out_jobs', '{}'), ('cleanup_expired_cache', '{}'), ('refresh_daily_metrics', '{}'),
   ('feature_flag_exposures', '{}');
 
@@ -119,7 +133,10 @@ INSERT INTO hostile VALUES
   ('text[]', 'NULL', 'NULL::text[]'), ('text[]', 'empty', '''{}''::text[]'), ('text[]', '{NULL}', '''{NULL}''::text[]'),
   ('text[]', '{""}', '''{""}''::text[]'), ('text[]', '100k elements', 'array_fill(''x''::text, ARRAY[100000])'),
   ('text[]', '1 MB element', 'ARRAY[repeat(''x'', 1048576)]'), ('text[]', '2-D', '''{{a,b},{c,d}}''::text[]'),
-  ('boolean', 'NULL', 'NULL::boolean');
+  ('boolean', 'NULL', 'NULL::boolean'),
+  ('time without time zone', 'NULL', 'NULL::time'), ('time without time zone', '24:00', '''24:00''::time'),
+  ('uuid[]', 'NULL', 'NULL::uuid[]'), ('uuid[]', 'empty', '''{}''::uuid[]'), ('uuid[]', '{NULL}', '''{NULL}''::uuid[]'),
+  ('uuid[]', '100k elements', 'array_fill(gen_random_uuid(), ARRAY[100000])');
 
 CREATE TEMP TABLE results (fn text, param text, label text, sqlstate text, message text);
 GRANT SELECT ON calls TO service_role, authenticated;

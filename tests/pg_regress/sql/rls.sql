@@ -49,6 +49,12 @@ INSERT INTO wallet_entries (account_id, version, transfer_id, user_id, amount, b
 SELECT id, 1, gen_random_uuid(), user_id, 1, 1 FROM wallet_accounts;
 INSERT INTO wallet_hot_credits (account_id, id, transfer_id, user_id, amount)
 SELECT id, gen_random_uuid(), gen_random_uuid(), user_id, 1 FROM wallet_accounts;
+INSERT INTO notifications (id, user_id, type, title, body)
+VALUES ('30000000-0000-0000-0000-00000000000a', :a, 't', 'T', 'B'),
+       ('30000000-0000-0000-0000-00000000000b', :b, 't', 'T', 'B');
+INSERT INTO notification_deliveries (notification_id, user_id, channel)
+SELECT id, user_id, 'push' FROM notifications;
+INSERT INTO notification_preferences (user_id, channel) VALUES (:a, 'push'), (:b, 'push');
 
 -- A further row for B per table, as jsonb, for the write attempts.
 CREATE TEMP TABLE fixture (tbl regclass, row_b jsonb);
@@ -64,7 +70,10 @@ INSERT INTO fixture VALUES
   ('wallet_entries', jsonb_build_object('account_id', '20000000-0000-0000-0000-00000000000b', 'version', 2,
                                         'transfer_id', gen_random_uuid(), 'user_id', :b, 'amount', 1, 'balance_after', 2)),
   ('wallet_hot_credits', jsonb_build_object('account_id', '20000000-0000-0000-0000-00000000000b', 'id', gen_random_uuid(),
-                                            'transfer_id', gen_random_uuid(), 'user_id', :b, 'amount', 1));
+                                            'transfer_id', gen_random_uuid(), 'user_id', :b, 'amount', 1)),
+  ('notifications', jsonb_build_object('user_id', :b, 'type', 't', 'title', 'T2', 'body', 'B')),
+  ('notification_deliveries', jsonb_build_object('notification_id', '30000000-0000-0000-0000-00000000000b', 'user_id', :b, 'channel', 'sms')),
+  ('notification_preferences', jsonb_build_object('user_id', :b, 'channel', 'sms'));
 GRANT SELECT ON fixture TO PUBLIC;
 
 -- The matrix for the current role and claims; a is the caller, b someone else.
