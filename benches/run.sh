@@ -22,7 +22,7 @@ export BENCH_RESULTS="$ROOT/target/bench-results.txt"
 : > "$BENCH_RESULTS"
 source benches/lib.sh
 benches=("$@")
-[ "${#benches[@]}" -gt 0 ] || benches=(flags money wallets location cache queues)
+[ "${#benches[@]}" -gt 0 ] || benches=(flags money wallets notifications location cache queues)
 for b in "${benches[@]}"; do
     log "benchmark: $b"
     source "benches/$b.sh"

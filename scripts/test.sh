@@ -71,7 +71,7 @@ OPS_TESTS=(backup standby pooler sqlsmith)
 # PostGIS is for the cross-check of the nearby search only; the extension never requires it.
 # pgbouncer and sqlsmith for the ops tests (a transaction pooler, random queries); plpgsql_check
 # for the suite of that name.
-ensure_toolchain postgresql-15-postgis-3 pgbouncer sqlsmith postgresql-15-plpgsql-check
+ensure_toolchain postgresql-15-postgis-3 pgbouncer sqlsmith postgresql-15-plpgsql-check prometheus
 
 # Every spec or sql file must be in a schedule: a forgotten file would silently never run.
 for f in tests/pg_regress/sql/*.sql tests/isolation/specs/*.spec; do

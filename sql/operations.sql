@@ -290,7 +290,8 @@ DECLARE
         ['wallet_holds_expired',        'SELECT @extschema@._expire_wallet_holds()'],
         ['wallet_credits_folded',       'SELECT @extschema@._fold_all_wallet_credits()'],
         ['notification_deliveries_released', 'SELECT @extschema@._release_expired_notification_deliveries()'],
-        ['notification_dedupe_keys_removed', 'SELECT @extschema@._cleanup_notification_dedupe_keys()']];
+        ['notification_dedupe_keys_removed', 'SELECT @extschema@._cleanup_notification_dedupe_keys()'],
+        ['alert_events_changed',        'SELECT @extschema@._record_alerts()']];
     summary jsonb := '{}'::jsonb;
     errors  jsonb := '{}'::jsonb;
     started timestamptz := clock_timestamp();
@@ -314,4 +315,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.run_maintenance() IS
-    'Runs every maintenance step: partitions 3 months ahead, expired cache entries, idle WhatsApp sessions, jobs past their lease, messages past their visibility timeout, wallet holds past their expiry, hot wallet credits to fold, notification deliveries past their visibility timeout, expired notification dedupe keys. Returns a jsonb summary of counts, errors per failed step, and the duration. What pg_cron or the easymo background worker calls.';
+    'Runs every maintenance step: partitions 3 months ahead, expired cache entries, idle WhatsApp sessions, jobs past their lease, messages past their visibility timeout, wallet holds past their expiry, hot wallet credits to fold, notification deliveries past their visibility timeout, expired notification dedupe keys, then the alerts that started or cleared. Returns a jsonb summary of counts, errors per failed step, and the duration. What pg_cron or the easymo background worker calls.';

@@ -23,6 +23,8 @@ BEGIN
     LOOP
         PERFORM pg_catalog.pg_extension_config_dump(rel, '');
     END LOOP;
+    -- The extension's own alert rules come with CREATE EXTENSION: only the overrides are data.
+    PERFORM pg_catalog.pg_extension_config_dump('@extschema@.alert_rules', $$WHERE environment <> 'default'$$);
 END
 $config_dump$;
 
@@ -31,8 +33,10 @@ $config_dump$;
 -- service_role every public helper and authenticated only the ones safe for an end user.
 -- Internal functions (name starting with `_`) are executed by nobody but their owner, except
 -- those that run with the caller's rights inside service_role's helpers and constraints: the
--- argument checks (and the feature_flags rules CHECK), the retry delay and the queue error
--- reporting. They only validate or compute; none reads or writes more than its caller could.
+-- argument checks (and the feature_flags rules CHECK), the retry delay, the queue error
+-- reporting, the quiet-hours computation, and what the alerts and metrics read (the measures,
+-- a definer function of service_role's alone, and label escaping). They only validate, compute or read; none reads or writes
+-- more than its caller could.
 -- The argument checks are authenticated's too, for the end-user helpers written in plpgsql
 -- (the wallet readers).
 DO $function_privileges$
@@ -45,7 +49,8 @@ DECLARE
                                      'find_nearby_locations', 'get_cache', 'get_cached_route',
                                      'get_wallet_balance', 'wallet_history',
                                      'mark_notifications_read', 'unread_notification_count'];
-    service_role_internals name[] := ARRAY['_retry_delay', '_queue_not_claimed', '_notification_send_at'];
+    service_role_internals name[] := ARRAY['_retry_delay', '_queue_not_claimed', '_notification_send_at',
+                                           '_alert_measures', '_prometheus_label'];
 BEGIN
     FOR fn, fname IN
         SELECT p.oid::regprocedure, p.proname

@@ -23,6 +23,7 @@ fn contract_values() -> TableIterator<'static, (name!(list, String), name!(value
     list("wallet_account_kinds", &mut wallets::ACCOUNT_KINDS.iter().map(|s| s.to_string()));
     list("wallet_account_statuses", &mut wallets::ACCOUNT_STATUSES.iter().map(|s| s.to_string()));
     list("wallet_transfer_statuses", &mut wallets::TRANSFER_STATUSES.iter().map(|s| s.to_string()));
+    rows.push(("environment_default".to_owned(), gucs::ENVIRONMENT_DEFAULT.to_string_lossy().into_owned()));
     for (name, n) in [
         ("cache_key_max_bytes", cache::MAX_KEY_BYTES as i64),
         ("cache_type_max_chars", cache::MAX_CACHE_TYPE_CHARS as i64),

@@ -30,6 +30,10 @@ pub const SERVICE_STALE_SECONDS_DEFAULT: i32 = 120;
 /// fallback when the library is not loaded is this default, written there.
 pub static NOTIFICATION_DEDUPE_SECONDS: GucSetting<i32> = GucSetting::<i32>::new(NOTIFICATION_DEDUPE_SECONDS_DEFAULT);
 pub const NOTIFICATION_DEDUPE_SECONDS_DEFAULT: i32 = 86_400;
+/// Which environment this database serves, for the alert rules (alert_rules.environment). SQL
+/// reads it by name; its fallback when the library is not loaded is this default, written there.
+pub static ENVIRONMENT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(ENVIRONMENT_DEFAULT));
+pub const ENVIRONMENT_DEFAULT: &std::ffi::CStr = c"production";
 /// How often a session hands its cache and flag counts on (src/stats.rs).
 pub static STATS_FLUSH_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(10);
 /// Seconds between two runs of the maintenance worker; 0 pauses it.
@@ -78,6 +82,14 @@ pub fn init() {
         366 * 24 * 3600,
         GucContext::Userset,
         // No unit: SQL reads the plain number of seconds with current_setting.
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"easymo.environment",
+        c"The environment this database serves (production, staging, ...), for the alert rules.",
+        c"current_alerts() uses the alert_rules rows of this environment where there are any, else those for all.",
+        &ENVIRONMENT,
+        GucContext::Userset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

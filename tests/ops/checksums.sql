@@ -1,6 +1,8 @@
 -- pg_temp.table_checksums(): one line per easymo table (partitioned tables as a whole, not per
 -- partition): its row count and an md5 over its rows in a stable order. Sequences: their
--- position. With p_columns (what pg_temp.table_columns() returned, e.g. before an upgrade that
+-- position. A table registered with a pg_dump filter (the extension's own alert rules are left
+-- out) is compared on the rows the filter keeps: the others come with CREATE EXTENSION. With
+-- p_columns (what pg_temp.table_columns() returned, e.g. before an upgrade that
 -- adds columns and tables), only those tables and those columns.
 \set ON_ERROR_STOP 1
 CREATE FUNCTION pg_temp.table_columns() RETURNS jsonb
@@ -19,6 +21,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     rel regclass;
     cols text;
+    dump_filter text;
 BEGIN
     FOR rel IN
         SELECT c.oid::regclass FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
@@ -32,8 +35,10 @@ BEGIN
         cols := CASE WHEN p_columns IS NULL THEN 't'
                      ELSE format('ROW(%s)', (SELECT string_agg(format('t.%I', c), ', ') FROM jsonb_array_elements_text(p_columns -> name) c))
                 END;
-        EXECUTE format('SELECT count(*), md5(coalesce(string_agg(x::text, E''\n'' ORDER BY x::text), '''')) FROM (SELECT %s AS x FROM %s t) s',
-                       cols, rel)
+        SELECT coalesce(e.extcondition[array_position(e.extconfig, rel::oid)], '') INTO dump_filter
+          FROM pg_extension e WHERE e.extname = 'easymo';
+        EXECUTE format('SELECT count(*), md5(coalesce(string_agg(x::text, E''\n'' ORDER BY x::text), '''')) FROM (SELECT %s AS x FROM %s t %s) s',
+                       cols, rel, dump_filter)
            INTO n, md5;
         RETURN NEXT;
     END LOOP;

@@ -65,5 +65,13 @@ SELECT send_notification(('00000000-0000-4000-8000-' || lpad((g % 5 + 1)::text, 
                          p_channels => ARRAY['push', 'sms'], p_dedupe_key => 'receipt-' || g)
   FROM generate_series(1, 20) g;
 \endif
+SELECT to_regclass('alert_rules') IS NOT NULL AS has_alerts \gset
+\if :has_alerts
+-- An override of the extension's own rule (those come with CREATE EXTENSION), and history.
+INSERT INTO alert_rules (rule, environment, threshold) VALUES ('queue_backlog', 'staging', 50);
+INSERT INTO alert_events (rule, subject, severity, value, threshold, started_at, cleared_at)
+VALUES ('queue_backlog', 'message_queue:orders', 'warning', 1200, 1000, now() - interval '2 hours', now() - interval '1 hour'),
+       ('service_stale', 'payments', 'critical', 600, 120, now() - interval '5 minutes', NULL);
+\endif
 -- Rows in months that have no partition yet go to DEFAULT; ensure_partitions moves them.
 SELECT ensure_partitions(3);

@@ -51,7 +51,8 @@ SELECT x.what, x.native, x.sql_text LIKE '%' || x.native || '%' AS same
     ('idempotency key characters (transactions)', (SELECT value FROM _contract_values() WHERE list = 'idempotency_key_max_chars'), pg_temp.check_of('transactions_idempotency_key_check')),
     ('correlation id characters', (SELECT value FROM _contract_values() WHERE list = 'correlation_id_max_chars'), pg_temp.check_of('transactions_correlation_id_check')),
     ('service stale seconds default', (SELECT value FROM _contract_values() WHERE list = 'service_stale_seconds_default'), pg_get_viewdef('service_health_overview')),
-    ('notification dedupe seconds default', (SELECT value FROM _contract_values() WHERE list = 'notification_dedupe_seconds_default'), (SELECT prosrc FROM pg_proc WHERE proname = 'send_notification'))
+    ('notification dedupe seconds default', (SELECT value FROM _contract_values() WHERE list = 'notification_dedupe_seconds_default'), (SELECT prosrc FROM pg_proc WHERE proname = 'send_notification')),
+    ('environment default', (SELECT value FROM _contract_values() WHERE list = 'environment_default'), (SELECT prosrc FROM pg_proc WHERE proname = '_alert_measures'))
   ) x(what, native, sql_text)
  ORDER BY 1;
 

@@ -89,7 +89,7 @@ INSERT INTO calls VALUES
   ('fail_notification_delivery', ARRAY[format('p_delivery_id => %L::uuid', :'hd'), 'p_error => ''e''']),
   ('record_notification_status', ARRAY['p_channel => ''sms''', 'p_provider_message_id => ''pm''', 'p_status => ''delivered''', 'p_error => NULL::text']),
   ('run_maintenance', '{}'), ('time_out_jobs', '{}'), ('cleanup_expired_cache', '{}'), ('refresh_daily_metrics', '{}'),
-  ('feature_flag_exposures', '{}');
+  ('feature_flag_exposures', '{}'), ('current_alerts', '{}'), ('metrics_prometheus', '{}');
 
 -- Every helper a client can call is listed above (a new one must be added here).
 SELECT p.proname AS missing_from_this_suite
