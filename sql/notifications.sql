@@ -463,15 +463,22 @@ DECLARE
 BEGIN
     p_channel := @extschema@._check_choice('p_channel', p_channel, ARRAY['whatsapp', 'sms', 'push', 'email']);
     p_provider_message_id := @extschema@._check_text('p_provider_message_id', p_provider_message_id, 255);
-    p_status := @extschema@._check_choice('p_status', p_status, ARRAY['delivered', 'failed']);
+    p_status := @extschema@._check_choice('p_status', p_status, ARRAY['sent', 'delivered', 'failed']);
+    -- Forward only: sent (from a delivery not yet marked so), then delivered, then failed
+    -- (a delivered message can still bounce); a late or repeated callback changes nothing.
     UPDATE @extschema@.notification_deliveries t
        SET status = p_status,
+           sent_at = CASE WHEN p_status = 'sent' THEN coalesce(t.sent_at, now()) ELSE t.sent_at END,
            delivered_at = CASE WHEN p_status = 'delivered' THEN now() ELSE t.delivered_at END,
            failed_at = CASE WHEN p_status = 'failed' THEN now() ELSE t.failed_at END,
            last_error = CASE WHEN p_status = 'failed' THEN p_error ELSE t.last_error END,
            updated_at = now()
      WHERE t.channel = p_channel AND t.provider_message_id = p_provider_message_id
-       AND (t.status = 'sent' OR (t.status = 'delivered' AND p_status = 'failed'));
+       AND CASE p_status
+               WHEN 'sent' THEN t.status IN ('queued', 'processing')
+               WHEN 'delivered' THEN t.status = 'sent'
+               ELSE t.status IN ('sent', 'delivered')
+           END;
     IF FOUND THEN
         RETURN true;
     END IF;
@@ -485,7 +492,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.record_notification_status(text, text, text, text) IS
-    'A provider callback: the delivery of p_channel with that provider message id was delivered or failed (from sent; delivered can still turn failed). True when recorded, false when it already says so or was final; unknown id P0002.';
+    'A provider callback: the delivery of p_channel with that provider message id was sent (from queued or processing), delivered (from sent) or failed (from sent or delivered). True when recorded, false when it already says so or is past it; unknown id P0002.';
 
 -- A WhatsApp delivery follows its message in whatsapp_message_queue.
 CREATE FUNCTION @extschema@._notification_follow_whatsapp()

@@ -1944,15 +1944,22 @@ DECLARE
 BEGIN
     p_channel := @extschema@._check_choice('p_channel', p_channel, ARRAY['whatsapp', 'sms', 'push', 'email']);
     p_provider_message_id := @extschema@._check_text('p_provider_message_id', p_provider_message_id, 255);
-    p_status := @extschema@._check_choice('p_status', p_status, ARRAY['delivered', 'failed']);
+    p_status := @extschema@._check_choice('p_status', p_status, ARRAY['sent', 'delivered', 'failed']);
+    -- Forward only: sent (from a delivery not yet marked so), then delivered, then failed
+    -- (a delivered message can still bounce); a late or repeated callback changes nothing.
     UPDATE @extschema@.notification_deliveries t
        SET status = p_status,
+           sent_at = CASE WHEN p_status = 'sent' THEN coalesce(t.sent_at, now()) ELSE t.sent_at END,
            delivered_at = CASE WHEN p_status = 'delivered' THEN now() ELSE t.delivered_at END,
            failed_at = CASE WHEN p_status = 'failed' THEN now() ELSE t.failed_at END,
            last_error = CASE WHEN p_status = 'failed' THEN p_error ELSE t.last_error END,
            updated_at = now()
      WHERE t.channel = p_channel AND t.provider_message_id = p_provider_message_id
-       AND (t.status = 'sent' OR (t.status = 'delivered' AND p_status = 'failed'));
+       AND CASE p_status
+               WHEN 'sent' THEN t.status IN ('queued', 'processing')
+               WHEN 'delivered' THEN t.status = 'sent'
+               ELSE t.status IN ('sent', 'delivered')
+           END;
     IF FOUND THEN
         RETURN true;
     END IF;
@@ -1966,7 +1973,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.record_notification_status(text, text, text, text) IS
-    'A provider callback: the delivery of p_channel with that provider message id was delivered or failed (from sent; delivered can still turn failed). True when recorded, false when it already says so or was final; unknown id P0002.';
+    'A provider callback: the delivery of p_channel with that provider message id was sent (from queued or processing), delivered (from sent) or failed (from sent or delivered). True when recorded, false when it already says so or is past it; unknown id P0002.';
 
 -- A WhatsApp delivery follows its message in whatsapp_message_queue.
 CREATE FUNCTION @extschema@._notification_follow_whatsapp()
@@ -2134,7 +2141,24 @@ DECLARE
     dead_window interval;
     failed_window interval;
     this_month timestamptz := date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+    -- Rows in each DEFAULT partition, by table: counted here with EXECUTE (no XML functions,
+    -- which a server built without libxml lacks), and only when the rule is on.
+    default_rows jsonb := '{}'::jsonb;
+    part record;
+    n bigint;
 BEGIN
+    IF EXISTS (SELECT 1 FROM (SELECT ar.enabled FROM @extschema@.alert_rules ar
+                               WHERE ar.rule = 'default_partition_rows' AND ar.environment IN (env, 'all', 'default')
+                               ORDER BY array_position(ARRAY[env, 'all', 'default'], ar.environment) LIMIT 1) x
+                WHERE x.enabled) THEN
+        FOR part IN SELECT c.relname::text AS name, p.partdefid::regclass AS default_part
+                      FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid
+                     WHERE c.relnamespace = '@extschema@'::regnamespace AND p.partdefid <> 0
+        LOOP
+            EXECUTE format('SELECT count(*) FROM %s', part.default_part) INTO n;
+            default_rows := default_rows || jsonb_build_object(part.name, n);
+        END LOOP;
+    END IF;
     SELECT make_interval(secs => coalesce(r.window_seconds, 86400)) INTO dead_window
       FROM @extschema@.alert_rules r WHERE r.rule = 'dead_letters' AND r.environment IN (env, 'all', 'default')
      ORDER BY array_position(ARRAY[env, 'all', 'default'], r.environment) LIMIT 1;
@@ -2175,7 +2199,7 @@ BEGIN
         SELECT 'notification_deliveries:' || d.channel, count(*)
           FROM @extschema@.notification_deliveries d WHERE d.status = 'dead_letter' AND d.failed_at > now() - dead_window GROUP BY d.channel
     ), partitioned AS (
-        SELECT c.oid::regclass AS parent, c.relname::text AS name, p.partdefid::regclass AS default_part
+        SELECT c.oid::regclass AS parent, c.relname::text AS name
           FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid
          WHERE c.relnamespace = '@extschema@'::regnamespace
     ), bounds AS MATERIALIZED (
@@ -2203,10 +2227,7 @@ BEGIN
                           AND b.upper_bound > ((this_month AT TIME ZONE 'UTC') + make_interval(months => g)) AT TIME ZONE 'UTC'))::float8
           FROM partitioned p
         UNION ALL
-        SELECT 'default_partition_rows', p.name, (xpath('/row/n/text()',
-                   query_to_xml(format('SELECT count(*) AS n FROM %s', p.default_part), false, true, '')))[1]::text::float8
-          FROM partitioned p WHERE p.default_part IS NOT NULL
-           AND EXISTS (SELECT 1 FROM r WHERE r.rule = 'default_partition_rows')
+        SELECT 'default_partition_rows', d.key, d.value::float8 FROM jsonb_each_text(default_rows) d
         UNION ALL
         SELECT 'cache_hit_ratio', cs.cache_type, cs.hits::float8 / (cs.hits + cs.misses)
           FROM @extschema@.cache_stats cs WHERE cs.hits + cs.misses >= 100

@@ -112,3 +112,21 @@ SELECT count(*) >= 0 AS read_only_alerts FROM current_alerts();
 SELECT length(metrics_prometheus()) > 0 AS read_only_metrics;
 COMMIT;
 RESET ROLE;
+
+-- Every rule clears, and maintenance closes its event: a heartbeat (service_stale), the dead
+-- letter replayed (dead_letters), hits (cache_hit_ratio). failed_transactions opens and closes
+-- under the staging override; partitions_ahead under a stricter one (maintenance itself makes
+-- the months, so only a threshold above what it keeps makes it fire for long enough to record).
+SELECT service_heartbeat('payments') AS heartbeat;
+SELECT replay_dead_letter(id) AS replayed FROM message_queue WHERE queue_name = 'mail';
+UPDATE cache_stat_counters SET hits = 90, misses = 10 WHERE cache_type = 'profile';
+INSERT INTO alert_rules (rule, environment, threshold, fires_when, severity) VALUES ('partitions_ahead', 'all', 5, 'below', 'critical');
+SET easymo.environment = 'staging';
+SELECT run_maintenance() -> 'alert_events_changed' AS staging_changes;
+SELECT rule, subject, cleared_at IS NULL AS open FROM alert_events ORDER BY rule, subject, started_at;
+DELETE FROM alert_rules WHERE environment IN ('staging', 'all') AND rule IN ('failed_transactions', 'partitions_ahead');
+SELECT run_maintenance() -> 'alert_events_changed' AS staging_cleared;
+RESET easymo.environment;
+SELECT rule, subject, cleared_at IS NULL AS open FROM alert_events ORDER BY rule, subject, started_at;
+SELECT count(*) AS open_events FROM alert_events WHERE cleared_at IS NULL;
+SELECT * FROM pg_temp.alerts();

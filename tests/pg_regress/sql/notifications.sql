@@ -119,6 +119,7 @@ UPDATE whatsapp_message_queue SET scheduled_at = now() - interval '1 second' WHE
 SELECT count(*) AS claimed FROM claim_whatsapp_messages(10, 30);
 SELECT complete_whatsapp_message(whatsapp_message_id, 'wamid.1') FROM notification_deliveries WHERE notification_id = :'w1' AND channel = 'whatsapp';
 SELECT status, provider_message_id, sent_at IS NOT NULL AS sent FROM notification_deliveries WHERE notification_id = :'w1' AND channel = 'whatsapp';
+SELECT record_notification_status('whatsapp', 'wamid.1', 'sent') AS sent_callback_after_sent;
 SELECT record_notification_status('whatsapp', 'wamid.1', 'delivered');
 SELECT record_notification_status('whatsapp', 'wamid.1', 'delivered') AS again;
 SELECT status, delivered_at IS NOT NULL AS delivered FROM notification_deliveries WHERE notification_id = :'w1' AND channel = 'whatsapp';
@@ -180,7 +181,7 @@ SELECT pg_temp.try($$SELECT complete_notification_delivery('00000000-0000-0000-0
 SELECT pg_temp.try($$SELECT fail_notification_delivery('00000000-0000-0000-0000-000000000001')$$);
 SELECT pg_temp.try($$SELECT fail_notification_delivery(id) FROM notification_deliveries WHERE status = 'dead_letter' LIMIT 1$$);
 SELECT pg_temp.try($$SELECT record_notification_status('sms', 'nope', 'delivered')$$);
-SELECT pg_temp.try($$SELECT record_notification_status('sms', 'SM1', 'sent')$$);
+SELECT pg_temp.try($$SELECT record_notification_status('sms', 'SM1', 'read')$$);
 SELECT pg_temp.try($$SELECT mark_notifications_read(NULL)$$);
 
 -- RLS: a user reads its own notifications, deliveries and preferences, marks its own read
