@@ -21,29 +21,62 @@ pub enum ContractError {
     /// 23505: an idempotency key reused with different parameters.
     #[error("{0}")]
     UniqueViolation(String),
-    // The three below are raised today by the plpgsql helpers (sql/events.sql, sql/queues.sql,
-    // sql/money.sql) with the same SQLSTATEs; they stay here so the whole table of the contract
-    // maps in one place for the native code.
-    /// 40001: an append whose expected version does not match the stream.
+    // The two below are also raised by the plpgsql helpers (sql/events.sql, sql/queues.sql,
+    // sql/money.sql) with the same SQLSTATEs, as is 55000 for a status change the state machine
+    // forbids (which no native path raises).
+    /// 40001: an append whose expected version does not match the stream; a wallet transfer
+    /// changed while it was read.
     #[error("{0}")]
     SerializationFailure(String),
-    /// 55000: a status change that the state machine forbids.
-    #[error("{0}")]
-    NotInPrerequisiteState(String),
     /// P0002: the row named does not exist.
     #[error("{0}")]
     NoDataFound(String),
-    /// EW001: a wallet debit or hold that would take the available balance below its floor.
-    #[error("{0}")]
-    InsufficientFunds(String),
-    /// EW002: a wallet account that is frozen or closed.
-    #[error("{0}")]
-    AccountNotActive(String),
+    /// A wallet call refused for a reason of its own (class EW, see `Refusal`).
+    #[error("{1}")]
+    Refused(Refusal, String),
 }
 
-/// The contract's own SQLSTATEs (class EW: easymo wallets), which Postgres does not define.
-pub const INSUFFICIENT_FUNDS: &[u8; 5] = b"EW001";
-pub const ACCOUNT_NOT_ACTIVE: &[u8; 5] = b"EW002";
+/// Why a wallet call was refused: each reason has a SQLSTATE of its own (class EW: easymo
+/// wallets, which Postgres does not define), so a client can tell them apart without parsing
+/// the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// EW001: a debit or hold would take the available balance below the account's floor.
+    InsufficientFunds,
+    /// EW002: an account is frozen or closed.
+    AccountNotActive,
+    /// EW003: the two accounts of a transfer are in different currencies.
+    CurrencyMismatch,
+    /// EW004: the same account on both sides of a transfer.
+    SameAccount,
+    /// EW005: posting more than a hold holds.
+    ExceedsHold,
+    /// EW006: posting or voiding a hold that is no longer open (posted, voided, expired), or a
+    /// transfer that was never one.
+    HoldNotOpen,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 6] = [
+        Refusal::InsufficientFunds,
+        Refusal::AccountNotActive,
+        Refusal::CurrencyMismatch,
+        Refusal::SameAccount,
+        Refusal::ExceedsHold,
+        Refusal::HoldNotOpen,
+    ];
+
+    pub const fn sqlstate(self) -> &'static [u8; 5] {
+        match self {
+            Refusal::InsufficientFunds => b"EW001",
+            Refusal::AccountNotActive => b"EW002",
+            Refusal::CurrencyMismatch => b"EW003",
+            Refusal::SameAccount => b"EW004",
+            Refusal::ExceedsHold => b"EW005",
+            Refusal::HoldNotOpen => b"EW006",
+        }
+    }
+}
 
 impl ContractError {
     /// 22023 for `param`, with a reason that should quote the offending value.
@@ -69,12 +102,11 @@ impl ContractError {
     pub fn sqlstate(&self) -> PgSqlErrorCode {
         use PgSqlErrorCode::*;
         match self {
-            ContractError::InsufficientFunds(_) | ContractError::AccountNotActive(_) => ERRCODE_INTERNAL_ERROR,
+            ContractError::Refused(..) => ERRCODE_INTERNAL_ERROR,
             ContractError::NullArgument(_) => ERRCODE_NULL_VALUE_NOT_ALLOWED,
             ContractError::InvalidParameter { .. } => ERRCODE_INVALID_PARAMETER_VALUE,
             ContractError::UniqueViolation(_) => ERRCODE_UNIQUE_VIOLATION,
             ContractError::SerializationFailure(_) => ERRCODE_T_R_SERIALIZATION_FAILURE,
-            ContractError::NotInPrerequisiteState(_) => ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             ContractError::NoDataFound(_) => ERRCODE_NO_DATA_FOUND,
         }
     }
@@ -83,8 +115,7 @@ impl ContractError {
     pub fn raise(self) -> ! {
         use crate::postgres::backend::raise_sqlstate;
         match &self {
-            ContractError::InsufficientFunds(m) => raise_sqlstate(INSUFFICIENT_FUNDS, m, None),
-            ContractError::AccountNotActive(m) => raise_sqlstate(ACCOUNT_NOT_ACTIVE, m, None),
+            ContractError::Refused(r, m) => raise_sqlstate(r.sqlstate(), m, None),
             _ => raise(self.sqlstate(), self.to_string()),
         }
     }

@@ -23,7 +23,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::error::{required, ContractError, OrRaise};
+use crate::error::{required, ContractError, OrRaise, Refusal};
 use crate::ids::new_v7;
 use crate::money::{check_amount, check_key};
 use crate::postgres::backend;
@@ -177,8 +177,9 @@ fn prepare(table: &Table) -> Plans {
             &[UUIDOID],
         ),
         // Everything a call writes, in one statement. The transfers claim their keys
-        // (`ON CONFLICT DO NOTHING`); the accounts, entries and hot credits are written only
-        // when every transfer was ($15 of them).
+        // (`ON CONFLICT DO NOTHING`) in key order, so two batches naming the same keys in other
+        // orders wait for each other instead of deadlocking; the accounts, entries and hot
+        // credits are written only when every transfer was ($15 of them).
         write: WritePlan::prepare_latest(
             &format!(
                 "WITH t AS ( \
@@ -189,6 +190,7 @@ fn prepare(table: &Table) -> Plans {
                      FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                           AS x(id, debit, credit, debit_user, credit_user, amount, currency, status, expires_at, \
                                pending_id, key, transaction_id, metadata) \
+                    ORDER BY x.key \
                    ON CONFLICT (idempotency_key) DO NOTHING \
                    RETURNING id), \
                  claimed AS (SELECT count(*) = $15 AS all FROM t), \
@@ -343,9 +345,9 @@ impl Leg {
         let credit = required(credit, "p_credit_account_id")?;
         let amount = required(amount, "p_amount")?;
         if debit == credit {
-            return Err(ContractError::invalid(
-                "p_credit_account_id",
-                format!("must differ from the debit account, got {credit} for both"),
+            return Err(ContractError::Refused(
+                Refusal::SameAccount,
+                format!("p_credit_account_id must differ from the debit account, got {credit} for both"),
             ));
         }
         let amount_text = check_amount(&amount)?;
@@ -416,7 +418,10 @@ impl Account {
 
     fn check_active(&self) -> Result<(), ContractError> {
         if self.status != ACTIVE {
-            return Err(ContractError::AccountNotActive(format!("wallet account {} is {}", self.id, self.status)));
+            return Err(ContractError::Refused(
+                Refusal::AccountNotActive,
+                format!("wallet account {} is {}", self.id, self.status),
+            ));
         }
         Ok(())
     }
@@ -426,10 +431,13 @@ impl Account {
         let Some(floor) = &self.min_balance else { return Ok(()) };
         let available = self.posted.clone() - self.pending_debits.clone();
         if available.clone() - amount.clone() < *floor {
-            return Err(ContractError::InsufficientFunds(format!(
-                "wallet account {}: insufficient available balance: {} available, floor {}, {} asked",
-                self.id, available, floor, amount
-            )));
+            return Err(ContractError::Refused(
+                Refusal::InsufficientFunds,
+                format!(
+                    "wallet account {}: insufficient available balance: {} available, floor {}, {} asked",
+                    self.id, available, floor, amount
+                ),
+            ));
         }
         Ok(())
     }
@@ -721,8 +729,7 @@ fn transfer(legs: Vec<Leg>, batch: bool) -> Vec<Uuid> {
             return e;
         }
         match e {
-            ContractError::InsufficientFunds(m) => ContractError::InsufficientFunds(format!("p_transfers[{i}]: {m}")),
-            ContractError::AccountNotActive(m) => ContractError::AccountNotActive(format!("p_transfers[{i}]: {m}")),
+            ContractError::Refused(r, m) => ContractError::Refused(r, format!("p_transfers[{i}]: {m}")),
             ContractError::NoDataFound(m) => ContractError::NoDataFound(format!("p_transfers[{i}]: {m}")),
             ContractError::UniqueViolation(m) => ContractError::UniqueViolation(format!("p_transfers[{i}]: {m}")),
             other => other.in_element("p_transfers", i),
@@ -763,10 +770,10 @@ fn transfer(legs: Vec<Leg>, batch: bool) -> Vec<Uuid> {
         let check = |ledger: &Ledger| -> Result<(), ContractError> {
             let (debit, credit) = (ledger.account(leg.debit), ledger.account(leg.credit));
             if debit.currency != credit.currency {
-                return Err(ContractError::invalid(
-                    "p_credit_account_id",
+                return Err(ContractError::Refused(
+                    Refusal::CurrencyMismatch,
                     format!(
-                        "account {} is in {}, the debit account {} in {}: a transfer has one currency",
+                        "p_credit_account_id: account {} is in {}, the debit account {} in {}: a transfer has one currency",
                         credit.id, credit.currency, debit.id, debit.currency
                     ),
                 ));
@@ -988,9 +995,10 @@ fn resolve_locked(
         )));
     }
     let Some(expires_at) = expires_at else {
-        return Err(ContractError::NotInPrerequisiteState(format!(
-            "wallet transfer {id} is not a hold: it was posted at once"
-        )));
+        return Err(ContractError::Refused(
+            Refusal::HoldNotOpen,
+            format!("wallet transfer {id} is not a hold: it was posted at once"),
+        ));
     };
     let now = backend::now();
     let lapsed = pg_sys::TimestampTz::from(expires_at) <= now;
@@ -999,11 +1007,12 @@ fn resolve_locked(
             return Ok(None);
         }
     } else if status != PENDING {
-        return Err(ContractError::NotInPrerequisiteState(format!("wallet hold {id} is {status}")));
+        return Err(ContractError::Refused(Refusal::HoldNotOpen, format!("wallet hold {id} is {status}")));
     } else if lapsed {
-        return Err(ContractError::NotInPrerequisiteState(format!(
-            "wallet hold {id} expired at {expires_at}; it is released by run_maintenance()"
-        )));
+        return Err(ContractError::Refused(
+            Refusal::HoldNotOpen,
+            format!("wallet hold {id} expired at {expires_at}; it is released by run_maintenance()"),
+        ));
     }
     ledger.release(debit, credit, &held);
     let (result, new_status) = match resolution {
@@ -1012,9 +1021,10 @@ fn resolve_locked(
                 None => held.clone(),
                 Some((amount, text)) => {
                     if amount > held {
-                        return Err(ContractError::NotInPrerequisiteState(format!(
-                            "cannot post {text} of wallet hold {id}: it holds {held}"
-                        )));
+                        return Err(ContractError::Refused(
+                            Refusal::ExceedsHold,
+                            format!("cannot post {text} of wallet hold {id}: it holds {held}"),
+                        ));
                     }
                     amount
                 }

@@ -261,7 +261,7 @@ fn wallets_sixteen_connections_of_random_transfers_keep_the_books() {
     // Refusals are insufficient funds and holds already resolved or lapsed; never a deadlock,
     // a serialization failure or anything else.
     for (outcome, n) in &total {
-        assert!(["ok", "EW001", "55000"].contains(&outcome.as_str()), "{n} calls ended in {outcome}");
+        assert!(["ok", "EW001", "EW006"].contains(&outcome.as_str()), "{n} calls ended in {outcome}");
     }
     assert!(total.get("ok").copied().unwrap_or(0) > 1000, "too few transfers to prove anything: {total:?}");
 
@@ -284,21 +284,35 @@ fn wallets_sixteen_connections_of_random_transfers_keep_the_books() {
 #[test]
 fn wallets_batches_killed_mid_way_leave_nothing_half_written() {
     let db = TestDb::new("wallets_killed");
-    let (users, _ext, fees) = setup(&db);
+    let (users, ext, fees) = setup(&db);
     let users = Arc::new(users);
     let mut admin = db.connect();
+    let mut blocker = db.connect();
     let mut killed = 0;
+    let mut killed_mid_write = 0;
     for round in 0..12 {
-        // A batch of 100 legs in a transaction that then waits: killed while the batch runs or
-        // after it, before the commit.
+        // A batch of 100 keyed legs in a transaction that then waits. Even rounds: its last key
+        // (legs claim their keys in key order) is being claimed by another open transaction, so
+        // the batch's one write statement stops half way, its first 99 transfers inserted, and is
+        // killed there. Odd rounds: killed at some point while the batch runs or after it,
+        // before the commit.
+        let mid_write = round % 2 == 0;
+        let last_key = format!("zz-{round}");
+        if mid_write {
+            blocker.batch_execute("BEGIN").unwrap();
+            blocker
+                .execute("SELECT wallet_transfer($1::text::uuid, $2::text::uuid, 1, $3)", &[&ext, &fees, &last_key])
+                .unwrap();
+        }
         let mut victim = db.connect();
         let pid: i32 = victim.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
         let legs: Vec<String> = (0..100)
             .map(|i| {
                 let (a, b) = (&users[(round * 7 + i) % users.len()], &users[(round * 7 + i + 1) % users.len()]);
                 let credit = if i % 10 == 0 { &fees } else { b };
+                let key = if i == 99 { last_key.clone() } else { format!("k-{round}-{i:03}") };
                 format!(
-                    r#"{{"debit_account_id": "{a}", "credit_account_id": "{credit}", "amount": 0.5, "metadata": {{"round": {round}}}}}"#
+                    r#"{{"debit_account_id": "{a}", "credit_account_id": "{credit}", "amount": 0.5, "idempotency_key": "{key}", "metadata": {{"round": {round}}}}}"#
                 )
             })
             .collect();
@@ -309,11 +323,33 @@ fn wallets_batches_killed_mid_way_leave_nothing_half_written() {
             let _ = victim.batch_execute("SELECT pg_sleep(30)");
             r.is_ok()
         });
-        std::thread::sleep(Duration::from_millis(5 + 20 * (round as u64 % 4)));
+        if mid_write {
+            // Waiting for the other transaction's key: inside its write statement.
+            let mut waiting = false;
+            for _ in 0..600 {
+                waiting = admin
+                    .query_one("SELECT wait_event = 'transactionid' FROM pg_stat_activity WHERE pid = $1", &[&pid])
+                    .unwrap()
+                    .get::<_, Option<bool>>(0)
+                    .unwrap_or(false);
+                if waiting {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            assert!(waiting, "round {round}: the batch never waited for the key being claimed");
+        } else {
+            std::thread::sleep(Duration::from_millis(5 + 20 * (round as u64 % 4)));
+        }
         let done: bool = admin.query_one("SELECT pg_terminate_backend($1)", &[&pid]).unwrap().get(0);
         killed += done as i32;
+        killed_mid_write += (done && mid_write) as i32;
         let _ = worker.join();
+        if mid_write {
+            blocker.batch_execute("ROLLBACK").unwrap();
+        }
     }
+    assert_eq!(killed_mid_write, 6, "every even round is killed inside its write statement");
     assert!(killed > 0);
     // Every round's batch is all there (it committed) or not at all: here, never committed.
     let rounds: i64 =

@@ -94,21 +94,21 @@ SELECT * FROM balances;
 
 -- Holds: a ride reserves 2000 at pickup. The available balance drops, the posted one does not;
 -- a hold writes no entry.
-SELECT wallet_transfer(:'rider', :'driver', 2000, 'ride-2-hold', 600) AS h1 \gset
+SELECT wallet_transfer(:'rider', :'driver', 2000, 'ride-2-hold', 600, '00000000-0000-7000-8000-0000000000f2') AS h1 \gset
 SELECT status, expires_at > now() + interval '590 seconds' AS expires_in_ten_minutes FROM wallet_transfers WHERE id = :'h1';
 SELECT * FROM balances;
 -- More than the available balance cannot be held or moved (EW001), even though posted covers it.
 SELECT pg_temp.try($$SELECT wallet_transfer(pg_temp.acct('rider'), pg_temp.acct('driver'), 5000)$$);
 -- Posted for less at drop-off (1800): the rest is released; the posting is its own transfer.
 SELECT post_wallet_hold(:'h1', 1800) AS p1 \gset
-SELECT status, pending_id = :'h1' AS posts_the_hold, amount FROM wallet_transfers WHERE id = :'p1';
+SELECT status, pending_id = :'h1' AS posts_the_hold, amount, transaction_id AS linked_transaction_copied FROM wallet_transfers WHERE id = :'p1';
 SELECT status, resolved_at IS NOT NULL AS resolved FROM wallet_transfers WHERE id = :'h1';
 SELECT * FROM balances;
--- A hold once posted cannot be posted or voided again (55000); a posted transfer is no hold.
+-- A hold once posted cannot be posted or voided again (EW006); a posted transfer is no hold.
 SELECT pg_temp.try(format($$SELECT post_wallet_hold(%L)$$, :'h1'));
 SELECT pg_temp.try(format($$SELECT void_wallet_hold(%L)$$, :'h1'));
 SELECT pg_temp.try(format($$SELECT void_wallet_hold(%L)$$, :'t1'));
--- Posting more than held is 55000 and writes nothing; voiding releases it all.
+-- Posting more than held is EW005 and writes nothing; voiding releases it all.
 SELECT wallet_transfer(:'rider', :'driver', 500, NULL, 600) AS h2 \gset
 SELECT pg_temp.try(format($$SELECT post_wallet_hold(%L, 500.0001)$$, :'h2'));
 SELECT void_wallet_hold(:'h2') AS voided;
@@ -116,7 +116,7 @@ SELECT status FROM wallet_transfers WHERE id = :'h2';
 SELECT pg_temp.try(format($$SELECT post_wallet_hold(%L)$$, :'h2'));
 SELECT * FROM balances;
 
--- Expiry: a lapsed hold can be neither posted nor voided (55000), and run_maintenance()
+-- Expiry: a lapsed hold can be neither posted nor voided (EW006), and run_maintenance()
 -- releases it (expired); it never posts.
 SELECT wallet_transfer(:'rider', :'driver', 700, NULL, 1) AS h3 \gset
 UPDATE wallet_transfers SET expires_at = now() - interval '1 second' WHERE id = :'h3';
