@@ -13,6 +13,25 @@ while read -r sum file; do
         echo "released file $file was edited (its checksum differs from sql/RELEASED): ship the change as a new version"; status=1
     fi
 done < RELEASED
+# The list itself is checked against its history: a released file edited together with its line
+# here still differs from the checksum the line had when it was first added (paradedb checks
+# released files against git the same way). Without git history (an exported tree) only the
+# list is checked.
+if git -C .. rev-parse --git-dir >/dev/null 2>&1; then
+    for commit in $(git -C .. rev-list --reverse HEAD -- sql/RELEASED); do
+        git -C .. show "$commit:sql/RELEASED" | while read -r sum file; do
+            case "$sum" in ''|\#*) continue ;; esac
+            printf '%s %s\n' "$file" "$sum"
+        done
+    done | awk '!seen[$1]++' > "${TMPDIR:-/tmp}/easymo-released.$$"
+    while read -r file first; do
+        now=$(awk -v f="$file" '$2 == f {print $1}' RELEASED)
+        if [ -n "$now" ] && [ "$now" != "$first" ]; then
+            echo "the line of released file $file in sql/RELEASED was changed (first released as $first): ship the change as a new version"; status=1
+        fi
+    done < "${TMPDIR:-/tmp}/easymo-released.$$"
+    rm -f "${TMPDIR:-/tmp}/easymo-released.$$"
+fi
 released_versions=$(ls releases | sed -n 's/^easymo--\(.*\)\.sql$/\1/p')
 for v in $released_versions; do
     for file in "releases/easymo--$v.sql" $(ls upgrades | grep -- "--$v\.sql$" | sed 's|^|upgrades/|'); do

@@ -3,7 +3,7 @@
 #
 #   scripts/test.sh                 everything (what CI runs):
 #     0. lint: cargo fmt --check and cargo clippy -D warnings (both crates), and released files
-#        unchanged (scripts/check-released.sh);
+#        unchanged (scripts/check-released.sh), unsafe code only in src/postgres (scripts/check-unsafe.sh);
 #     1. the Rust-level #[pg_test] units (cargo pgrx test, its own throw-away cluster);
 #     2. the release build, installed into the system PostgreSQL 15;
 #     3. every pg_regress suite (tests/pg_regress) and isolation spec (tests/isolation), against a
@@ -104,7 +104,7 @@ if selected lint; then
     for check in "cargo fmt --check" "cargo fmt --check --manifest-path tests/integration/Cargo.toml" \
                  "cargo clippy ${PGRX_FEATURES[*]:---features pg15} --all-targets -- -D warnings" \
                  "cargo clippy --manifest-path tests/integration/Cargo.toml --target-dir target/integration --all-targets -- -D warnings" \
-                 "scripts/check-released.sh"; do
+                 "scripts/check-released.sh" "scripts/check-unsafe.sh"; do
         set +e
         $check > target/lint.log 2>&1
         rc=$?

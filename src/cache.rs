@@ -9,7 +9,7 @@
 #![forbid(unsafe_code)]
 
 use crate::error::{required, ContractError, OrRaise};
-use crate::postgres::catalog::{ext_table, ExtTable};
+use crate::postgres::catalog::ExtTable;
 use crate::postgres::datum::{timestamptz, RawJsonb, RawTextArray};
 use crate::postgres::identity::as_owner;
 use crate::postgres::plan::{prepared, PlanSlot, WritePlan};
@@ -290,6 +290,7 @@ impl WritePlans {
 
 /// The table the write plans are kept against (their SQL names the columns they write).
 static ENTRIES_TABLE: TableSpec = TableSpec { name: c"cache_entries", columns: &[] };
+static COUNTERS: TableSpec = TableSpec { name: c"cache_stat_counters", columns: &[] };
 
 fn write_plans() -> Rc<WritePlans> {
     prepared(&WRITE_PLANS, &ENTRIES_TABLE, |table| {
@@ -467,7 +468,7 @@ fn cache_hit_counters(
             t.1 += n;
         }
     }
-    let table = ext_table("cache_stat_counters");
+    let table = relation::table(&COUNTERS).ext.clone();
     let rows: Vec<(String, i64, i64)> = as_owner(table.owner, || {
         Spi::connect(|client| {
             client

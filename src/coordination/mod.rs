@@ -11,6 +11,7 @@ use crate::gucs;
 use crate::postgres::backend;
 use crate::postgres::datum::RawJsonb;
 use crate::postgres::identity::as_owner;
+use crate::postgres::relation::{self, TableSpec};
 use crate::postgres::{caller_is_service, in_subtransaction};
 use crate::session::request_user_id;
 use crate::stats::{self, Kind};
@@ -146,6 +147,9 @@ fn get_feature_variant(
     variant
 }
 
+/// Found once per backend (again after a change to it).
+static EXPOSURE_COUNTERS: TableSpec = TableSpec { name: c"feature_flag_exposure_counters", columns: &[] };
+
 /// Evaluations per flag key, environment, variant and answer since counting began (shared
 /// memory or feature_flag_exposure_counters, plus this session's counts not yet handed on): the
 /// exposure counts of Unleash's metrics. flag_key NULL counts keys that name no flag; variant
@@ -171,7 +175,7 @@ fn feature_flag_exposures() -> TableIterator<
         *totals.entry((flag, env, variant, key[0] == Kind::FlagOn as u8)).or_default() +=
             i64::try_from(n).unwrap_or(i64::MAX);
     }
-    let table = crate::postgres::catalog::ext_table("feature_flag_exposure_counters");
+    let table = relation::table(&EXPOSURE_COUNTERS).ext.clone();
     let rows: Vec<(String, String, String, bool, i64)> = as_owner(table.owner, || {
         Spi::connect(|client| {
             client

@@ -22,10 +22,10 @@ pub mod geodesy;
 
 use crate::error::{required, ContractError, OrRaise};
 use crate::ids::new_v7;
-use crate::postgres::catalog::{ext_table, ExtTable};
+use crate::postgres::catalog::ExtTable;
 use crate::postgres::datum::RawJsonb;
 use crate::postgres::plan::{prepared, PlanSlot};
-use crate::postgres::relation::TableSpec;
+use crate::postgres::relation::{self, TableSpec};
 use geodesy::{geodesic, geodesic_lower_bound, search_boxes, sphere, MAX_RADIUS};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -104,6 +104,8 @@ thread_local! {
 }
 
 static LOCATIONS: TableSpec = TableSpec { name: c"locations", columns: &[] };
+/// Found once per backend (again after a change to it), like every table a native path uses.
+static ROUTES: TableSpec = TableSpec { name: c"routes", columns: &[] };
 
 fn search_plans() -> Rc<SearchPlans> {
     prepared(&SEARCH_PLANS, &LOCATIONS, |table| {
@@ -351,7 +353,7 @@ fn cache_route(
         Ok((origin, dest, distance, duration, traffic, ttl))
     };
     let ((olat, olng), (dlat, dlng), distance, duration, traffic, ttl) = check().or_raise();
-    let routes = ext_table("routes");
+    let routes = relation::table(&ROUTES).ext.clone();
     let id = new_v7();
     Spi::run_with_args(
         &format!(
@@ -401,7 +403,7 @@ fn cached_route_id(
         ))
     };
     let ((olat, olng), (dlat, dlng), max_age, tolerance) = check().or_raise();
-    let routes = ext_table("routes");
+    let routes = relation::table(&ROUTES).ext.clone();
     let query = format!(
         "SELECT id::pg_catalog.uuid, dest_lat::pg_catalog.float8, dest_lng::pg_catalog.float8, origin_lat::pg_catalog.float8, \
                 origin_lng::pg_catalog.float8, created_at::pg_catalog.timestamptz FROM {} \

@@ -32,7 +32,10 @@ SELECT x.what, x.native = x.sql AS same, CASE WHEN x.native <> x.sql THEN x.nati
     ('flag environments', (SELECT array_agg(v ORDER BY v) FROM unnest(pg_temp.native('environments') || '{all}'::text[]) v),
                           pg_temp.literals(pg_temp.check_of('feature_flags_environment_check'))),
     ('rollout strategies', pg_temp.native('rollout_strategies'), pg_temp.literals(pg_temp.check_of('feature_flags_rollout_strategy_check'))),
-    ('cache visibilities', pg_temp.native('cache_visibilities'), pg_temp.literals(pg_temp.check_of('cache_entries_visibility_check')))
+    ('cache visibilities', pg_temp.native('cache_visibilities'), pg_temp.literals(pg_temp.check_of('cache_entries_visibility_check'))),
+    ('wallet account kinds', pg_temp.native('wallet_account_kinds'), pg_temp.literals(pg_temp.check_of('wallet_accounts_kind_check'))),
+    ('wallet account statuses', pg_temp.native('wallet_account_statuses'), pg_temp.literals(pg_temp.check_of('wallet_accounts_status_check'))),
+    ('wallet transfer statuses', pg_temp.native('wallet_transfer_statuses'), pg_temp.literals(pg_temp.check_of('wallet_transfers_status_check')))
   ) x(what, native, sql)
  ORDER BY 1;
 
@@ -69,6 +72,8 @@ SELECT x.helper, x.checked = x.column_check AS same,
     ('get_service_config p_environment', pg_temp.choice_in('get_service_config', 'p_environment'), pg_temp.literals(pg_temp.check_of('service_configurations_environment_check'))),
     ('set_notification_preference p_channel', pg_temp.choice_in('set_notification_preference', 'p_channel'), pg_temp.literals(pg_temp.check_of('notification_preferences_channel_check'))),
     ('record_notification_status p_channel', pg_temp.choice_in('record_notification_status', 'p_channel'), pg_temp.literals(pg_temp.check_of('notification_deliveries_channel_check'))),
+    ('create_wallet_account p_kind', pg_temp.choice_in('create_wallet_account', 'p_kind'), pg_temp.literals(pg_temp.check_of('wallet_accounts_kind_check'))),
+    ('set_wallet_account_status p_status', pg_temp.choice_in('set_wallet_account_status', 'p_status'), pg_temp.literals(pg_temp.check_of('wallet_accounts_status_check'))),
     ('claim_notification_deliveries p_channel', pg_temp.choice_in('claim_notification_deliveries', 'p_channel'), pg_temp.literals(pg_temp.check_of('notification_deliveries_channel_check'))),
     ('send_notification channels', pg_temp.literals((regexp_match((SELECT prosrc FROM pg_proc WHERE proname = 'send_notification'), 'all_channels CONSTANT text\[\] := ARRAY\[([^]]*)\]'))[1]), pg_temp.literals(pg_temp.check_of('notification_deliveries_channel_check')))
   ) x(helper, checked, column_check)
