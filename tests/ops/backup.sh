@@ -12,8 +12,22 @@ CLUSTER_SOCK="$EASYMO_TEST_PGHOST"; CLUSTER_PORT="$EASYMO_TEST_PGPORT"
 out="$ROOT/target/ops/backup"; rm -rf "$out"; mkdir -p "$out"
 src=easymo_backup_src
 
+# backup FROM: the whole check on a source database made at the current version (FROM =
+# current), or made at FROM and updated to the current version first (its install-time month
+# partitions were extension members then; the update hands them to the data).
+backup() {
+local from="$1"
 cpsql -q -d postgres -c "DROP DATABASE IF EXISTS $src" -c "CREATE DATABASE $src"
-cpsql -q -d $src -c "CREATE EXTENSION easymo"
+if [ "$from" = current ]; then
+    cpsql -q -d $src -c "CREATE EXTENSION easymo"
+else
+    PGOPTIONS="-c client_min_messages=warning" cpsql -q -d $src >/dev/null <<SQL
+CREATE EXTENSION easymo VERSION '$from';
+INSERT INTO system_metrics (service_name, metric_type, metric_name, value) VALUES ('backup', 'gauge', 'before_update', 1);
+INSERT INTO analytics_events (event_name) VALUES ('before_update');
+ALTER EXTENSION easymo UPDATE;
+SQL
+fi
 PGOPTIONS="-c client_min_messages=warning" cpsql -q -d $src -f tests/ops/fill.sql >/dev/null
 # Months -3 .. +6 of every partitioned table, made by ensure_partitions (not by the install), and
 # rows in DEFAULT (month +9, which has no partition).
@@ -111,4 +125,8 @@ SQL
     fi
 done
 cpsql -q -d postgres -c "DROP DATABASE $src" -c "DROP DATABASE easymo_backup_custom" -c "DROP DATABASE easymo_backup_plain"
-echo "backup: $(grep -c '' "$out/before.txt") lines ($months month partitions) identical after pg_dump -Fc / pg_restore and pg_dump / psql, no flags, no error logged; both restored databases work"
+echo "backup ($from): $(grep -c '' "$out/before.txt") lines ($months month partitions) identical after pg_dump -Fc / pg_restore and pg_dump / psql, no flags, no error logged; both restored databases work"
+}
+
+backup current
+backup 0.2.0

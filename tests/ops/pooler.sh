@@ -72,6 +72,7 @@ pool "UPDATE feature_flags SET enabled = false WHERE key = 'pool_flag'"
 for i in $(seq 16); do pool "SELECT pg_backend_pid(), is_feature_enabled('pool_flag'), pg_sleep(0.2)" > "$out/after.$i" & done; wait
 after_pids=$(cut -d'|' -f1 "$out"/after.* | sort -u | wc -l)
 stale=$(cat "$out"/after.* | grep -c '|t|' || true)
+[ "$after_pids" -ge 2 ] || fail "expected the evaluations after the change on several server connections, got $after_pids"
 [ "$stale" -eq 0 ] || fail "$stale of 16 evaluations after the commit still saw the old flag"
 echo "pooler: flag change seen by all 16 evaluations on $after_pids pooled server connections"
 
@@ -116,6 +117,7 @@ for i in $(seq 12); do pool "SELECT pg_backend_pid(), get_cache('pool:k'), pg_sl
 misses=$(cat "$out"/cache.* | grep -vc '|{"v": 42}|' || true)
 cache_pids=$(cut -d'|' -f1 "$out"/cache.* | sort -u | wc -l)
 [ "$misses" -eq 0 ] || fail "$misses of 12 reads did not see the cached value"
+[ "$cache_pids" -ge 2 ] || fail "expected the 12 reads on several server connections, got $cache_pids"
 echo "pooler: a cache write read back by 12 clients on $cache_pids server connections"
 
 # 5. Idempotency keys shared by racing clients.

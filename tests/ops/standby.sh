@@ -2,7 +2,9 @@
 # A streaming replica on loopback: a private primary (port 28840) with easymo and data, a standby
 # made with pg_basebackup -R (port 28841), both started and stopped here. The read helpers must
 # answer on the standby exactly as on the primary, including the ones that would like to write
-# (flag evaluation logging, cache hit counters) - they skip writing there.
+# (flag evaluation logging, cache hit counters) - they skip writing there. The standby has easymo
+# preloaded: its evaluations and cache reads are counted in its shared memory, and a session's
+# counts outlive the session.
 source "$(dirname "$0")/../../scripts/common.sh"
 out="$ROOT/target/ops/standby"; rm -rf "$out"; mkdir -p "$out"
 P1="${EASYMO_TEST_PRIMARY_PORT:-28840}"; P2="${EASYMO_TEST_STANDBY_PORT:-28841}"
@@ -23,12 +25,20 @@ cat >> "$standby_dir/data/postgresql.conf" <<CONF
 port = $P2
 unix_socket_directories = '$standby_dir/sock'
 hot_standby = on
+shared_preload_libraries = 'easymo'
 CONF
 as_pg "$PG_BIN/pg_ctl" -D "$standby_dir/data" -l "$standby_dir/log/postgres.log" -w start >/dev/null \
     || { tail -20 "$standby_dir/log/postgres.log" >&2; die "standby did not start"; }
 spsql() { "$PG_BIN/psql" -X -v ON_ERROR_STOP=1 -h "$standby_dir/sock" -p "$P2" -U postgres "$@"; }
 [ "$(spsql -At -d app -c 'SELECT pg_is_in_recovery()')" = t ] || die "standby: not in recovery"
 
+# The counts of fill.sql's session (10 evaluations of new_checkout) are in the primary's counters
+# table (the flush worker stores them when the session has ended), so the standby has them too
+# before it counts its own.
+for _ in $(seq 1 100); do
+    [ "$(cpsql -At -d app -c "SELECT coalesce(sum(evaluations), 0) FROM feature_flag_exposure_counters WHERE flag_key = 'new_checkout'")" = 10 ] && break
+    sleep 0.1
+done
 # Writes after the base backup reach the standby by streaming.
 cpsql -q -d app -c "SELECT append_event('ride-streamed', 'ride', 'ride.created', '{\"late\": true}')" \
      -c "SELECT set_cache('streamed', '\"yes\"', 3600)" >/dev/null
@@ -49,11 +59,26 @@ SELECT string_agg(format('%s %s %s', version, event_type, payload), ',' ORDER BY
 SELECT string_agg(format('%s %s', version, payload), ',') FROM get_aggregate_events('ride', 'ride-streamed');
 SQL
 )
-cpsql -q -At -d app <<<"$queries" > "$out/primary.txt"
+counted() {
+    spsql -At -d app -c "SELECT (SELECT coalesce(sum(evaluations), 0) FROM feature_flag_exposures() WHERE flag_key = 'new_checkout')
+                              || ' ' || (SELECT coalesce(sum(hits), 0) || ' ' || coalesce(sum(misses), 0) FROM cache_hit_counters())"
+}
+counted_before=$(counted)
+# The standby first: the primary's own counts of the same queries reach the standby later, through
+# the counters table.
 spsql -q -At -d app <<<"$queries" > "$out/standby.txt" 2> "$out/standby.err" || { cat "$out/standby.err" >&2; die "standby: a read helper failed"; }
+# What the standby session counted (200 evaluations, 200 variants, 2 cache hits, 1 miss) is there
+# after it ended: in the standby's shared memory, no row written anywhere.
+read -r f0 h0 m0 <<<"$counted_before"
+expected="$((f0 + 400)) $((h0 + 2)) $((m0 + 1))"
+for _ in $(seq 1 100); do [ "$(counted)" = "$expected" ] && break; sleep 0.1; done
+[ "$(counted)" = "$expected" ] || die "standby: expected counts '$expected' after the session, got '$(counted)' (before: '$counted_before')"
+cpsql -q -At -d app <<<"$queries" > "$out/primary.txt"
 if ! diff "$out/primary.txt" "$out/standby.txt"; then
     die "standby: answers differ from the primary's (< primary, > standby)"
 fi
 grep -q 'ride.created {"late": true}\|1 {"late": true}' "$out/standby.txt" || die "standby: the streamed event is missing"
 [ "$(grep -c . "$out/standby.txt")" -ge 6 ] || die "standby: expected 6 answers, got: $(cat "$out/standby.txt")"
 echo "standby: flags, variants, cache, nearby search and event streams answer on the replica as on the primary"
+
+echo "standby: 400 flag evaluations and 3 cache reads of an ended session counted in the standby's shared memory"

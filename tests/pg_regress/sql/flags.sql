@@ -136,6 +136,8 @@ INSERT INTO feature_flags (key, name, rollout_strategy, conditions) VALUES ('bad
 INSERT INTO feature_flags (key, name, rollout_strategy, conditions) VALUES ('bad', 'b', 'condition', '[{"attribute": "x", "operator": "like", "value": 1}]');
 INSERT INTO feature_flags (key, name, rollout_strategy, conditions) VALUES ('bad', 'b', 'condition', '[{"attribute": "v", "operator": "semver_gte", "value": "two"}]');
 INSERT INTO feature_flags (key, name, variants) VALUES ('bad', 'b', '[{"name": "x"}]');
+-- A weight past 10^12 (0.2.0 summed such weights in 64 bits and overflowed silently).
+SELECT regress.outcome($$INSERT INTO feature_flags (key, name, variants) VALUES ('bad', 'b', '[{"name": "x", "weight": 1e12}, {"name": "y", "weight": 1.000001e12}]')$$) AS weight_past_limit;
 -- A malformed rule that got past the constraint fails that flag's evaluations only.
 ALTER TABLE feature_flags DROP CONSTRAINT feature_flags_rules_check;
 INSERT INTO feature_flags (key, name, enabled, rollout_strategy, conditions) VALUES

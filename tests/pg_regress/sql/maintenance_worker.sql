@@ -82,3 +82,24 @@ END
 $wait$;
 SELECT count(*) AS workers_again FROM pg_stat_activity
  WHERE backend_type = 'easymo maintenance' AND datname = 'easymo_worker' AND pid <> :old_worker;
+
+-- A database dropped WITH (FORCE) under its worker (which terminates it) and created again: the
+-- worker keeps coming back (each try fails while the database is missing) and, once the
+-- extension is there, does its work in the new database.
+DROP DATABASE easymo_worker_old WITH (FORCE);
+SELECT count(*) AS workers_of_dropped FROM pg_stat_activity WHERE backend_type = 'easymo maintenance' AND datname = 'easymo_worker_old';
+SELECT pg_sleep(2);
+CREATE DATABASE easymo_worker_old;
+\c easymo_worker_old
+SET client_min_messages = warning;
+CREATE EXTENSION easymo;
+DO $wait$
+BEGIN
+    FOR i IN 1 .. 600 LOOP
+        EXIT WHEN EXISTS (SELECT 1 FROM pg_class WHERE relname = format('system_metrics_p%s', to_char(now() AT TIME ZONE 'UTC' + interval '1 month', 'YYYY_MM')));
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END
+$wait$;
+SELECT count(*) AS made_in_the_new_database FROM pg_class WHERE relname = :'next_part';
+SELECT count(*) AS workers_back FROM pg_stat_activity WHERE backend_type = 'easymo maintenance' AND datname = 'easymo_worker_old';
