@@ -40,6 +40,11 @@ CREATE TABLE @extschema@.event_streams (
 COMMENT ON TABLE @extschema@.event_streams IS
     'One head row per event stream holding its current version: the lock that keeps event_store versions unique and gapless.';
 
+-- The order messages were queued in: what a group's messages are delivered by.
+CREATE SEQUENCE @extschema@.message_queue_seq;
+COMMENT ON SEQUENCE @extschema@.message_queue_seq IS
+    'The order messages were queued in (message_queue.seq): a group''s messages are delivered in it.';
+
 CREATE TABLE @extschema@.message_queue (
     id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     queue_name       text NOT NULL CHECK (length(queue_name) BETWEEN 1 AND 255),
@@ -60,6 +65,15 @@ CREATE TABLE @extschema@.message_queue (
     dead_lettered_at timestamptz,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
+    -- Claims so far. A claim's receipt names the message and this number, so the receipt of an
+    -- earlier claim (the message was delivered again since) is refused.
+    deliveries       integer NOT NULL DEFAULT 0 CHECK (deliveries >= 0),
+    receipt          text GENERATED ALWAYS AS
+                         (CASE WHEN deliveries > 0 THEN 'm:' || id::text || ':' || deliveries::text END) STORED,
+    -- Messages of one group (a trip, a user, a phone number) are delivered one at a time, in the
+    -- order they were queued; NULL: no group.
+    group_key        text CHECK (length(group_key) BETWEEN 1 AND 255),
+    seq              bigint NOT NULL DEFAULT nextval('@extschema@.message_queue_seq'),
     UNIQUE (queue_name, idempotency_key)
 );
 -- Consumers claim by priority, then age: active (pending or in-flight) messages only; an
@@ -71,6 +85,10 @@ CREATE INDEX message_queue_locked_idx
     ON @extschema@.message_queue (locked_until)
     WHERE status = 'processing';
 CREATE INDEX message_queue_status_idx ON @extschema@.message_queue (queue_name, status);
+-- A group's active messages in their order: only its first may be claimed.
+CREATE INDEX message_queue_group_idx
+    ON @extschema@.message_queue (queue_name, group_key, seq)
+    WHERE group_key IS NOT NULL AND status IN ('pending', 'processing');
 CREATE TRIGGER message_queue_touch BEFORE UPDATE ON @extschema@.message_queue
     FOR EACH ROW EXECUTE FUNCTION @extschema@._touch_updated_at();
 COMMENT ON TABLE @extschema@.message_queue IS
@@ -98,6 +116,10 @@ CREATE TABLE @extschema@.background_jobs (
     completed_at    timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
+    -- Claims so far, and the receipt of the current one (see message_queue).
+    deliveries      integer NOT NULL DEFAULT 0 CHECK (deliveries >= 0),
+    receipt         text GENERATED ALWAYS AS
+                        (CASE WHEN deliveries > 0 THEN 'j:' || id::text || ':' || deliveries::text END) STORED,
     UNIQUE (job_type, idempotency_key)
 );
 CREATE INDEX background_jobs_due_idx
@@ -153,6 +175,13 @@ COMMENT ON VIEW @extschema@.background_job_stats IS
 SELECT @extschema@._secure_table('@extschema@.event_store');
 SELECT @extschema@._secure_table('@extschema@.event_streams');
 SELECT @extschema@._secure_table('@extschema@.message_queue');
+REVOKE ALL ON SEQUENCE @extschema@.message_queue_seq FROM PUBLIC, anon, authenticated;
+GRANT USAGE, SELECT ON SEQUENCE @extschema@.message_queue_seq TO service_role;
+-- A transaction that queued messages wakes the reads waiting for work when it commits.
+CREATE TRIGGER message_queue_wake AFTER INSERT ON @extschema@.message_queue
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._queue_wake();
+COMMENT ON FUNCTION @extschema@._queue_wake() IS
+    'Internal trigger (after INSERT on message_queue, per statement): the transaction''s commit wakes the read_messages calls waiting for work.';
 SELECT @extschema@._secure_table('@extschema@.background_jobs');
 SELECT @extschema@._secure_view('@extschema@.event_store_stats');
 SELECT @extschema@._secure_view('@extschema@.message_queue_stats');
@@ -239,7 +268,8 @@ CREATE FUNCTION @extschema@.enqueue_message(
     p_payload jsonb,
     p_priority integer DEFAULT 5,
     p_scheduled_at timestamptz DEFAULT now(),
-    p_idempotency_key text DEFAULT NULL
+    p_idempotency_key text DEFAULT NULL,
+    p_group_key text DEFAULT NULL
 ) RETURNS uuid
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -253,12 +283,13 @@ BEGIN
     p_priority := @extschema@._check_range('p_priority', p_priority, 1, 10);
     p_scheduled_at := @extschema@._check_time('p_scheduled_at', p_scheduled_at);
     p_idempotency_key := @extschema@._check_text('p_idempotency_key', p_idempotency_key, 255, false);
+    p_group_key := @extschema@._check_text('p_group_key', p_group_key, 255, false);
     -- A repeated key returns the first message: the unique constraint on (queue_name, key) makes
     -- concurrent callers wait for the first, and ON CONFLICT DO NOTHING then finds it.
     -- created_at is the clock, not the transaction start: messages queued by one transaction
     -- keep their order (claims go by priority, then created_at).
-    INSERT INTO @extschema@.message_queue (queue_name, message_type, payload, priority, scheduled_at, idempotency_key, created_at)
-    VALUES (p_queue_name, p_message_type, p_payload, p_priority, p_scheduled_at, p_idempotency_key, clock_timestamp())
+    INSERT INTO @extschema@.message_queue (queue_name, message_type, payload, priority, scheduled_at, idempotency_key, group_key, created_at)
+    VALUES (p_queue_name, p_message_type, p_payload, p_priority, p_scheduled_at, p_idempotency_key, p_group_key, clock_timestamp())
     ON CONFLICT (queue_name, idempotency_key) DO NOTHING
     RETURNING id INTO message_id;
     IF message_id IS NULL THEN
@@ -268,8 +299,92 @@ BEGIN
     RETURN message_id;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.enqueue_message(text, text, jsonb, integer, timestamptz, text) IS
-    'Queues a message on p_queue_name (priority 1 most urgent to 10, due at p_scheduled_at); a repeated (queue, idempotency key) returns the first message''s id. Consumers: read_messages, ack_message, nack_message, replay_dead_letter.';
+COMMENT ON FUNCTION @extschema@.enqueue_message(text, text, jsonb, integer, timestamptz, text, text) IS
+    'Queues a message on p_queue_name (priority 1 most urgent to 10, due at p_scheduled_at; messages of one p_group_key are delivered one at a time, in order); a repeated (queue, idempotency key) returns the first message''s id. Consumers: read_messages, ack_receipt, nack_receipt, extend_receipt, replay_dead_letter.';
+
+-- Many messages in one statement. Each element: message_type and payload (required), priority
+-- (1 to 10, default 5), delay_seconds (0 to a year), idempotency_key, group_key. The first
+-- element that is not one is refused (22023 naming it) and nothing is queued. Returns the ids in
+-- the order given: a repeated key (in the batch or already queued) gives the first message's.
+CREATE FUNCTION @extschema@.enqueue_messages(p_queue_name text, p_messages jsonb)
+RETURNS SETOF uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+    bad record;
+    ids uuid[];
+    seqs bigint[];
+    at timestamptz;
+    inserted integer;
+BEGIN
+    p_queue_name := @extschema@._check_text('p_queue_name', p_queue_name, 255);
+    p_messages := @extschema@._check_not_null('p_messages', p_messages);
+    IF jsonb_typeof(p_messages) <> 'array' OR jsonb_array_length(p_messages) NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'p_messages: must be a JSON array of 1 to 1000 message objects' USING ERRCODE = '22023';
+    END IF;
+    n := jsonb_array_length(p_messages);
+    SELECT x.i - 1 AS i, x.why INTO bad FROM (
+        SELECT m.i, CASE
+                 WHEN jsonb_typeof(m.e) <> 'object' THEN 'must be a JSON object'
+                 WHEN EXISTS (SELECT 1 FROM jsonb_object_keys(m.e) k
+                               WHERE k NOT IN ('message_type', 'payload', 'priority', 'delay_seconds', 'idempotency_key', 'group_key'))
+                      THEN 'has fields other than message_type, payload, priority, delay_seconds, idempotency_key, group_key'
+                 WHEN jsonb_typeof(m.e -> 'message_type') IS DISTINCT FROM 'string' OR length(m.e ->> 'message_type') NOT BETWEEN 1 AND 255
+                      THEN 'message_type must be a string of 1 to 255 characters'
+                 WHEN NOT m.e ? 'payload' THEN 'payload is required'
+                 -- (A CASE, not OR: only a number may be cast.)
+                 WHEN m.e ? 'priority' AND CASE WHEN jsonb_typeof(m.e -> 'priority') = 'number'
+                                                THEN (m.e ->> 'priority')::numeric NOT IN (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+                                                ELSE true END
+                      THEN 'priority must be an integer from 1 to 10'
+                 WHEN m.e ? 'delay_seconds' AND CASE WHEN jsonb_typeof(m.e -> 'delay_seconds') = 'number'
+                                                     THEN (m.e ->> 'delay_seconds')::numeric NOT BETWEEN 0 AND 31536000
+                                                     ELSE true END
+                      THEN 'delay_seconds must be a number from 0 to 31536000'
+                 WHEN jsonb_typeof(m.e -> 'idempotency_key') NOT IN ('string', 'null') OR length(m.e ->> 'idempotency_key') NOT BETWEEN 1 AND 255
+                      THEN 'idempotency_key must be a string of 1 to 255 characters'
+                 WHEN jsonb_typeof(m.e -> 'group_key') NOT IN ('string', 'null') OR length(m.e ->> 'group_key') NOT BETWEEN 1 AND 255
+                      THEN 'group_key must be a string of 1 to 255 characters'
+               END AS why
+          FROM jsonb_array_elements(p_messages) WITH ORDINALITY m(e, i)) x
+     WHERE x.why IS NOT NULL ORDER BY x.i LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'p_messages[%]: %', bad.i, bad.why USING ERRCODE = '22023';
+    END IF;
+    -- Ids, seq and created_at chosen here in the order given (a group's order, and the claim
+    -- order within a priority), so each element knows its row; the rows are then inserted in key
+    -- order, so two batches naming the same keys in other orders wait for each other instead of
+    -- deadlocking on the unique index.
+    ids := ARRAY(SELECT gen_random_uuid() FROM generate_series(1, n));
+    seqs := ARRAY(SELECT nextval('@extschema@.message_queue_seq') FROM generate_series(1, n) g ORDER BY g);
+    at := clock_timestamp();
+    INSERT INTO @extschema@.message_queue (id, queue_name, message_type, payload, priority, scheduled_at,
+                                           idempotency_key, group_key, seq, created_at)
+    SELECT ids[m.i], p_queue_name, m.e ->> 'message_type', m.e -> 'payload', coalesce((m.e ->> 'priority')::integer, 5),
+           now() + make_interval(secs => coalesce((m.e ->> 'delay_seconds')::float8, 0)),
+           m.e ->> 'idempotency_key', m.e ->> 'group_key', seqs[m.i], at + make_interval(secs => m.i / 1000000.0)
+      FROM jsonb_array_elements(p_messages) WITH ORDINALITY m(e, i)
+     ORDER BY m.e ->> 'idempotency_key', m.i
+    ON CONFLICT (queue_name, idempotency_key) DO NOTHING;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    IF inserted = n THEN
+        RETURN QUERY SELECT u.id FROM unnest(ids) WITH ORDINALITY u(id, i) ORDER BY u.i;
+        RETURN;
+    END IF;
+    -- Some keys were taken: those elements get the first message's id (a new statement, which
+    -- sees this one's rows and what committed meanwhile).
+    RETURN QUERY
+    SELECT coalesce(q.id, ids[m.i])
+      FROM jsonb_array_elements(p_messages) WITH ORDINALITY m(e, i)
+      LEFT JOIN @extschema@.message_queue q
+        ON q.queue_name = p_queue_name AND q.idempotency_key = m.e ->> 'idempotency_key'
+     ORDER BY m.i;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.enqueue_messages(text, jsonb) IS
+    'Queues up to 1000 messages on p_queue_name in one statement: elements {message_type, payload, priority, delay_seconds, idempotency_key, group_key}; returns their ids in order (a repeated key, in the batch or already queued, gives the first message''s id). A bad element is 22023 naming it, and nothing is queued.';
 
 CREATE FUNCTION @extschema@.schedule_job(
     p_job_type text,

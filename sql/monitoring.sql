@@ -244,6 +244,62 @@ $$;
 COMMENT ON FUNCTION @extschema@._record_alerts() IS
     'Internal (maintenance): records in alert_events when each alert starts firing and when it clears; returns how many events it opened or closed.';
 
+-- Per queue: depth (pending and in flight), due now, in flight, dead, how long the oldest due item
+-- has waited, and totals (every item it holds, completed or sent ones). Queue names as the alerts
+-- name them.
+CREATE FUNCTION @extschema@.queue_metrics()
+RETURNS TABLE(queue text, depth bigint, due bigint, in_flight bigint, dead bigint,
+              oldest_due_seconds double precision, done bigint, total bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'message_queue:' || q.queue_name,
+           count(*) FILTER (WHERE q.status IN ('pending', 'processing')),
+           count(*) FILTER (WHERE (q.status = 'pending' AND q.scheduled_at <= now())
+                               OR (q.status = 'processing' AND q.locked_until <= now())),
+           count(*) FILTER (WHERE q.status = 'processing' AND q.locked_until > now()),
+           count(*) FILTER (WHERE q.status = 'dead_letter'),
+           extract(epoch FROM now() - min(q.scheduled_at) FILTER (WHERE q.status = 'pending' AND q.scheduled_at <= now()))::float8,
+           count(*) FILTER (WHERE q.status = 'completed'),
+           count(*)
+      FROM @extschema@.message_queue q GROUP BY q.queue_name
+    UNION ALL
+    SELECT 'whatsapp_message_queue',
+           count(*) FILTER (WHERE w.status IN ('pending', 'processing')),
+           count(*) FILTER (WHERE (w.status = 'pending' AND w.scheduled_at <= now())
+                               OR (w.status = 'processing' AND w.locked_until <= now())),
+           count(*) FILTER (WHERE w.status = 'processing' AND w.locked_until > now()),
+           count(*) FILTER (WHERE w.status = 'failed'),
+           extract(epoch FROM now() - min(w.scheduled_at) FILTER (WHERE w.status = 'pending' AND w.scheduled_at <= now()))::float8,
+           count(*) FILTER (WHERE w.status = 'sent'),
+           count(*)
+      FROM @extschema@.whatsapp_message_queue w HAVING count(*) > 0
+    UNION ALL
+    SELECT 'background_jobs:' || j.job_type,
+           count(*) FILTER (WHERE j.status IN ('pending', 'running')),
+           count(*) FILTER (WHERE j.status = 'pending' AND j.scheduled_at <= now()),
+           count(*) FILTER (WHERE j.status = 'running'),
+           count(*) FILTER (WHERE j.status IN ('failed', 'timeout')),
+           extract(epoch FROM now() - min(j.scheduled_at) FILTER (WHERE j.status = 'pending' AND j.scheduled_at <= now()))::float8,
+           count(*) FILTER (WHERE j.status = 'completed'),
+           count(*)
+      FROM @extschema@.background_jobs j GROUP BY j.job_type
+    UNION ALL
+    SELECT 'notification_deliveries:' || d.channel,
+           count(*) FILTER (WHERE d.status IN ('pending', 'processing')),
+           count(*) FILTER (WHERE (d.status = 'pending' AND d.scheduled_at <= now())
+                               OR (d.status = 'processing' AND d.locked_until <= now())),
+           count(*) FILTER (WHERE d.status = 'processing' AND d.locked_until > now()),
+           count(*) FILTER (WHERE d.status = 'dead_letter'),
+           extract(epoch FROM now() - min(d.scheduled_at) FILTER (WHERE d.status = 'pending' AND d.scheduled_at <= now()))::float8,
+           count(*) FILTER (WHERE d.status IN ('sent', 'delivered')),
+           count(*)
+      FROM @extschema@.notification_deliveries d GROUP BY d.channel
+     ORDER BY 1
+$$;
+COMMENT ON FUNCTION @extschema@.queue_metrics() IS
+    'Per queue (message_queue:<name>, whatsapp_message_queue, background_jobs:<type>, notification_deliveries:<channel>): depth (pending and in flight), due now (a lapsed lease counts), in flight, dead (dead letters, failed), seconds the oldest due item has waited, done (completed, sent or delivered) and total rows.';
+
 -- ---------------------------------------------------------------------------------------------
 -- Metrics: the Prometheus text exposition format (version 0.0.4), for a textfile collector or
 -- postgres_exporter's custom queries (docs/operations.md).

@@ -51,6 +51,10 @@ CREATE TABLE @extschema@.notification_deliveries (
     failed_at           timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
+    -- Claims so far, and the receipt of the current one (see message_queue).
+    deliveries          integer NOT NULL DEFAULT 0 CHECK (deliveries >= 0),
+    receipt             text GENERATED ALWAYS AS
+                            (CASE WHEN deliveries > 0 THEN 'n:' || id::text || ':' || deliveries::text END) STORED,
     UNIQUE (notification_id, channel),
     CHECK ((channel = 'whatsapp') OR whatsapp_message_id IS NULL),
     CHECK ((status = 'suppressed') = (reason IS NOT NULL))
@@ -376,6 +380,7 @@ BEGIN
         -- A row still processing here had its visibility timeout pass: a failed attempt.
         UPDATE @extschema@.notification_deliveries t
            SET retry_count = t.retry_count + (t.status = 'processing')::int,
+               deliveries = t.deliveries + 1,
                status = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries
                              THEN 'dead_letter' ELSE 'processing' END,
                locked_until = now() + make_interval(secs => p_visibility_timeout_seconds),

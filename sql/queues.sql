@@ -1,20 +1,26 @@
--- The claim / acknowledge / retry mechanism of the three queues: message_queue,
--- whatsapp_message_queue and background_jobs. Each operation is written out per queue, as a
--- plain function (grep finds it; an upgrade script replaces it as it is); what they share lives
--- in the small functions below (the retry delay, the error for a row that is not claimed) and in
--- the argument checks of bootstrap.sql.
+-- The claim / acknowledge / retry mechanism of the queues: message_queue,
+-- whatsapp_message_queue, background_jobs (and notification_deliveries, sql/notifications.sql).
+-- Each operation is written out per queue, as a plain function (grep finds it; an upgrade script
+-- replaces it as it is); what they share lives in the small functions below (the retry delay,
+-- the error for a row that is not claimed), in the argument checks of bootstrap.sql, and in the
+-- native receipt functions (src/queues.rs).
 --
 -- Semantics, for every queue:
 --   claim    due rows by priority (1 first), then age, locked with FOR UPDATE SKIP LOCKED so
 --            concurrent consumers never get the same row; each leaves in the claimed status with
---            a lease (locked_until). For the two message queues a claimed row whose lease passed
+--            a lease (locked_until) and a receipt (the row's `receipt`: queue, id and the number
+--            of this claim). For the two message queues a claimed row whose lease passed
 --            without an acknowledgement is due again (visibility timeout): that counts as a
 --            failed delivery, and past max_retries it goes to the dead state instead.
---   finish   claimed -> done; true, or false when the row was not claimed (acknowledging twice
---            is harmless); unknown id P0002.
+--   finish   claimed -> done. By receipt (ack_receipt, ack_receipts): only the current claim's
+--            receipt acts, a stale one (the row was delivered again since) is EQ001 and changes
+--            nothing. By id (complete_*, ack_message; kept for one version): true, or false when
+--            the row was not claimed; unknown id P0002.
 --   fail     claimed -> pending again after an exponential backoff with jitter
 --            (_retry_delay), or to the dead state when its retries are used up; returns the new
---            status; unknown id P0002, a row that is not claimed 55000.
+--            status (nack_receipt, nack_receipts by receipt; fail_*, nack_message by id: unknown
+--            id P0002, a row that is not claimed 55000).
+--   extend   extend_receipt: the lease runs p_seconds from now (a consumer working long).
 
 -- 1 s, 2 s, 4 s ... up to an hour, times a random 0.75 to 1.25: retries of many consumers do not
 -- arrive in step, and each delay stays longer than the one before.
@@ -51,44 +57,10 @@ COMMENT ON FUNCTION @extschema@._queue_not_claimed(regclass, text, uuid, text, b
 -- message_queue: processing while claimed, completed when acknowledged, dead_letter when its
 -- retries are used up.
 
-CREATE FUNCTION @extschema@.read_messages(p_queue_name text, p_batch_size integer DEFAULT 10, p_visibility_timeout_seconds integer DEFAULT 30)
-RETURNS SETOF @extschema@.message_queue
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    p_batch_size := @extschema@._check_range('p_batch_size', p_batch_size, 1, 1000);
-    p_queue_name := @extschema@._check_not_null('p_queue_name', p_queue_name);
-    p_visibility_timeout_seconds := @extschema@._check_range('p_visibility_timeout_seconds', p_visibility_timeout_seconds, 0, 43200);
-    RETURN QUERY
-    WITH due AS (
-        SELECT q.id FROM @extschema@.message_queue q
-         WHERE q.status IN ('pending', 'processing')
-           AND CASE q.status WHEN 'pending' THEN q.scheduled_at <= now() ELSE q.locked_until <= now() END
-           AND q.queue_name = p_queue_name
-         ORDER BY q.priority, q.created_at, q.id
-         LIMIT p_batch_size
-           FOR UPDATE SKIP LOCKED
-    ), claimed AS (
-        -- A row still processing here had its visibility timeout pass: a failed delivery.
-        UPDATE @extschema@.message_queue t
-           SET retry_count = t.retry_count + (t.status = 'processing')::int,
-               status = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries
-                             THEN 'dead_letter' ELSE 'processing' END,
-               locked_until = now() + make_interval(secs => p_visibility_timeout_seconds),
-               last_error = CASE WHEN t.status = 'processing'
-                                 THEN 'visibility timeout passed without an acknowledgement' ELSE t.last_error END,
-               dead_lettered_at = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries THEN now() END,
-               updated_at = now()
-          FROM due
-         WHERE t.id = due.id
-        RETURNING t.*
-    )
-    SELECT * FROM claimed c WHERE c.status = 'processing' ORDER BY c.priority, c.created_at, c.id;
-END
-$$;
-COMMENT ON FUNCTION @extschema@.read_messages(text, integer, integer) IS
-    'Claims up to p_batch_size due messages of p_queue_name (priority, then age; FOR UPDATE SKIP LOCKED) for p_visibility_timeout_seconds; an unacknowledged message is due again after that, counting as a failed delivery.';
+-- read_messages is native (src/queues.rs): the same claim, plus the group rule and a wait for
+-- work when asked.
+COMMENT ON FUNCTION @extschema@.read_messages(text, integer, integer, integer) IS
+    'Claims up to p_batch_size due messages of p_queue_name (priority, then age; FOR UPDATE SKIP LOCKED) for p_visibility_timeout_seconds; each row carries its receipt. An unacknowledged message is due again after that, counting as a failed delivery. A message of a group (group_key) is due only when no earlier message of its group is pending or in flight. With p_wait_ms (up to 600000), waits that long at most for a message, woken when a transaction that queued one commits (READ COMMITTED).';
 
 CREATE FUNCTION @extschema@.ack_message(p_message_id uuid)
 RETURNS boolean
@@ -108,7 +80,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.ack_message(uuid) IS
-    'Acknowledges a claimed message (-> completed): true, or false when it was not claimed; unknown id P0002.';
+    'Deprecated (kept for 0.3.0, to be removed in the next version): acknowledges a claimed message by id (-> completed), even one whose lease passed and that another consumer claimed since; use ack_receipt. True, or false when it was not claimed; unknown id P0002.';
 
 CREATE FUNCTION @extschema@.nack_message(p_message_id uuid, p_error text DEFAULT NULL)
 RETURNS text
@@ -137,7 +109,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.nack_message(uuid, text) IS
-    'Gives a claimed message back: pending again after an exponential backoff with jitter, or dead_letter after max_retries; returns the new status.';
+    'Deprecated (kept for 0.3.0, to be removed in the next version): gives a claimed message back by id; use nack_receipt. Pending again after an exponential backoff with jitter, or dead_letter after max_retries; returns the new status.';
 
 -- Maintenance's bulk form of what a claim does to a message whose visibility timeout passed:
 -- back to pending (due now) counting a failed delivery, or dead_letter past max_retries. Rows a
@@ -217,6 +189,7 @@ BEGIN
         -- A row still processing here had its visibility timeout pass: a failed delivery.
         UPDATE @extschema@.whatsapp_message_queue t
            SET retry_count = t.retry_count + (t.status = 'processing')::int,
+               deliveries = t.deliveries + 1,
                status = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries
                              THEN 'failed' ELSE 'processing' END,
                locked_until = now() + make_interval(secs => p_visibility_timeout_seconds),
@@ -335,6 +308,7 @@ BEGIN
     ), claimed AS (
         UPDATE @extschema@.background_jobs t
            SET attempts = t.attempts + 1,
+               deliveries = t.deliveries + 1,
                status = 'running',
                locked_until = now() + make_interval(secs => t.timeout_seconds),
                started_at = now(),
@@ -430,3 +404,17 @@ END
 $$;
 COMMENT ON FUNCTION @extschema@.time_out_jobs() IS
     'Running jobs past their timeout_seconds become timeout; timeout jobs are then retried (pending after a backoff) while attempts remain, else failed. Returns how many timed out. Run by run_maintenance().';
+
+-- ---------------------------------------------------------------------------------------------
+-- Receipts, for every queue (native, src/queues.rs): the row's receipt from the claim.
+
+COMMENT ON FUNCTION @extschema@.ack_receipt(text, text, jsonb) IS
+    'Acknowledges the item a claim handed out with p_receipt (message -> completed, WhatsApp message or notification delivery -> sent with p_provider_message_id, job -> completed with p_result): true, or false when it was acknowledged with this receipt already. A receipt that is no longer current (the item was delivered again since, or is no longer in flight) is EQ001 and changes nothing; an unknown item P0002; not a receipt 22023.';
+COMMENT ON FUNCTION @extschema@.ack_receipts(text[]) IS
+    'Acknowledges up to 1000 items by their receipts, any queues, one statement per queue; one row per receipt, in order: acked, already_acked, stale (EQ001''s case: changes nothing), unknown or invalid.';
+COMMENT ON FUNCTION @extschema@.nack_receipt(text, text) IS
+    'Gives the item a claim handed out with p_receipt back: pending again after an exponential backoff with jitter, or its dead state (dead_letter, failed) past its retries; returns the new status. Stale receipt EQ001, unknown item P0002, not a receipt 22023.';
+COMMENT ON FUNCTION @extschema@.nack_receipts(text[], text) IS
+    'Gives up to 1000 items back by their receipts; one row per receipt, in order: the new status, or stale, unknown, invalid.';
+COMMENT ON FUNCTION @extschema@.extend_receipt(text, integer) IS
+    'Extends the lease of the item a claim handed out with p_receipt to p_seconds (0 to 43200) from now, for a consumer that works long; returns the new end of the lease. Stale receipt EQ001, unknown item P0002, not a receipt 22023.';

@@ -48,7 +48,11 @@ CREATE TABLE @extschema@.whatsapp_message_queue (
     last_error          text,
     sent_at             timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
-    updated_at          timestamptz NOT NULL DEFAULT now()
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    -- Claims so far, and the receipt of the current one (see message_queue).
+    deliveries          integer NOT NULL DEFAULT 0 CHECK (deliveries >= 0),
+    receipt             text GENERATED ALWAYS AS
+                            (CASE WHEN deliveries > 0 THEN 'w:' || id::text || ':' || deliveries::text END) STORED
 );
 -- Consumers claim by priority, then age: active (pending or in-flight) messages only; an
 -- in-flight one whose visibility timeout passed is due again.

@@ -24,10 +24,7 @@ fn contract_values() -> TableIterator<'static, (name!(list, String), name!(value
     list("wallet_account_kinds", &mut wallets::ACCOUNT_KINDS.iter().map(|s| s.to_string()));
     list("wallet_account_statuses", &mut wallets::ACCOUNT_STATUSES.iter().map(|s| s.to_string()));
     list("wallet_transfer_statuses", &mut wallets::TRANSFER_STATUSES.iter().map(|s| s.to_string()));
-    list(
-        "wallet_refusal_sqlstates",
-        &mut Refusal::ALL.iter().map(|r| String::from_utf8_lossy(r.sqlstate()).into_owned()),
-    );
+    list("refusal_sqlstates", &mut Refusal::ALL.iter().map(|r| String::from_utf8_lossy(r.sqlstate()).into_owned()));
     rows.push(("environment_default".to_owned(), gucs::ENVIRONMENT_DEFAULT.to_string_lossy().into_owned()));
     for (name, n) in [
         ("cache_key_max_bytes", cache::MAX_KEY_BYTES as i64),

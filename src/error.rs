@@ -31,14 +31,14 @@ pub enum ContractError {
     /// P0002: the row named does not exist.
     #[error("{0}")]
     NoDataFound(String),
-    /// A wallet call refused for a reason of its own (class EW, see `Refusal`).
+    /// A call refused for a reason of its own (classes EW and EQ, see `Refusal`).
     #[error("{1}")]
     Refused(Refusal, String),
 }
 
-/// Why a wallet call was refused: each reason has a SQLSTATE of its own (class EW: easymo
-/// wallets, which Postgres does not define), so a client can tell them apart without parsing
-/// the message.
+/// Why a call was refused for a reason of the contract's own: each has a SQLSTATE of its own
+/// (class EW: easymo wallets, EQ: easymo queues; Postgres defines neither), so a client can tell
+/// them apart without parsing the message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// EW001: a debit or hold would take the available balance below the account's floor.
@@ -54,16 +54,20 @@ pub enum Refusal {
     /// EW006: posting or voiding a hold that is no longer open (posted, voided, expired), or a
     /// transfer that was never one.
     HoldNotOpen,
+    /// EQ001: a queue receipt that is no longer current: the item was delivered again since, or
+    /// is no longer in flight under it.
+    StaleReceipt,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 7] = [
         Refusal::InsufficientFunds,
         Refusal::AccountNotActive,
         Refusal::CurrencyMismatch,
         Refusal::SameAccount,
         Refusal::ExceedsHold,
         Refusal::HoldNotOpen,
+        Refusal::StaleReceipt,
     ];
 
     pub const fn sqlstate(self) -> &'static [u8; 5] {
@@ -74,6 +78,7 @@ impl Refusal {
             Refusal::SameAccount => b"EW004",
             Refusal::ExceedsHold => b"EW005",
             Refusal::HoldNotOpen => b"EW006",
+            Refusal::StaleReceipt => b"EQ001",
         }
     }
 }
@@ -142,4 +147,14 @@ impl<T> OrRaise<T> for Result<T, ContractError> {
 /// The value of a required argument, or 22004 naming it.
 pub fn required<T>(value: Option<T>, param: &'static str) -> Result<T, ContractError> {
     value.ok_or(ContractError::NullArgument(param.into()))
+}
+
+/// The value of a required integer argument within [min, max], or 22004 / 22023 naming it (the
+/// native twin of bootstrap.sql's _check_range).
+pub fn check_range(param: &'static str, value: Option<i32>, min: i32, max: i32) -> Result<i32, ContractError> {
+    let v = required(value, param)?;
+    if v < min || v > max {
+        return Err(ContractError::invalid(param, format!("must be between {min} and {max}, got {v}")));
+    }
+    Ok(v)
 }

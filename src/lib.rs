@@ -19,6 +19,7 @@ mod location;
 mod money;
 mod operations;
 mod postgres;
+mod queues;
 mod session;
 mod stats;
 mod wallets;
@@ -28,6 +29,7 @@ mod wallets;
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
     postgres::relation::init();
+    postgres::wait::init();
     stats::init();
     coordination::init();
     operations::worker::init();
@@ -53,14 +55,27 @@ extension_sql_file!(
         coordination::feature_flag_exposures
     ]
 );
-extension_sql_file!("../sql/events.sql", name = "events", requires = ["bootstrap"]);
+extension_sql_file!("../sql/events.sql", name = "events", requires = ["bootstrap", queues::_queue_wake]);
 extension_sql_file!(
     "../sql/location.sql",
     name = "location",
     requires = ["bootstrap", location::find_nearby_locations, location::cache_route, location::cached_route_id]
 );
 extension_sql_file!("../sql/analytics.sql", name = "analytics", requires = ["bootstrap"]);
-extension_sql_file!("../sql/queues.sql", name = "queues", requires = ["whatsapp", "events"]);
+extension_sql_file!(
+    "../sql/queues.sql",
+    name = "queues",
+    requires = [
+        "whatsapp",
+        "events",
+        queues::read_messages,
+        queues::ack_receipt,
+        queues::ack_receipts,
+        queues::nack_receipt,
+        queues::nack_receipts,
+        queues::extend_receipt
+    ]
+);
 extension_sql_file!(
     "../sql/cache.sql",
     name = "cache",

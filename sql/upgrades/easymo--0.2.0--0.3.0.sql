@@ -51,44 +51,223 @@ COMMENT ON FUNCTION @extschema@.request_user_id() IS
     'The calling user''s id: request.jwt.claims->>''sub'' when request.jwt.claims is set (NULL when it has no sub), else the legacy request.jwt.claim.sub, as uuid; NULL when neither is set. Used by every RLS policy.';
 
 
-CREATE OR REPLACE FUNCTION @extschema@.read_messages(p_queue_name text, p_batch_size integer DEFAULT 10, p_visibility_timeout_seconds integer DEFAULT 30)
-RETURNS SETOF @extschema@.message_queue
+-- Queues (issue 19): receipts on every queue (deliveries counted by each claim, the receipt a
+-- generated column), ordered groups and the order messages were queued in, the message queue's
+-- claim native and able to wait for work, batches, receipts acted on natively.
+CREATE SEQUENCE @extschema@.message_queue_seq;
+COMMENT ON SEQUENCE @extschema@.message_queue_seq IS
+    'The order messages were queued in (message_queue.seq): a group''s messages are delivered in it.';
+ALTER TABLE @extschema@.message_queue
+    ADD COLUMN deliveries integer NOT NULL DEFAULT 0 CHECK (deliveries >= 0),
+    ADD COLUMN receipt text GENERATED ALWAYS AS
+        (CASE WHEN deliveries > 0 THEN 'm:' || id::text || ':' || deliveries::text END) STORED,
+    ADD COLUMN group_key text CHECK (length(group_key) BETWEEN 1 AND 255),
+    ADD COLUMN seq bigint NOT NULL DEFAULT nextval('@extschema@.message_queue_seq');
+CREATE INDEX message_queue_group_idx
+    ON @extschema@.message_queue (queue_name, group_key, seq)
+    WHERE group_key IS NOT NULL AND status IN ('pending', 'processing');
+REVOKE ALL ON SEQUENCE @extschema@.message_queue_seq FROM PUBLIC, anon, authenticated;
+GRANT USAGE, SELECT ON SEQUENCE @extschema@.message_queue_seq TO service_role;
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.message_queue_seq', '');
+ALTER TABLE @extschema@.whatsapp_message_queue
+    ADD COLUMN deliveries integer NOT NULL DEFAULT 0 CHECK (deliveries >= 0),
+    ADD COLUMN receipt text GENERATED ALWAYS AS
+        (CASE WHEN deliveries > 0 THEN 'w:' || id::text || ':' || deliveries::text END) STORED;
+ALTER TABLE @extschema@.background_jobs
+    ADD COLUMN deliveries integer NOT NULL DEFAULT 0 CHECK (deliveries >= 0),
+    ADD COLUMN receipt text GENERATED ALWAYS AS
+        (CASE WHEN deliveries > 0 THEN 'j:' || id::text || ':' || deliveries::text END) STORED;
+
+CREATE FUNCTION @extschema@._queue_wake()
+    RETURNS TRIGGER
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', '_queue_wake_wrapper';
+CREATE TRIGGER message_queue_wake AFTER INSERT ON @extschema@.message_queue
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._queue_wake();
+COMMENT ON FUNCTION @extschema@._queue_wake() IS
+    'Internal trigger (after INSERT on message_queue, per statement): the transaction''s commit wakes the read_messages calls waiting for work.';
+
+DROP FUNCTION @extschema@.read_messages(text, integer, integer);
+CREATE FUNCTION @extschema@.read_messages(
+	"p_queue_name" TEXT,
+	"p_batch_size" INT DEFAULT 10,
+	"p_visibility_timeout_seconds" INT DEFAULT 30,
+	"p_wait_ms" INT DEFAULT 0
+) RETURNS SETOF @extschema@.message_queue
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'read_messages_wrapper';
+CREATE FUNCTION @extschema@.ack_receipt(
+	"p_receipt" TEXT,
+	"p_provider_message_id" TEXT DEFAULT NULL,
+	"p_result" jsonb DEFAULT NULL
+) RETURNS bool
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'ack_receipt_wrapper';
+CREATE FUNCTION @extschema@.ack_receipts(
+	"p_receipts" TEXT[]
+) RETURNS TABLE (
+	"receipt" TEXT,
+	"outcome" TEXT
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'ack_receipts_wrapper';
+CREATE FUNCTION @extschema@.nack_receipt(
+	"p_receipt" TEXT,
+	"p_error" TEXT DEFAULT NULL
+) RETURNS TEXT
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'nack_receipt_wrapper';
+CREATE FUNCTION @extschema@.nack_receipts(
+	"p_receipts" TEXT[],
+	"p_error" TEXT DEFAULT NULL
+) RETURNS TABLE (
+	"receipt" TEXT,
+	"outcome" TEXT
+)
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'nack_receipts_wrapper';
+CREATE FUNCTION @extschema@.extend_receipt(
+	"p_receipt" TEXT,
+	"p_seconds" INT
+) RETURNS timestamp with time zone
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'extend_receipt_wrapper';
+
+DROP FUNCTION @extschema@.enqueue_message(text, text, jsonb, integer, timestamptz, text);
+CREATE FUNCTION @extschema@.enqueue_message(
+    p_queue_name text,
+    p_message_type text,
+    p_payload jsonb,
+    p_priority integer DEFAULT 5,
+    p_scheduled_at timestamptz DEFAULT now(),
+    p_idempotency_key text DEFAULT NULL,
+    p_group_key text DEFAULT NULL
+) RETURNS uuid
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    message_id uuid;
 BEGIN
-    p_batch_size := @extschema@._check_range('p_batch_size', p_batch_size, 1, 1000);
-    p_queue_name := @extschema@._check_not_null('p_queue_name', p_queue_name);
-    p_visibility_timeout_seconds := @extschema@._check_range('p_visibility_timeout_seconds', p_visibility_timeout_seconds, 0, 43200);
-    RETURN QUERY
-    WITH due AS (
-        SELECT q.id FROM @extschema@.message_queue q
-         WHERE q.status IN ('pending', 'processing')
-           AND CASE q.status WHEN 'pending' THEN q.scheduled_at <= now() ELSE q.locked_until <= now() END
-           AND q.queue_name = p_queue_name
-         ORDER BY q.priority, q.created_at, q.id
-         LIMIT p_batch_size
-           FOR UPDATE SKIP LOCKED
-    ), claimed AS (
-        -- A row still processing here had its visibility timeout pass: a failed delivery.
-        UPDATE @extschema@.message_queue t
-           SET retry_count = t.retry_count + (t.status = 'processing')::int,
-               status = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries
-                             THEN 'dead_letter' ELSE 'processing' END,
-               locked_until = now() + make_interval(secs => p_visibility_timeout_seconds),
-               last_error = CASE WHEN t.status = 'processing'
-                                 THEN 'visibility timeout passed without an acknowledgement' ELSE t.last_error END,
-               dead_lettered_at = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries THEN now() END,
-               updated_at = now()
-          FROM due
-         WHERE t.id = due.id
-        RETURNING t.*
-    )
-    SELECT * FROM claimed c WHERE c.status = 'processing' ORDER BY c.priority, c.created_at, c.id;
+    p_queue_name := @extschema@._check_text('p_queue_name', p_queue_name, 255);
+    p_message_type := @extschema@._check_text('p_message_type', p_message_type, 255);
+    p_payload := @extschema@._check_not_null('p_payload', p_payload);
+    p_priority := @extschema@._check_range('p_priority', p_priority, 1, 10);
+    p_scheduled_at := @extschema@._check_time('p_scheduled_at', p_scheduled_at);
+    p_idempotency_key := @extschema@._check_text('p_idempotency_key', p_idempotency_key, 255, false);
+    p_group_key := @extschema@._check_text('p_group_key', p_group_key, 255, false);
+    -- A repeated key returns the first message: the unique constraint on (queue_name, key) makes
+    -- concurrent callers wait for the first, and ON CONFLICT DO NOTHING then finds it.
+    -- created_at is the clock, not the transaction start: messages queued by one transaction
+    -- keep their order (claims go by priority, then created_at).
+    INSERT INTO @extschema@.message_queue (queue_name, message_type, payload, priority, scheduled_at, idempotency_key, group_key, created_at)
+    VALUES (p_queue_name, p_message_type, p_payload, p_priority, p_scheduled_at, p_idempotency_key, p_group_key, clock_timestamp())
+    ON CONFLICT (queue_name, idempotency_key) DO NOTHING
+    RETURNING id INTO message_id;
+    IF message_id IS NULL THEN
+        SELECT id INTO message_id FROM @extschema@.message_queue
+         WHERE queue_name = p_queue_name AND idempotency_key = p_idempotency_key;
+    END IF;
+    RETURN message_id;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.read_messages(text, integer, integer) IS
-    'Claims up to p_batch_size due messages of p_queue_name (priority, then age; FOR UPDATE SKIP LOCKED) for p_visibility_timeout_seconds; an unacknowledged message is due again after that, counting as a failed delivery.';
+COMMENT ON FUNCTION @extschema@.enqueue_message(text, text, jsonb, integer, timestamptz, text, text) IS
+    'Queues a message on p_queue_name (priority 1 most urgent to 10, due at p_scheduled_at; messages of one p_group_key are delivered one at a time, in order); a repeated (queue, idempotency key) returns the first message''s id. Consumers: read_messages, ack_receipt, nack_receipt, extend_receipt, replay_dead_letter.';
+
+-- Many messages in one statement. Each element: message_type and payload (required), priority
+-- (1 to 10, default 5), delay_seconds (0 to a year), idempotency_key, group_key. The first
+-- element that is not one is refused (22023 naming it) and nothing is queued. Returns the ids in
+-- the order given: a repeated key (in the batch or already queued) gives the first message's.
+CREATE FUNCTION @extschema@.enqueue_messages(p_queue_name text, p_messages jsonb)
+RETURNS SETOF uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+    bad record;
+    ids uuid[];
+    seqs bigint[];
+    at timestamptz;
+    inserted integer;
+BEGIN
+    p_queue_name := @extschema@._check_text('p_queue_name', p_queue_name, 255);
+    p_messages := @extschema@._check_not_null('p_messages', p_messages);
+    IF jsonb_typeof(p_messages) <> 'array' OR jsonb_array_length(p_messages) NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'p_messages: must be a JSON array of 1 to 1000 message objects' USING ERRCODE = '22023';
+    END IF;
+    n := jsonb_array_length(p_messages);
+    SELECT x.i - 1 AS i, x.why INTO bad FROM (
+        SELECT m.i, CASE
+                 WHEN jsonb_typeof(m.e) <> 'object' THEN 'must be a JSON object'
+                 WHEN EXISTS (SELECT 1 FROM jsonb_object_keys(m.e) k
+                               WHERE k NOT IN ('message_type', 'payload', 'priority', 'delay_seconds', 'idempotency_key', 'group_key'))
+                      THEN 'has fields other than message_type, payload, priority, delay_seconds, idempotency_key, group_key'
+                 WHEN jsonb_typeof(m.e -> 'message_type') IS DISTINCT FROM 'string' OR length(m.e ->> 'message_type') NOT BETWEEN 1 AND 255
+                      THEN 'message_type must be a string of 1 to 255 characters'
+                 WHEN NOT m.e ? 'payload' THEN 'payload is required'
+                 -- (A CASE, not OR: only a number may be cast.)
+                 WHEN m.e ? 'priority' AND CASE WHEN jsonb_typeof(m.e -> 'priority') = 'number'
+                                                THEN (m.e ->> 'priority')::numeric NOT IN (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+                                                ELSE true END
+                      THEN 'priority must be an integer from 1 to 10'
+                 WHEN m.e ? 'delay_seconds' AND CASE WHEN jsonb_typeof(m.e -> 'delay_seconds') = 'number'
+                                                     THEN (m.e ->> 'delay_seconds')::numeric NOT BETWEEN 0 AND 31536000
+                                                     ELSE true END
+                      THEN 'delay_seconds must be a number from 0 to 31536000'
+                 WHEN jsonb_typeof(m.e -> 'idempotency_key') NOT IN ('string', 'null') OR length(m.e ->> 'idempotency_key') NOT BETWEEN 1 AND 255
+                      THEN 'idempotency_key must be a string of 1 to 255 characters'
+                 WHEN jsonb_typeof(m.e -> 'group_key') NOT IN ('string', 'null') OR length(m.e ->> 'group_key') NOT BETWEEN 1 AND 255
+                      THEN 'group_key must be a string of 1 to 255 characters'
+               END AS why
+          FROM jsonb_array_elements(p_messages) WITH ORDINALITY m(e, i)) x
+     WHERE x.why IS NOT NULL ORDER BY x.i LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'p_messages[%]: %', bad.i, bad.why USING ERRCODE = '22023';
+    END IF;
+    -- Ids, seq and created_at chosen here in the order given (a group's order, and the claim
+    -- order within a priority), so each element knows its row; the rows are then inserted in key
+    -- order, so two batches naming the same keys in other orders wait for each other instead of
+    -- deadlocking on the unique index.
+    ids := ARRAY(SELECT gen_random_uuid() FROM generate_series(1, n));
+    seqs := ARRAY(SELECT nextval('@extschema@.message_queue_seq') FROM generate_series(1, n) g ORDER BY g);
+    at := clock_timestamp();
+    INSERT INTO @extschema@.message_queue (id, queue_name, message_type, payload, priority, scheduled_at,
+                                           idempotency_key, group_key, seq, created_at)
+    SELECT ids[m.i], p_queue_name, m.e ->> 'message_type', m.e -> 'payload', coalesce((m.e ->> 'priority')::integer, 5),
+           now() + make_interval(secs => coalesce((m.e ->> 'delay_seconds')::float8, 0)),
+           m.e ->> 'idempotency_key', m.e ->> 'group_key', seqs[m.i], at + make_interval(secs => m.i / 1000000.0)
+      FROM jsonb_array_elements(p_messages) WITH ORDINALITY m(e, i)
+     ORDER BY m.e ->> 'idempotency_key', m.i
+    ON CONFLICT (queue_name, idempotency_key) DO NOTHING;
+    GET DIAGNOSTICS inserted = ROW_COUNT;
+    IF inserted = n THEN
+        RETURN QUERY SELECT u.id FROM unnest(ids) WITH ORDINALITY u(id, i) ORDER BY u.i;
+        RETURN;
+    END IF;
+    -- Some keys were taken: those elements get the first message's id (a new statement, which
+    -- sees this one's rows and what committed meanwhile).
+    RETURN QUERY
+    SELECT coalesce(q.id, ids[m.i])
+      FROM jsonb_array_elements(p_messages) WITH ORDINALITY m(e, i)
+      LEFT JOIN @extschema@.message_queue q
+        ON q.queue_name = p_queue_name AND q.idempotency_key = m.e ->> 'idempotency_key'
+     ORDER BY m.i;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.enqueue_messages(text, jsonb) IS
+    'Queues up to 1000 messages on p_queue_name in one statement: elements {message_type, payload, priority, delay_seconds, idempotency_key, group_key}; returns their ids in order (a repeated key, in the batch or already queued, gives the first message''s id). A bad element is 22023 naming it, and nothing is queued.';
+
+-- read_messages is native (src/queues.rs): the same claim, plus the group rule and a wait for
+-- work when asked.
+COMMENT ON FUNCTION @extschema@.read_messages(text, integer, integer, integer) IS
+    'Claims up to p_batch_size due messages of p_queue_name (priority, then age; FOR UPDATE SKIP LOCKED) for p_visibility_timeout_seconds; each row carries its receipt. An unacknowledged message is due again after that, counting as a failed delivery. A message of a group (group_key) is due only when no earlier message of its group is pending or in flight. With p_wait_ms (up to 600000), waits that long at most for a message, woken when a transaction that queued one commits (READ COMMITTED).';
 
 CREATE OR REPLACE FUNCTION @extschema@.ack_message(p_message_id uuid)
 RETURNS boolean
@@ -108,7 +287,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.ack_message(uuid) IS
-    'Acknowledges a claimed message (-> completed): true, or false when it was not claimed; unknown id P0002.';
+    'Deprecated (kept for 0.3.0, to be removed in the next version): acknowledges a claimed message by id (-> completed), even one whose lease passed and that another consumer claimed since; use ack_receipt. True, or false when it was not claimed; unknown id P0002.';
 
 CREATE OR REPLACE FUNCTION @extschema@.nack_message(p_message_id uuid, p_error text DEFAULT NULL)
 RETURNS text
@@ -137,7 +316,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION @extschema@.nack_message(uuid, text) IS
-    'Gives a claimed message back: pending again after an exponential backoff with jitter, or dead_letter after max_retries; returns the new status.';
+    'Deprecated (kept for 0.3.0, to be removed in the next version): gives a claimed message back by id; use nack_receipt. Pending again after an exponential backoff with jitter, or dead_letter after max_retries; returns the new status.';
 
 -- Maintenance's bulk form of what a claim does to a message whose visibility timeout passed:
 -- back to pending (due now) counting a failed delivery, or dead_letter past max_retries. Rows a
@@ -192,6 +371,7 @@ BEGIN
         -- A row still processing here had its visibility timeout pass: a failed delivery.
         UPDATE @extschema@.whatsapp_message_queue t
            SET retry_count = t.retry_count + (t.status = 'processing')::int,
+               deliveries = t.deliveries + 1,
                status = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries
                              THEN 'failed' ELSE 'processing' END,
                locked_until = now() + make_interval(secs => p_visibility_timeout_seconds),
@@ -306,6 +486,7 @@ BEGIN
     ), claimed AS (
         UPDATE @extschema@.background_jobs t
            SET attempts = t.attempts + 1,
+               deliveries = t.deliveries + 1,
                status = 'running',
                locked_until = now() + make_interval(secs => t.timeout_seconds),
                started_at = now(),
@@ -1532,6 +1713,10 @@ CREATE TABLE @extschema@.notification_deliveries (
     failed_at           timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
+    -- Claims so far, and the receipt of the current one (see message_queue).
+    deliveries          integer NOT NULL DEFAULT 0 CHECK (deliveries >= 0),
+    receipt             text GENERATED ALWAYS AS
+                            (CASE WHEN deliveries > 0 THEN 'n:' || id::text || ':' || deliveries::text END) STORED,
     UNIQUE (notification_id, channel),
     CHECK ((channel = 'whatsapp') OR whatsapp_message_id IS NULL),
     CHECK ((status = 'suppressed') = (reason IS NOT NULL))
@@ -1857,6 +2042,7 @@ BEGIN
         -- A row still processing here had its visibility timeout pass: a failed attempt.
         UPDATE @extschema@.notification_deliveries t
            SET retry_count = t.retry_count + (t.status = 'processing')::int,
+               deliveries = t.deliveries + 1,
                status = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries
                              THEN 'dead_letter' ELSE 'processing' END,
                locked_until = now() + make_interval(secs => p_visibility_timeout_seconds),
@@ -2387,6 +2573,76 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.notification_preferences
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.notification_dedupe_keys', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_rules', $$WHERE environment <> 'default'$$);
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_events', '');
+
+-- ---------------------------------------------------------------------------------------------
+-- Receipts, for every queue (native, src/queues.rs): the row's receipt from the claim.
+
+COMMENT ON FUNCTION @extschema@.ack_receipt(text, text, jsonb) IS
+    'Acknowledges the item a claim handed out with p_receipt (message -> completed, WhatsApp message or notification delivery -> sent with p_provider_message_id, job -> completed with p_result): true, or false when it was acknowledged with this receipt already. A receipt that is no longer current (the item was delivered again since, or is no longer in flight) is EQ001 and changes nothing; an unknown item P0002; not a receipt 22023.';
+COMMENT ON FUNCTION @extschema@.ack_receipts(text[]) IS
+    'Acknowledges up to 1000 items by their receipts, any queues, one statement per queue; one row per receipt, in order: acked, already_acked, stale (EQ001''s case: changes nothing), unknown or invalid.';
+COMMENT ON FUNCTION @extschema@.nack_receipt(text, text) IS
+    'Gives the item a claim handed out with p_receipt back: pending again after an exponential backoff with jitter, or its dead state (dead_letter, failed) past its retries; returns the new status. Stale receipt EQ001, unknown item P0002, not a receipt 22023.';
+COMMENT ON FUNCTION @extschema@.nack_receipts(text[], text) IS
+    'Gives up to 1000 items back by their receipts; one row per receipt, in order: the new status, or stale, unknown, invalid.';
+COMMENT ON FUNCTION @extschema@.extend_receipt(text, integer) IS
+    'Extends the lease of the item a claim handed out with p_receipt to p_seconds (0 to 43200) from now, for a consumer that works long; returns the new end of the lease. Stale receipt EQ001, unknown item P0002, not a receipt 22023.';
+
+-- Per queue: depth (pending and in flight), due now, in flight, dead, how long the oldest due item
+-- has waited, and totals (every item it holds, completed or sent ones). Queue names as the alerts
+-- name them.
+CREATE FUNCTION @extschema@.queue_metrics()
+RETURNS TABLE(queue text, depth bigint, due bigint, in_flight bigint, dead bigint,
+              oldest_due_seconds double precision, done bigint, total bigint)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT 'message_queue:' || q.queue_name,
+           count(*) FILTER (WHERE q.status IN ('pending', 'processing')),
+           count(*) FILTER (WHERE (q.status = 'pending' AND q.scheduled_at <= now())
+                               OR (q.status = 'processing' AND q.locked_until <= now())),
+           count(*) FILTER (WHERE q.status = 'processing' AND q.locked_until > now()),
+           count(*) FILTER (WHERE q.status = 'dead_letter'),
+           extract(epoch FROM now() - min(q.scheduled_at) FILTER (WHERE q.status = 'pending' AND q.scheduled_at <= now()))::float8,
+           count(*) FILTER (WHERE q.status = 'completed'),
+           count(*)
+      FROM @extschema@.message_queue q GROUP BY q.queue_name
+    UNION ALL
+    SELECT 'whatsapp_message_queue',
+           count(*) FILTER (WHERE w.status IN ('pending', 'processing')),
+           count(*) FILTER (WHERE (w.status = 'pending' AND w.scheduled_at <= now())
+                               OR (w.status = 'processing' AND w.locked_until <= now())),
+           count(*) FILTER (WHERE w.status = 'processing' AND w.locked_until > now()),
+           count(*) FILTER (WHERE w.status = 'failed'),
+           extract(epoch FROM now() - min(w.scheduled_at) FILTER (WHERE w.status = 'pending' AND w.scheduled_at <= now()))::float8,
+           count(*) FILTER (WHERE w.status = 'sent'),
+           count(*)
+      FROM @extschema@.whatsapp_message_queue w HAVING count(*) > 0
+    UNION ALL
+    SELECT 'background_jobs:' || j.job_type,
+           count(*) FILTER (WHERE j.status IN ('pending', 'running')),
+           count(*) FILTER (WHERE j.status = 'pending' AND j.scheduled_at <= now()),
+           count(*) FILTER (WHERE j.status = 'running'),
+           count(*) FILTER (WHERE j.status IN ('failed', 'timeout')),
+           extract(epoch FROM now() - min(j.scheduled_at) FILTER (WHERE j.status = 'pending' AND j.scheduled_at <= now()))::float8,
+           count(*) FILTER (WHERE j.status = 'completed'),
+           count(*)
+      FROM @extschema@.background_jobs j GROUP BY j.job_type
+    UNION ALL
+    SELECT 'notification_deliveries:' || d.channel,
+           count(*) FILTER (WHERE d.status IN ('pending', 'processing')),
+           count(*) FILTER (WHERE (d.status = 'pending' AND d.scheduled_at <= now())
+                               OR (d.status = 'processing' AND d.locked_until <= now())),
+           count(*) FILTER (WHERE d.status = 'processing' AND d.locked_until > now()),
+           count(*) FILTER (WHERE d.status = 'dead_letter'),
+           extract(epoch FROM now() - min(d.scheduled_at) FILTER (WHERE d.status = 'pending' AND d.scheduled_at <= now()))::float8,
+           count(*) FILTER (WHERE d.status IN ('sent', 'delivered')),
+           count(*)
+      FROM @extschema@.notification_deliveries d GROUP BY d.channel
+     ORDER BY 1
+$$;
+COMMENT ON FUNCTION @extschema@.queue_metrics() IS
+    'Per queue (message_queue:<name>, whatsapp_message_queue, background_jobs:<type>, notification_deliveries:<channel>): depth (pending and in flight), due now (a lapsed lease counts), in flight, dead (dead letters, failed), seconds the oldest due item has waited, done (completed, sent or delivered) and total rows.';
 
 -- Function privileges, exactly as a fresh install sets them (sql/security.sql): new and
 -- re-created functions start with PUBLIC EXECUTE. Keep this block last.

@@ -20,7 +20,7 @@
 
 pub mod geodesy;
 
-use crate::error::{required, ContractError, OrRaise};
+use crate::error::{check_range, required, ContractError, OrRaise};
 use crate::ids::new_v7;
 use crate::postgres::catalog::ExtTable;
 use crate::postgres::datum::RawJsonb;
@@ -76,14 +76,6 @@ fn check_positive(param: &'static str, value: Option<f64>, max: f64) -> Result<f
             param,
             format!("must be greater than 0 and at most {max}, got {}", pg_float(v)),
         ));
-    }
-    Ok(v)
-}
-
-fn check_range(param: &'static str, value: Option<i32>, min: i32, max: i32) -> Result<i32, ContractError> {
-    let v = required(value, param)?;
-    if v < min || v > max {
-        return Err(ContractError::invalid(param, format!("must be between {min} and {max}, got {v}")));
     }
     Ok(v)
 }

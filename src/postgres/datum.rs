@@ -203,3 +203,39 @@ impl RawTextArray {
         unsafe { DatumWithOid::new(self.0, pg_sys::TEXTARRAYOID) }
     }
 }
+
+/// A table whose rows a function returns whole (`RETURNS SETOF <table>`).
+pub trait TableRowType {
+    /// The table's name, as the install script knows it (in the extension's schema).
+    const NAME: &'static str;
+}
+
+/// One row of table `T` as a composite datum, returned as it is: the row a statement's
+/// `RETURNING t` gave, copied out of SPI's memory (`ResultRow::row`).
+pub struct RowOf<T>(pg_sys::Datum, std::marker::PhantomData<T>);
+
+unsafe impl<T> BoxRet for RowOf<T> {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+        // SAFETY: the datum is a composite copied into the function's multi-call memory.
+        unsafe { fcinfo.return_raw_datum(self.0) }
+    }
+}
+
+unsafe impl<T: TableRowType> SqlTranslatable for RowOf<T> {
+    fn argument_sql() -> Result<SqlMapping, ArgumentError> {
+        Ok(SqlMapping::literal(T::NAME))
+    }
+    fn return_sql() -> Result<Returns, ReturnsError> {
+        Ok(Returns::One(SqlMapping::literal(T::NAME)))
+    }
+}
+
+impl<T> RowOf<T> {
+    /// Wraps a composite datum of `T`'s row type.
+    ///
+    /// # Safety
+    /// `datum` must be a valid composite of `T`'s row type, in memory that outlives the call.
+    pub unsafe fn from_datum_unchecked(datum: pg_sys::Datum) -> Self {
+        RowOf(datum, std::marker::PhantomData)
+    }
+}

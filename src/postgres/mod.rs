@@ -20,6 +20,7 @@ pub mod relation;
 pub mod shmem;
 pub mod snapshot;
 pub mod subxact;
+pub mod wait;
 
 pub use identity::{caller_has_role, caller_is_service};
 pub use subxact::in_subtransaction;

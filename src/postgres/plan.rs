@@ -14,6 +14,7 @@
 //! later statement of the call would find the old version again, queue for its tuple lock
 //! behind the transactions waiting for us, and deadlock with them.
 
+use super::datum::{RowOf, TableRowType};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use std::ffi::CString;
@@ -154,6 +155,27 @@ impl ResultRow {
             let mut is_null = false;
             let datum = pg_sys::SPI_getbinval(self.tuple, self.desc, attno, &mut is_null);
             T::from_datum(datum, is_null)
+        }
+    }
+
+    /// Column `column` (from 0), a whole row of table `T` (`RETURNING t`) whose relation is
+    /// `relid`, copied out of SPI's memory into the memory the function was called in; None for
+    /// NULL. 55000 when the column is not of that table's row type.
+    pub fn row<T: TableRowType>(&self, column: usize, relid: pg_sys::Oid) -> Option<RowOf<T>> {
+        let attno = column as i32 + 1;
+        // SAFETY: as in `get`; the type is checked to be the table's row type before the datum
+        // is copied as a composite (SPI_datumTransfer copies a varlena into the upper context).
+        unsafe {
+            let type_oid = pg_sys::SPI_gettypeid(self.desc, attno);
+            if type_oid != pg_sys::get_rel_type_id(relid) {
+                crate::error::raise(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!("easymo table {} is not as easymo created it: a row read is not of its type", T::NAME),
+                );
+            }
+            let mut is_null = false;
+            let datum = pg_sys::SPI_getbinval(self.tuple, self.desc, attno, &mut is_null);
+            (!is_null).then(|| RowOf::from_datum_unchecked(pg_sys::SPI_datumTransfer(datum, false, -1)))
         }
     }
 }

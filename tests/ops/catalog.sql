@@ -26,7 +26,8 @@ SELECT format('relation %s kind=%s rls=%s force=%s options=%s acl=%s comment=%s'
 UNION ALL
 SELECT format('column %s.%s %s notnull=%s default=%s generated=%s collation=%s comment=%s',
               c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-              pg_get_expr(ad.adbin, ad.adrelid), a.attgenerated, a.attcollation,
+              -- (a generated column's expression on one line: the fingerprint is a line each)
+              regexp_replace(pg_get_expr(ad.adbin, ad.adrelid), '\s+', ' ', 'g'), a.attgenerated, a.attcollation,
               md5(coalesce(col_description(c.oid, a.attnum), '')))
   FROM rels c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
   LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum

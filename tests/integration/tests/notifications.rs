@@ -30,7 +30,10 @@ fn notifications_eight_senders_with_one_dedupe_key_make_one() {
 fn notifications_workers_with_failures_drain_every_delivery_once() {
     let db = TestDb::new("notify_drain");
     let mut c = db.connect();
-    // 300 notifications to 3 channels each; 2 of them through a channel worker pool below.
+    // 300 notifications to 3 channels each, drained by 6 workers (2 per channel) under a
+    // provider that fails one attempt in three, rejects every attempt for one notification in 25
+    // (those go dead), and a worker that drops another one in 25 on its first claim without a
+    // word (its 2-second lease lapses and the next claim takes it again, as a failed attempt).
     c.batch_execute(
         "SELECT count(send_notification(('00000000-0000-0000-0000-' || lpad((g % 50)::text, 12, '0'))::uuid,
                                         'receipt', 'Receipt ' || g, 'Body', jsonb_build_object('n', g),
@@ -46,7 +49,10 @@ fn notifications_workers_with_failures_drain_every_delivery_once() {
         let mut n = 0u64;
         loop {
             let rows = c
-                .query("SELECT delivery_id::text FROM claim_notification_deliveries($1, 5, 600)", &[&channel])
+                .query(
+                    "SELECT delivery_id::text, (data ->> 'n')::int, retry_count FROM claim_notification_deliveries($1, 5, 2)",
+                    &[&channel],
+                )
                 .unwrap();
             if rows.is_empty() {
                 // Retries wait out a backoff: make them due, or stop when none is left.
@@ -68,9 +74,12 @@ fn notifications_workers_with_failures_drain_every_delivery_once() {
             }
             for row in rows {
                 let id: String = row.get(0);
+                let (k, retries): (i32, i32) = (row.get(1), row.get(2));
                 n += 1;
-                // A provider that fails one attempt in three.
-                if (n + w as u64).is_multiple_of(3) {
+                if k % 25 == 1 && retries == 0 {
+                    continue; // dropped: the lease lapses
+                }
+                if k % 25 == 0 || (n + w as u64).is_multiple_of(3) {
                     c.query_one("SELECT fail_notification_delivery($1::text::uuid, 'provider said 503')", &[&id])
                         .unwrap();
                     failures += 1;
@@ -118,4 +127,15 @@ fn notifications_workers_with_failures_drain_every_delivery_once() {
     assert_eq!(sent as usize, completed_by.len(), "sent deliveries and completions differ");
     assert_eq!(sent_without_id, 0);
     assert_eq!(dead_early, 0, "a delivery went dead before its retries were used up");
+    let row = c
+        .query_one(
+            "SELECT count(*) FILTER (WHERE (n.data ->> 'n')::int % 25 = 0 AND d.status = 'dead_letter'),
+                    count(*) FILTER (WHERE (n.data ->> 'n')::int % 25 = 1 AND d.retry_count >= 1)
+               FROM notification_deliveries d JOIN notifications n ON n.id = d.notification_id",
+            &[],
+        )
+        .unwrap();
+    let (rejected_dead, dropped_retried): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!(rejected_dead, 36, "every delivery the provider always rejects ends dead");
+    assert_eq!(dropped_retried, 36, "every dropped delivery was claimed again after its lease lapsed");
 }

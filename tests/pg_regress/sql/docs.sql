@@ -42,9 +42,9 @@ SELECT name AS setting_not_in_operations_md
  WHERE name LIKE 'easymo.%'
    AND NOT EXISTS (SELECT 1 FROM doc WHERE file = 'operations' AND line LIKE '%`' || name || '`%')
  ORDER BY 1;
--- Every SQLSTATE of its own a wallet refusal has is in the wallets reference.
-SELECT value AS wallet_sqlstate_not_documented FROM _contract_values()
- WHERE list = 'wallet_refusal_sqlstates'
-   AND NOT EXISTS (SELECT 1 FROM doc WHERE file = 'reference' AND line LIKE '| `' || value || '` |%')
+-- Every SQLSTATE of the contract's own (wallets EW, queues EQ) is in the reference.
+SELECT value AS sqlstate_not_documented FROM _contract_values()
+ WHERE list = 'refusal_sqlstates'
+   AND NOT EXISTS (SELECT 1 FROM doc WHERE file = 'reference' AND line LIKE '%| `' || value || '` |%')
  ORDER BY 1;
-SELECT count(*) AS wallet_sqlstates FROM _contract_values() WHERE list = 'wallet_refusal_sqlstates';
+SELECT count(*) AS own_sqlstates FROM _contract_values() WHERE list = 'refusal_sqlstates';

@@ -49,8 +49,14 @@ INSERT INTO calls VALUES
   ('get_feature_variant', ARRAY['p_flag_key => ''f''', 'p_user_id => ''00000000-0000-4000-8000-000000000001''::uuid', 'p_environment => ''production''']),
   ('append_event', ARRAY['p_aggregate_id => ''a1''', 'p_aggregate_type => ''ride''', 'p_event_type => ''e''', 'p_payload => ''{}''::jsonb', 'p_correlation_id => ''c''', 'p_metadata => ''{}''::jsonb', 'p_expected_version => NULL::bigint', 'p_causation_id => NULL::uuid']),
   ('get_aggregate_events', ARRAY['p_aggregate_type => ''ride''', 'p_aggregate_id => ''a1''', 'p_limit => 10', 'p_after_version => 0::bigint']),
-  ('enqueue_message', ARRAY['p_queue_name => ''q''', 'p_message_type => ''t''', 'p_payload => ''{}''::jsonb', 'p_priority => 5', 'p_scheduled_at => now()', 'p_idempotency_key => ''i''']),
-  ('read_messages', ARRAY['p_queue_name => ''q''', 'p_batch_size => 1', 'p_visibility_timeout_seconds => 30']),
+  ('enqueue_message', ARRAY['p_queue_name => ''q''', 'p_message_type => ''t''', 'p_payload => ''{}''::jsonb', 'p_priority => 5', 'p_scheduled_at => now()', 'p_idempotency_key => ''i''', 'p_group_key => ''g''']),
+  ('enqueue_messages', ARRAY['p_queue_name => ''q''', 'p_messages => ''[{"message_type": "t", "payload": {}, "priority": 3, "delay_seconds": 1, "idempotency_key": "i2", "group_key": "g"}]''::jsonb']),
+  ('read_messages', ARRAY['p_queue_name => ''q''', 'p_batch_size => 1', 'p_visibility_timeout_seconds => 30', 'p_wait_ms => 0']),
+  ('ack_receipt', ARRAY[format('p_receipt => %L', 'm:' || :'msg' || ':1'), 'p_provider_message_id => NULL::text', 'p_result => NULL::jsonb']),
+  ('ack_receipts', ARRAY[format('p_receipts => ARRAY[%L]', 'm:' || :'msg' || ':1')]),
+  ('nack_receipt', ARRAY[format('p_receipt => %L', 'm:' || :'msg' || ':1'), 'p_error => ''e''']),
+  ('nack_receipts', ARRAY[format('p_receipts => ARRAY[%L]', 'm:' || :'msg' || ':1'), 'p_error => ''e''']),
+  ('extend_receipt', ARRAY[format('p_receipt => %L', 'm:' || :'msg' || ':1'), 'p_seconds => 60']),
   ('ack_message', ARRAY[format('p_message_id => %L::uuid', :'msg')]),
   ('nack_message', ARRAY[format('p_message_id => %L::uuid', :'msg'), 'p_error => ''e''']),
   ('replay_dead_letter', ARRAY[format('p_message_id => %L::uuid', :'msg')]),
@@ -89,7 +95,7 @@ INSERT INTO calls VALUES
   ('fail_notification_delivery', ARRAY[format('p_delivery_id => %L::uuid', :'hd'), 'p_error => ''e''']),
   ('record_notification_status', ARRAY['p_channel => ''sms''', 'p_provider_message_id => ''pm''', 'p_status => ''delivered''', 'p_error => NULL::text']),
   ('run_maintenance', '{}'), ('time_out_jobs', '{}'), ('cleanup_expired_cache', '{}'), ('refresh_daily_metrics', '{}'),
-  ('feature_flag_exposures', '{}'), ('current_alerts', '{}'), ('metrics_prometheus', '{}');
+  ('feature_flag_exposures', '{}'), ('current_alerts', '{}'), ('metrics_prometheus', '{}'), ('queue_metrics', '{}');
 
 -- Every helper a client can call is listed above (a new one must be added here).
 SELECT p.proname AS missing_from_this_suite

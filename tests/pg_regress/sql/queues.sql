@@ -1,6 +1,7 @@
 -- Message queue and background jobs: idempotent producers, claims by priority then age, visibility
 -- timeouts, acknowledgements, retries with growing delays, dead letters and replay, job leases
--- timed out by maintenance, and bad input that writes nothing. (Concurrent consumers: the
+-- timed out by maintenance, receipts (stale ones refused) on every queue, batches, ordered
+-- groups, waiting reads, metrics, and bad input that writes nothing. (Concurrent consumers: the
 -- isolation spec queue_claims and the integration crate.)
 \set VERBOSITY terse
 SET client_min_messages = warning;
@@ -195,3 +196,123 @@ SELECT time_out_jobs() AS none_overran;
 SELECT status, attempts FROM background_jobs WHERE id = :'t2';
 
 SELECT job_type, status, jobs, avg_attempts FROM background_job_stats ORDER BY 1, 2;
+
+-- Receipts. Every claim hands out the row's receipt (queue letter, id, delivery number); only the
+-- current claim's receipt acts, and only while the message is in flight.
+DELETE FROM message_queue;
+SELECT enqueue_message('rq', 't', '{"n": 1}') AS r1 \gset
+SELECT receipt = 'm:' || id || ':1' AS first_receipt, deliveries FROM read_messages('rq', 1, 0);
+SELECT receipt AS old_receipt FROM message_queue WHERE id = :'r1' \gset
+-- The lease (0 s) passed: the next claim redelivers it, with a new receipt.
+SELECT receipt = 'm:' || id || ':2' AS second_receipt, retry_count FROM read_messages('rq', 1, 30);
+SELECT receipt AS new_receipt FROM message_queue WHERE id = :'r1' \gset
+-- The first consumer, late, is refused (EQ001) and changes nothing: not ack, nack nor extend.
+SELECT regress.error(format('SELECT ack_receipt(%L)', :'old_receipt')) AS stale_ack;
+SELECT regress.error(format('SELECT nack_receipt(%L)', :'old_receipt')) AS stale_nack;
+SELECT regress.error(format('SELECT extend_receipt(%L, 60)', :'old_receipt')) AS stale_extend;
+SELECT status, deliveries, locked_until > now() + interval '25 seconds' AS lease_untouched FROM message_queue WHERE id = :'r1';
+-- The current consumer extends its lease, then acknowledges; again is false (a retried ack).
+SELECT extend_receipt(:'new_receipt', 600) > now() + interval '590 seconds' AS extended;
+SELECT ack_receipt(:'new_receipt') AS acked, ack_receipt(:'new_receipt') AS acked_again;
+SELECT status, completed_at IS NOT NULL AS completed FROM message_queue WHERE id = :'r1';
+SELECT regress.error(format('SELECT extend_receipt(%L, 60)', :'new_receipt')) AS extend_after_ack;
+-- nack by receipt: back to pending after a backoff; the receipt is spent.
+SELECT enqueue_message('rq', 't', '{"n": 2}') AS r2 \gset
+SELECT receipt AS r2_receipt FROM read_messages('rq', 1, 30) \gset
+SELECT nack_receipt(:'r2_receipt', 'smtp down') AS nacked;
+SELECT status, retry_count, last_error, scheduled_at > now() AS backed_off FROM message_queue WHERE id = :'r2';
+SELECT regress.error(format('SELECT ack_receipt(%L)', :'r2_receipt')) AS ack_after_nack;
+-- Unknown item P0002; not a receipt 22023; NULL 22004; extras a queue has no field for 22023.
+SELECT regress.error($$SELECT ack_receipt('m:00000000-0000-4000-8000-000000000009:1')$$) AS unknown;
+SELECT regress.error($$SELECT ack_receipt('x:1:1')$$) AS not_a_receipt;
+SELECT regress.error($$SELECT ack_receipt(NULL)$$) AS null_receipt;
+SELECT regress.error(format('SELECT ack_receipt(%L, p_provider_message_id => %L)', :'new_receipt', 'pm')) AS message_has_no_provider_id;
+SELECT regress.error(format('SELECT extend_receipt(%L, 43201)', :'new_receipt')) AS lease_too_long;
+
+-- Batches: many receipts in one statement per queue, an outcome each, nothing raised.
+SELECT count(*) FROM enqueue_messages('rq', (SELECT jsonb_agg(jsonb_build_object('message_type', 't', 'payload', g)) FROM generate_series(1, 5) g));
+UPDATE message_queue SET scheduled_at = now() WHERE queue_name = 'rq';
+CREATE TEMP TABLE claimed AS SELECT receipt, payload FROM read_messages('rq', 10, 30) WHERE jsonb_typeof(payload) = 'number';
+SELECT count(*) AS claimed FROM claimed;
+SELECT outcome, count(*) FROM ack_receipts(ARRAY(SELECT receipt FROM claimed WHERE payload::text::int <= 3 ORDER BY payload::text::int)
+                                           || ARRAY[:'old_receipt', :'new_receipt', 'nonsense', 'm:00000000-0000-4000-8000-000000000009:1'])
+ GROUP BY 1 ORDER BY 1;
+SELECT n.i, n.receipt = c.receipt AS in_order, n.outcome
+  FROM nack_receipts(ARRAY(SELECT receipt FROM claimed ORDER BY payload::text::int), 'later') WITH ORDINALITY n(receipt, outcome, i)
+  JOIN (SELECT receipt, row_number() OVER (ORDER BY payload::text::int) AS i FROM claimed) c ON c.i = n.i ORDER BY n.i;
+SELECT regress.error($$SELECT count(*) FROM ack_receipts(ARRAY[NULL]::text[])$$) AS null_element;
+SELECT regress.error($$SELECT count(*) FROM ack_receipts(array_fill('x'::text, ARRAY[1001]))$$) AS too_many;
+
+-- Receipts on every queue: a job (with its result), a WhatsApp message (with the provider's id).
+SELECT schedule_job('receipt-job', 'j') AS rj \gset
+SELECT receipt LIKE 'j:%:1' AS job_receipt FROM claim_jobs(ARRAY['receipt-job']);
+SELECT ack_receipt(receipt, p_result => '{"rows": 3}') FROM background_jobs WHERE id = :'rj';
+SELECT status, result FROM background_jobs WHERE id = :'rj';
+SELECT enqueue_whatsapp_message('+250788000009', 'text', '{"body": "hi"}') AS rw \gset
+SELECT receipt LIKE 'w:%:1' AS whatsapp_receipt FROM claim_whatsapp_messages(10, 30) WHERE id = :'rw';
+SELECT nack_receipt(receipt, 'rate limited') FROM whatsapp_message_queue WHERE id = :'rw';
+UPDATE whatsapp_message_queue SET scheduled_at = now() WHERE id = :'rw';
+SELECT receipt LIKE 'w:%:2' AS second_claim FROM claim_whatsapp_messages(10, 30) WHERE id = :'rw';
+SELECT ack_receipt(receipt, 'wamid.9') FROM whatsapp_message_queue WHERE id = :'rw';
+SELECT status, provider_message_id, retry_count FROM whatsapp_message_queue WHERE id = :'rw';
+SELECT regress.error(format('SELECT ack_receipt(%L, p_result => %L::jsonb)', (SELECT receipt FROM whatsapp_message_queue WHERE id = :'rw'), '{}')) AS whatsapp_has_no_result;
+
+-- Batch enqueue: ids in the order given; a key repeated in the batch or already queued gives the
+-- first message's id; one bad element refuses the batch and queues nothing.
+DELETE FROM message_queue;
+SELECT enqueue_message('bq', 't', '{"first": true}', p_idempotency_key => 'k0') AS k0 \gset
+SELECT i, id = :'k0' AS is_k0, count(*) OVER (PARTITION BY id) AS same_id
+  FROM enqueue_messages('bq', '[{"message_type": "t", "payload": 1, "idempotency_key": "k1"},
+                                {"message_type": "t", "payload": 2, "idempotency_key": "k0"},
+                                {"message_type": "t", "payload": 3, "idempotency_key": "k1", "priority": 1},
+                                {"message_type": "t", "payload": null, "delay_seconds": 60}]') WITH ORDINALITY e(id, i)
+ ORDER BY i;
+SELECT payload, priority, idempotency_key, scheduled_at > now() + interval '59 seconds' AS delayed
+  FROM message_queue WHERE queue_name = 'bq' ORDER BY seq;
+SELECT regress.error($$SELECT count(*) FROM enqueue_messages('bq', '[{"message_type": "t", "payload": 1}, {"message_type": "t"}]')$$) AS missing_payload;
+SELECT regress.error($$SELECT count(*) FROM enqueue_messages('bq', '[{"message_type": "t", "payload": 1, "priority": 11}]')$$) AS bad_priority;
+SELECT regress.error($$SELECT count(*) FROM enqueue_messages('bq', '[{"message_type": "t", "payload": 1, "priority": "high"}]')$$) AS priority_not_a_number;
+SELECT regress.error($$SELECT count(*) FROM enqueue_messages('bq', '[{"message_type": "t", "payload": 1, "colour": "red"}]')$$) AS unknown_field;
+SELECT regress.error($$SELECT count(*) FROM enqueue_messages('bq', '[]')$$) AS empty;
+SELECT regress.error($$SELECT count(*) FROM enqueue_messages('bq', '{"message_type": "t"}')$$) AS not_an_array;
+SELECT regress.error($$SELECT count(*) FROM enqueue_messages('bq', NULL)$$) AS null_messages;
+SELECT count(*) AS still_three FROM message_queue WHERE queue_name = 'bq';
+
+-- Ordered groups: one message of a group in flight at a time, in the order queued; other groups
+-- and ungrouped messages go on in parallel; a message given back holds its group until it is
+-- due again; a dead one lets the group go on.
+DELETE FROM message_queue;
+SELECT count(*) FROM enqueue_messages('g', '[{"message_type": "t", "payload": "a1", "group_key": "a"},
+                                             {"message_type": "t", "payload": "a2", "group_key": "a", "priority": 1},
+                                             {"message_type": "t", "payload": "b1", "group_key": "b"},
+                                             {"message_type": "t", "payload": "a3", "group_key": "a"},
+                                             {"message_type": "t", "payload": "x", "priority": 9}]');
+CREATE TEMP TABLE g1 AS SELECT payload #>> '{}' AS p, receipt FROM read_messages('g', 10, 30);
+SELECT p FROM g1 ORDER BY p;
+SELECT count(*) AS nothing_more_while_heads_in_flight FROM read_messages('g', 10, 30);
+SELECT nack_receipt(receipt) FROM g1 WHERE p = 'a1';
+SELECT count(*) AS a1_backing_off_holds_its_group FROM read_messages('g', 10, 30);
+UPDATE message_queue SET scheduled_at = now() WHERE payload = '"a1"';
+SELECT payload #>> '{}' AS p, receipt AS a1_again FROM read_messages('g', 10, 30) \gset
+SELECT :'p' AS redelivered_first;
+SELECT ack_receipt(:'a1_again');
+SELECT payload #>> '{}' AS then_a2 FROM read_messages('g', 10, 30);
+UPDATE message_queue SET status = 'dead_letter', dead_lettered_at = now() WHERE payload = '"a2"';
+SELECT payload #>> '{}' AS a2_dead_then_a3 FROM read_messages('g', 10, 30);
+
+-- Waiting reads: work already there returns at once; nothing due returns nothing after the wait
+-- (woken reads are tested with real connections in the integration crate).
+SELECT enqueue_message('w', 't', '{}') IS NOT NULL AS queued;
+SELECT count(*) AS got, clock_timestamp() - statement_timestamp() < interval '1 second' AS at_once FROM read_messages('w', 1, 30, 5000);
+SELECT count(*) AS got, clock_timestamp() - statement_timestamp() >= interval '200 ms' AS waited FROM read_messages('w', 1, 30, 200);
+SELECT regress.error($$SELECT count(*) FROM read_messages('w', 1, 30, 600001)$$) AS wait_too_long;
+SELECT regress.error($$SELECT count(*) FROM read_messages('w', 1, 30, -1)$$) AS negative_wait;
+
+-- Metrics per queue.
+DELETE FROM message_queue;
+SELECT count(*) FROM enqueue_messages('metrics', '[{"message_type": "t", "payload": 1}, {"message_type": "t", "payload": 2},
+                                                   {"message_type": "t", "payload": 3}, {"message_type": "t", "payload": 4, "delay_seconds": 3600}]');
+SELECT ack_receipt(receipt) FROM read_messages('metrics', 1, 30);
+SELECT count(*) FROM read_messages('metrics', 1, 30);
+SELECT queue, depth, due, in_flight, dead, oldest_due_seconds >= 0 AS has_oldest, done, total
+  FROM queue_metrics() WHERE queue IN ('message_queue:metrics', 'background_jobs:receipt-job', 'whatsapp_message_queue') ORDER BY queue;

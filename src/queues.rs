@@ -1,0 +1,650 @@
+//! The queues' native paths: the message queue's claim (waiting for work when asked, one message
+//! of a group at a time), and the receipts every claim of the four queues hands out (message_queue,
+//! whatsapp_message_queue, background_jobs, notification_deliveries): acknowledge, give back or
+//! extend by receipt, one at a time or many in one statement.
+//!
+//! A receipt is `<queue letter>:<id>:<delivery>`: the item and the number of the claim that
+//! handed it out (the table's `deliveries`, which every claim counts up and nothing counts down).
+//! Only the current claim's receipt acts, and only while the item is in flight: one from an
+//! earlier claim (the lease passed and the item was delivered again) is stale, EQ001, and
+//! changes nothing. The tables carry the receipt as a generated column, so every claim function
+//! returns it with the row.
+
+#![forbid(unsafe_code)]
+
+use crate::error::{check_range, required, ContractError, OrRaise, Refusal};
+use crate::postgres::backend;
+use crate::postgres::datum::{timestamptz, RawJsonb, RowOf, TableRowType};
+use crate::postgres::plan::{prepared, PlanSlot, WritePlan};
+use crate::postgres::relation::{Table, TableSpec};
+use crate::postgres::wait;
+use pgrx::datum::DatumWithOid;
+use pgrx::prelude::*;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Longest a read may wait for work (10 minutes).
+pub const MAX_WAIT_MS: i32 = 600_000;
+/// Longest lease a claim or an extension gives (12 hours), as the claim functions.
+pub const MAX_VISIBILITY_SECONDS: i32 = 43_200;
+/// A waiting read looks again at least this often, whatever wakes it: a wake can be missed
+/// while it runs its claim (src/postgres/wait.rs), and a message due later (a backoff) wakes
+/// nobody.
+const LOOK_AGAIN_MS: i64 = 100;
+
+// ---------------------------------------------------------------------------------------------
+// The four queues, as a receipt names them.
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Queue {
+    Message,
+    WhatsApp,
+    Job,
+    Notification,
+}
+
+impl Queue {
+    const ALL: [Queue; 4] = [Queue::Message, Queue::WhatsApp, Queue::Job, Queue::Notification];
+
+    fn letter(self) -> char {
+        match self {
+            Queue::Message => 'm',
+            Queue::WhatsApp => 'w',
+            Queue::Job => 'j',
+            Queue::Notification => 'n',
+        }
+    }
+
+    fn table(self) -> &'static TableSpec {
+        match self {
+            Queue::Message => &MESSAGE_QUEUE,
+            Queue::WhatsApp => &WHATSAPP_QUEUE,
+            Queue::Job => &JOBS,
+            Queue::Notification => &DELIVERIES,
+        }
+    }
+
+    /// What the item is called in messages.
+    fn what(self) -> &'static str {
+        match self {
+            Queue::Message => "message",
+            Queue::WhatsApp => "WhatsApp message",
+            Queue::Job => "job",
+            Queue::Notification => "notification delivery",
+        }
+    }
+
+    /// The status of an item in flight.
+    fn claimed(self) -> &'static str {
+        match self {
+            Queue::Job => "running",
+            _ => "processing",
+        }
+    }
+
+    /// The status an acknowledgement gives.
+    fn done(self) -> &'static str {
+        match self {
+            Queue::Message | Queue::Job => "completed",
+            Queue::WhatsApp | Queue::Notification => "sent",
+        }
+    }
+
+    /// What an acknowledgement sets (`r.provider`, `r.result`: the receipt's extras; $3: now).
+    /// The same as the queue's own complete function (sql/queues.sql, sql/notifications.sql).
+    fn ack_set(self) -> &'static str {
+        match self {
+            Queue::Message => "status = 'completed', locked_until = NULL, completed_at = $3, updated_at = $3",
+            Queue::WhatsApp | Queue::Notification => {
+                "status = 'sent', locked_until = NULL, sent_at = $3, \
+                 provider_message_id = coalesce(r.provider, t.provider_message_id), updated_at = $3"
+            }
+            Queue::Job => {
+                "status = 'completed', locked_until = NULL, completed_at = $3, result = r.result, updated_at = $3"
+            }
+        }
+    }
+
+    /// What giving an item back sets ($3: the error, {delay}: the retry delay function), as the
+    /// queue's own fail function: pending after a backoff, or its dead state past its retries.
+    fn nack_set(self, delay: &str) -> String {
+        match self {
+            Queue::Message | Queue::WhatsApp | Queue::Notification => {
+                let (dead, dead_at) = match self {
+                    Queue::Message => (
+                        "dead_letter",
+                        ", dead_lettered_at = CASE WHEN t.retry_count + 1 > t.max_retries THEN now() END",
+                    ),
+                    Queue::WhatsApp => ("failed", ""),
+                    _ => ("dead_letter", ", failed_at = CASE WHEN t.retry_count + 1 > t.max_retries THEN now() END"),
+                };
+                format!(
+                    "retry_count = t.retry_count + 1, \
+                     status = CASE WHEN t.retry_count + 1 > t.max_retries THEN '{dead}' ELSE 'pending' END, \
+                     scheduled_at = CASE WHEN t.retry_count + 1 > t.max_retries THEN t.scheduled_at \
+                                         ELSE now() + {delay}(t.retry_count + 1) END, \
+                     locked_until = NULL, last_error = $3, updated_at = now(){dead_at}"
+                )
+            }
+            // A job's claim counted the attempt already.
+            Queue::Job => format!(
+                "status = CASE WHEN t.attempts >= t.max_attempts THEN 'failed' ELSE 'pending' END, \
+                 scheduled_at = CASE WHEN t.attempts >= t.max_attempts THEN t.scheduled_at \
+                                     ELSE now() + {delay}(t.attempts) END, \
+                 locked_until = NULL, last_error = $3, \
+                 completed_at = CASE WHEN t.attempts >= t.max_attempts THEN now() END, updated_at = now()"
+            ),
+        }
+    }
+}
+
+static MESSAGE_QUEUE: TableSpec = TableSpec { name: c"message_queue", columns: &[] };
+static WHATSAPP_QUEUE: TableSpec = TableSpec { name: c"whatsapp_message_queue", columns: &[] };
+static JOBS: TableSpec = TableSpec { name: c"background_jobs", columns: &[] };
+static DELIVERIES: TableSpec = TableSpec { name: c"notification_deliveries", columns: &[] };
+
+/// message_queue's row type, which read_messages returns.
+pub struct MessageQueue;
+impl TableRowType for MessageQueue {
+    const NAME: &'static str = "message_queue";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receipts.
+
+/// A receipt as read: its queue, item and delivery.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Receipt {
+    queue: Queue,
+    id: pgrx::Uuid,
+    delivery: i32,
+}
+
+impl Receipt {
+    fn parse(text: &str) -> Option<Receipt> {
+        let mut parts = text.splitn(3, ':');
+        let (letter, id, delivery) = (parts.next()?, parts.next()?, parts.next()?);
+        let queue = Queue::ALL.into_iter().find(|q| letter.len() == 1 && letter.starts_with(q.letter()))?;
+        let id = uuid::Uuid::try_parse(id).ok()?;
+        let delivery: i32 = delivery.parse().ok().filter(|d| *d > 0)?;
+        Some(Receipt { queue, id: pgrx::Uuid::from_bytes(*id.as_bytes()), delivery })
+    }
+}
+
+/// What happened to one receipt.
+#[derive(Clone, Debug, PartialEq)]
+enum Outcome {
+    /// Acknowledged now.
+    Acked,
+    /// Already acknowledged with this receipt (a retried acknowledgement).
+    AlreadyAcked,
+    /// Given back: the item's new status (pending, or its dead state).
+    GivenBack(String),
+    /// The lease extended until then.
+    Extended(pg_sys::TimestampTz),
+    /// Not the current claim's receipt, or the item is no longer in flight under it.
+    Stale { status: String, delivery: i32 },
+    /// No such item.
+    Unknown,
+    /// Not a receipt.
+    Invalid,
+}
+
+impl Outcome {
+    fn name(&self) -> String {
+        match self {
+            Outcome::Acked => "acked".to_owned(),
+            Outcome::AlreadyAcked => "already_acked".to_owned(),
+            Outcome::GivenBack(status) => status.clone(),
+            Outcome::Extended(_) => "extended".to_owned(),
+            Outcome::Stale { .. } => "stale".to_owned(),
+            Outcome::Unknown => "unknown".to_owned(),
+            Outcome::Invalid => "invalid".to_owned(),
+        }
+    }
+
+    /// The error a single-receipt call raises for an outcome that did nothing.
+    fn error(&self, receipt: &str, queue: Option<Queue>) -> Option<ContractError> {
+        let what = queue.map_or("item", Queue::what);
+        match self {
+            Outcome::Stale { status, delivery } => Some(ContractError::Refused(
+                Refusal::StaleReceipt,
+                format!("receipt {receipt} is no longer current: the {what} is {status} (delivery {delivery})"),
+            )),
+            Outcome::Unknown => Some(ContractError::NoDataFound(format!("no {what} has receipt {receipt}"))),
+            Outcome::Invalid => Some(ContractError::invalid(
+                "p_receipt",
+                format!("must be a receipt as a claim returns it (<queue>:<id>:<delivery>), got {receipt:?}"),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// The statements of one queue's receipts, prepared once per backend (again after its table changed).
+struct ReceiptPlans {
+    ack: WritePlan,
+    nack: WritePlan,
+    extend: WritePlan,
+    /// Where receipts that did nothing stand: (id, deliveries, status).
+    lookup: WritePlan,
+}
+
+thread_local! {
+    static MESSAGE_PLANS: PlanSlot<ReceiptPlans> = const { RefCell::new(None) };
+    static WHATSAPP_PLANS: PlanSlot<ReceiptPlans> = const { RefCell::new(None) };
+    static JOB_PLANS: PlanSlot<ReceiptPlans> = const { RefCell::new(None) };
+    static DELIVERY_PLANS: PlanSlot<ReceiptPlans> = const { RefCell::new(None) };
+}
+
+fn receipt_plans(queue: Queue) -> Rc<ReceiptPlans> {
+    let slot = match queue {
+        Queue::Message => &MESSAGE_PLANS,
+        Queue::WhatsApp => &WHATSAPP_PLANS,
+        Queue::Job => &JOB_PLANS,
+        Queue::Notification => &DELIVERY_PLANS,
+    };
+    prepared(slot, queue.table(), |table| prepare_receipts(queue, table))
+}
+
+fn prepare_receipts(queue: Queue, table: &Table) -> ReceiptPlans {
+    use pg_sys::{INT4ARRAYOID, JSONBARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, UUIDARRAYOID};
+    let t = &table.ext.qualified;
+    let claimed = queue.claimed();
+    let delay = table.ext.sibling("_retry_delay");
+    // The receipts that act: the item's current claim, still in flight. (The status compared
+    // under COLLATE "C", the same equality: otherwise the plan, kept generic, would walk the
+    // partial index of in-flight rows, dead entries and all, instead of looking each id up.)
+    let current = format!("t.id = r.id AND t.deliveries = r.n AND t.status = '{claimed}' COLLATE \"C\"");
+    ReceiptPlans {
+        ack: WritePlan::prepare(
+            &format!(
+                "UPDATE {t} t SET {set} FROM unnest($1, $2, $4, $5) AS r(id, n, provider, result) \
+                 WHERE {current} RETURNING t.id, t.deliveries, t.status",
+                set = queue.ack_set()
+            ),
+            &[UUIDARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID, TEXTARRAYOID, JSONBARRAYOID],
+        ),
+        nack: WritePlan::prepare(
+            &format!(
+                "UPDATE {t} t SET {set} FROM unnest($1, $2) AS r(id, n) WHERE {current} RETURNING t.id, t.deliveries, t.status",
+                set = queue.nack_set(&delay)
+            ),
+            &[UUIDARRAYOID, INT4ARRAYOID, TEXTOID],
+        ),
+        extend: WritePlan::prepare(
+            &format!(
+                "UPDATE {t} t SET locked_until = $3, updated_at = now() FROM unnest($1, $2) AS r(id, n) \
+                 WHERE {current} RETURNING t.id, t.deliveries, t.status"
+            ),
+            &[UUIDARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID],
+        ),
+        lookup: WritePlan::prepare(
+            &format!("SELECT t.id, t.deliveries, t.status FROM {t} t WHERE t.id = ANY ($1)"),
+            &[UUIDARRAYOID],
+        ),
+    }
+}
+
+/// What to do with a queue's receipts.
+enum Action<'a> {
+    /// Acknowledge, with each receipt's provider message id and result (None: none given).
+    Ack {
+        providers: &'a [Option<String>],
+        results: &'a [Option<&'a RawJsonb>],
+    },
+    GiveBack {
+        error: Option<&'a str>,
+    },
+    Extend {
+        until: pg_sys::TimestampTz,
+    },
+}
+
+/// (id, delivery, status after) of a row a receipt statement changed, and what it did.
+fn changed_row(
+    row: &crate::postgres::plan::ResultRow,
+    outcome: impl Fn(&str) -> Outcome,
+) -> Option<(pgrx::Uuid, (i32, String, Outcome))> {
+    let status = row.get::<String>(2)?;
+    let done = outcome(&status);
+    Some((row.get::<pgrx::Uuid>(0)?, (row.get::<i32>(1)?, status, done)))
+}
+
+/// Runs `action` on parsed receipts (None: not a receipt), in one statement per queue; the
+/// outcome of each, in their order.
+fn act(receipts: &[Option<Receipt>], action: &Action<'_>) -> Vec<Outcome> {
+    let mut outcomes: Vec<Option<Outcome>> =
+        receipts.iter().map(|r| if r.is_none() { Some(Outcome::Invalid) } else { None }).collect();
+    for queue in Queue::ALL {
+        let mine: Vec<usize> = (0..receipts.len()).filter(|&i| receipts[i].is_some_and(|r| r.queue == queue)).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let plans = receipt_plans(queue);
+        let ids: Vec<pgrx::Uuid> = mine.iter().map(|&i| receipts[i].expect("parsed").id).collect();
+        let deliveries: Vec<i32> = mine.iter().map(|&i| receipts[i].expect("parsed").delivery).collect();
+        // The items the statement changed: their delivery, status after, and what it did.
+        let changed: HashMap<pgrx::Uuid, (i32, String, Outcome)> = match action {
+            Action::Ack { providers, results } => {
+                let providers: Vec<Option<String>> = mine.iter().map(|&i| providers[i].clone()).collect();
+                let results: Vec<Option<&RawJsonb>> = mine.iter().map(|&i| results[i]).collect();
+                plans.ack.query(
+                    &[
+                        ids.clone().into(),
+                        deliveries.clone().into(),
+                        timestamptz(backend::transaction_start()).into(),
+                        providers.into(),
+                        crate::postgres::datum::jsonb_array(&results),
+                    ],
+                    |row| changed_row(row, |_| Outcome::Acked),
+                )
+            }
+            Action::GiveBack { error } => {
+                plans.nack.query(&[ids.clone().into(), deliveries.clone().into(), (*error).into()], |row| {
+                    changed_row(row, |status| Outcome::GivenBack(status.to_owned()))
+                })
+            }
+            Action::Extend { until } => plans
+                .extend
+                .query(&[ids.clone().into(), deliveries.clone().into(), timestamptz(*until).into()], |row| {
+                    changed_row(row, |_| Outcome::Extended(*until))
+                }),
+        }
+        .into_iter()
+        .flatten()
+        .collect();
+        // The rest did nothing: say why.
+        let missing: Vec<pgrx::Uuid> = ids.iter().filter(|id| !changed.contains_key(id)).copied().collect();
+        let standing: HashMap<pgrx::Uuid, (i32, String)> = if missing.is_empty() {
+            HashMap::new()
+        } else {
+            let rows = plans.lookup.query(&[missing.into()], |row| {
+                Some((row.get::<pgrx::Uuid>(0)?, (row.get::<i32>(1)?, row.get::<String>(2)?)))
+            });
+            rows.into_iter().flatten().collect()
+        };
+        let mut acted = std::collections::HashSet::new();
+        for &i in &mine {
+            let r = receipts[i].expect("parsed");
+            let (delivery, status) = match changed.get(&r.id) {
+                // The receipt that acted (the first, when a call names the same one twice).
+                Some((delivery, _, done)) if *delivery == r.delivery && acted.insert(r.id) => {
+                    outcomes[i] = Some(done.clone());
+                    continue;
+                }
+                Some((delivery, status, _)) => (*delivery, status.clone()),
+                None => match standing.get(&r.id) {
+                    Some((delivery, status)) => (*delivery, status.clone()),
+                    None => {
+                        outcomes[i] = Some(Outcome::Unknown);
+                        continue;
+                    }
+                },
+            };
+            let repeated_ack = matches!(action, Action::Ack { .. }) && delivery == r.delivery && status == queue.done();
+            outcomes[i] = Some(if repeated_ack { Outcome::AlreadyAcked } else { Outcome::Stale { status, delivery } });
+        }
+    }
+    outcomes.into_iter().map(|o| o.expect("every receipt has an outcome")).collect()
+}
+
+fn parse_all(receipts: &[Option<String>]) -> Vec<Option<Receipt>> {
+    receipts.iter().map(|r| r.as_deref().and_then(Receipt::parse)).collect()
+}
+
+/// The receipts of a batch call: at most 1000, none NULL.
+fn check_receipts(p_receipts: Option<Vec<Option<String>>>) -> Result<Vec<String>, ContractError> {
+    let receipts = required(p_receipts, "p_receipts")?;
+    if receipts.len() > 1000 {
+        return Err(ContractError::invalid("p_receipts", format!("at most 1000 receipts, got {}", receipts.len())));
+    }
+    receipts
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| r.ok_or_else(|| ContractError::NullArgument(format!("p_receipts[{i}]").into())))
+        .collect()
+}
+
+/// One receipt's outcome, or its error raised (22023 for a malformed receipt, P0002 for an
+/// unknown item, EQ001 for a stale receipt).
+fn single(receipt: &str, action: &Action<'_>) -> Outcome {
+    let parsed = Receipt::parse(receipt);
+    let outcome = act(&[parsed], action).swap_remove(0);
+    if let Some(e) = outcome.error(receipt, parsed.map(|r| r.queue)) {
+        e.raise();
+    }
+    outcome
+}
+
+/// Acknowledges the item a claim handed out with `p_receipt`: true, or false when it was
+/// acknowledged with this receipt already. A WhatsApp message or notification delivery takes
+/// the provider's message id, a job its result.
+#[pg_extern(volatile, parallel_unsafe)]
+fn ack_receipt(
+    p_receipt: Option<&str>,
+    p_provider_message_id: default!(Option<&str>, "NULL"),
+    p_result: default!(Option<RawJsonb>, "NULL"),
+) -> bool {
+    let receipt = required(p_receipt, "p_receipt").or_raise();
+    let queue = Receipt::parse(receipt).map(|r| r.queue);
+    let check = || -> Result<(), ContractError> {
+        if let Some(p) = p_provider_message_id {
+            if !matches!(queue, Some(Queue::WhatsApp | Queue::Notification) | None) {
+                return Err(ContractError::invalid(
+                    "p_provider_message_id",
+                    "only a WhatsApp message or notification delivery has one",
+                ));
+            }
+            if p.is_empty() || p.chars().count() > 255 {
+                return Err(ContractError::invalid("p_provider_message_id", "must be 1 to 255 characters"));
+            }
+        }
+        if p_result.is_some() && !matches!(queue, Some(Queue::Job) | None) {
+            return Err(ContractError::invalid("p_result", "only a job has a result"));
+        }
+        Ok(())
+    };
+    check().or_raise();
+    let providers = [p_provider_message_id.map(str::to_owned)];
+    let results = [p_result.as_ref()];
+    single(receipt, &Action::Ack { providers: &providers, results: &results }) == Outcome::Acked
+}
+
+/// Acknowledges many items by their receipts in one statement per queue; what happened to each:
+/// acked, already_acked, stale (not the current claim's receipt, or no longer in flight),
+/// unknown or invalid.
+#[pg_extern(volatile, parallel_unsafe)]
+fn ack_receipts(
+    p_receipts: Option<Vec<Option<String>>>,
+) -> TableIterator<'static, (name!(receipt, String), name!(outcome, String))> {
+    let receipts = check_receipts(p_receipts).or_raise();
+    let none_text = vec![None; receipts.len()];
+    let none_json = vec![None; receipts.len()];
+    let outcomes = act(
+        &parse_all(&receipts.iter().cloned().map(Some).collect::<Vec<_>>()),
+        &Action::Ack { providers: &none_text, results: &none_json },
+    );
+    TableIterator::new(receipts.into_iter().zip(outcomes).map(|(r, o)| (r, o.name())))
+}
+
+/// Gives the item a claim handed out with `p_receipt` back: pending again after a backoff, or
+/// its dead state past its retries; returns the new status.
+#[pg_extern(volatile, parallel_unsafe)]
+fn nack_receipt(p_receipt: Option<&str>, p_error: default!(Option<&str>, "NULL")) -> String {
+    let receipt = required(p_receipt, "p_receipt").or_raise();
+    single(receipt, &Action::GiveBack { error: p_error }).name()
+}
+
+/// Gives many items back by their receipts; what happened to each: the new status (pending or
+/// the dead state), or stale, unknown, invalid.
+#[pg_extern(volatile, parallel_unsafe)]
+fn nack_receipts(
+    p_receipts: Option<Vec<Option<String>>>,
+    p_error: default!(Option<&str>, "NULL"),
+) -> TableIterator<'static, (name!(receipt, String), name!(outcome, String))> {
+    let receipts = check_receipts(p_receipts).or_raise();
+    let outcomes =
+        act(&parse_all(&receipts.iter().cloned().map(Some).collect::<Vec<_>>()), &Action::GiveBack { error: p_error });
+    TableIterator::new(receipts.into_iter().zip(outcomes).map(|(r, o)| (r, o.name())))
+}
+
+/// Keeps the lease of the item a claim handed out with `p_receipt` for `p_seconds` from now (a
+/// consumer working long); returns the new end of the lease.
+#[pg_extern(volatile, parallel_unsafe)]
+fn extend_receipt(p_receipt: Option<&str>, p_seconds: Option<i32>) -> TimestampWithTimeZone {
+    let receipt = required(p_receipt, "p_receipt").or_raise();
+    let seconds = check_range("p_seconds", p_seconds, 0, MAX_VISIBILITY_SECONDS).or_raise();
+    let until = backend::now() + i64::from(seconds) * 1_000_000;
+    match single(receipt, &Action::Extend { until }) {
+        Outcome::Extended(until) => timestamptz(until),
+        other => unreachable!("an extension that did nothing raised its error: {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The message queue's claim.
+
+struct ClaimPlans {
+    /// On the calling statement's snapshot (a read that does not wait, and a waiting read's
+    /// first look).
+    claim: WritePlan,
+    /// On a snapshot of its own (a waiting read looking again sees what committed meanwhile).
+    claim_latest: WritePlan,
+    relid: pg_sys::Oid,
+}
+
+thread_local! {
+    static CLAIM_PLANS: PlanSlot<ClaimPlans> = const { RefCell::new(None) };
+}
+
+fn claim_plans() -> Rc<ClaimPlans> {
+    prepared(&CLAIM_PLANS, &MESSAGE_QUEUE, |table| {
+        use pg_sys::{INT4OID, TEXTOID, TIMESTAMPTZOID};
+        let q = &table.ext.qualified;
+        // Due: pending and scheduled, or in flight with its lease passed (a failed delivery,
+        // counted; past max_retries it goes to dead_letter instead). A message of a group is
+        // due only while no earlier message of its group is active (pending or in flight).
+        // $1 queue, $2 batch, $3 now (the clock: a waiting read's now moves), $4 lease end.
+        // (The claimed ids as an array: a generic plan guesses a LIMIT $2 at a tenth of the
+        // queue and would join them by hashing the whole table.)
+        let sql = format!(
+            "WITH due AS ( \
+               SELECT q.id FROM {q} q \
+                WHERE q.queue_name = $1 AND q.status IN ('pending', 'processing') \
+                  AND CASE q.status WHEN 'pending' THEN q.scheduled_at <= $3 ELSE q.locked_until <= $3 END \
+                  AND (q.group_key IS NULL OR NOT EXISTS ( \
+                        SELECT 1 FROM {q} g \
+                         WHERE g.queue_name = q.queue_name AND g.group_key = q.group_key \
+                           AND g.status IN ('pending', 'processing') AND g.seq < q.seq)) \
+                ORDER BY q.priority, q.created_at, q.id \
+                LIMIT $2 \
+                  FOR UPDATE SKIP LOCKED \
+             ), claimed AS ( \
+               UPDATE {q} t \
+                  SET retry_count = t.retry_count + (t.status = 'processing')::int, \
+                      deliveries = t.deliveries + 1, \
+                      status = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries \
+                                    THEN 'dead_letter' ELSE 'processing' END, \
+                      locked_until = $4, \
+                      last_error = CASE WHEN t.status = 'processing' \
+                                        THEN 'visibility timeout passed without an acknowledgement' ELSE t.last_error END, \
+                      dead_lettered_at = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries \
+                                              THEN $3 END, \
+                      updated_at = $3 \
+                WHERE t.id = ANY (ARRAY(SELECT due.id FROM due)) \
+               RETURNING t AS r, t.status AS s, t.priority AS p, t.created_at AS c, t.id AS i \
+             ) \
+             SELECT r FROM claimed WHERE s = 'processing' ORDER BY p, c, i"
+        );
+        let types = [TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID];
+        ClaimPlans {
+            claim: WritePlan::prepare(&sql, &types),
+            claim_latest: WritePlan::prepare_latest(&sql, &types),
+            relid: table.ext.relid,
+        }
+    })
+}
+
+/// Claims up to `p_batch_size` due messages of `p_queue_name` for
+/// `p_visibility_timeout_seconds`; with `p_wait_ms`, waits that long at most for one to come.
+#[pg_extern(volatile, parallel_unsafe, requires = ["events"])]
+fn read_messages(
+    p_queue_name: Option<&str>,
+    p_batch_size: default!(Option<i32>, 10),
+    p_visibility_timeout_seconds: default!(Option<i32>, 30),
+    p_wait_ms: default!(Option<i32>, 0),
+) -> SetOfIterator<'static, RowOf<MessageQueue>> {
+    let check = || -> Result<_, ContractError> {
+        Ok((
+            required(p_queue_name, "p_queue_name")?,
+            check_range("p_batch_size", p_batch_size, 1, 1000)?,
+            check_range("p_visibility_timeout_seconds", p_visibility_timeout_seconds, 0, MAX_VISIBILITY_SECONDS)?,
+            check_range("p_wait_ms", p_wait_ms, 0, MAX_WAIT_MS)?,
+        ))
+    };
+    let (queue, batch, lease, wait_ms) = check().or_raise();
+    let plans = claim_plans();
+    let start = backend::now();
+    let deadline = start + i64::from(wait_ms) * 1000;
+    let mut latest = false;
+    loop {
+        if latest {
+            wait::reset();
+        }
+        let now = backend::now();
+        let args: [DatumWithOid<'_>; 4] = [
+            queue.into(),
+            batch.into(),
+            timestamptz(now).into(),
+            timestamptz(now + i64::from(lease) * 1_000_000).into(),
+        ];
+        let plan = if latest { &plans.claim_latest } else { &plans.claim };
+        let rows: Vec<RowOf<MessageQueue>> =
+            plan.query(&args, |row| row.row::<MessageQueue>(0, plans.relid)).into_iter().flatten().collect();
+        let now = backend::now();
+        if !rows.is_empty() || now >= deadline {
+            return SetOfIterator::new(rows);
+        }
+        if latest {
+            wait::sleep(((deadline - now) / 1000 + 1).min(LOOK_AGAIN_MS));
+        }
+        latest = true;
+    }
+}
+
+/// Statement trigger on message_queue (after INSERT): the transaction's commit wakes the reads
+/// that wait for work.
+#[pg_trigger]
+fn _queue_wake<'a>(
+    _trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<pgrx::heap_tuple::PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, std::convert::Infallible> {
+    wait::wake_at_commit();
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipts_parse() {
+        let r = Receipt::parse("m:0193a000-0000-7000-8000-000000000001:3").expect("a receipt");
+        assert_eq!((r.queue, r.delivery), (Queue::Message, 3));
+        assert_eq!(Receipt::parse("j:0193a000-0000-7000-8000-000000000001:1").map(|r| r.queue), Some(Queue::Job));
+        for bad in [
+            "",
+            "m",
+            "m:",
+            "x:0193a000-0000-7000-8000-000000000001:1",
+            "m:not-a-uuid:1",
+            "m:0193a000-0000-7000-8000-000000000001:0",
+            "m:0193a000-0000-7000-8000-000000000001:-1",
+            "m:0193a000-0000-7000-8000-000000000001:1:2",
+            "mm:0193a000-0000-7000-8000-000000000001:1",
+        ] {
+            assert_eq!(Receipt::parse(bad), None, "{bad:?}");
+        }
+    }
+}
