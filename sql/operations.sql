@@ -199,14 +199,207 @@ $$;
 COMMENT ON FUNCTION @extschema@.ensure_partitions(integer) IS
     'Creates the missing monthly (UTC) partitions of every partitioned easymo table, from this month to p_months_ahead months ahead and for every month that has rows in a DEFAULT partition, moving those rows into their new partition. Returns how many partitions it created.';
 
--- Retention: whole months go, by dropping their partitions (no row-by-row DELETE, no bloat).
--- The cut is at a UTC month boundary: p_keep_months = 3 in May keeps February to May. Rows
--- older than the cut that sit in the DEFAULT partition are deleted too, so nothing outlives the
--- window for want of a partition. For transactions, the side rows that point at the dropped
--- months (transaction_events, transaction_idempotency_keys) go in the same transaction: no event
--- is left without its transaction (a key dropped this way can be used again). Event streams keep
--- their version: appends continue where they were.
-CREATE FUNCTION @extschema@.apply_retention(p_table text, p_keep_months integer)
+-- ---------------------------------------------------------------------------------------------
+-- Archive tier: whole old months leave the hot table for the schema easymo_archive (detached,
+-- as tables of their own named like the partition, compressed), still queryable through one view
+-- per table there (easymo_archive.<table>, the archived months only), and can come back. They are
+-- the data's like the month partitions: not members of the extension, so a plain pg_dump keeps
+-- them (the schema comes back with CREATE EXTENSION); DROP EXTENSION ... CASCADE removes them.
+CREATE SCHEMA easymo_archive;
+COMMENT ON SCHEMA easymo_archive IS
+    'easymo''s archive tier: old months detached from the partitioned tables by archive_partitions() (tables <table>_pYYYY_MM), and one view per table over them.';
+REVOKE ALL ON SCHEMA easymo_archive FROM PUBLIC;
+GRANT USAGE ON SCHEMA easymo_archive TO service_role;
+
+-- The partitioned tables whose months can be archived and retained.
+CREATE FUNCTION @extschema@._partitioned_tables() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ARRAY['system_metrics', 'system_audit_logs', 'transactions', 'event_store', 'analytics_events'] $$;
+COMMENT ON FUNCTION @extschema@._partitioned_tables() IS
+    'Internal: the monthly partitioned tables (what archive_partitions, apply_retention and unarchive_partition take).';
+
+-- The archived months of a table: (relation, month).
+CREATE FUNCTION @extschema@._archived_months(p_table text)
+RETURNS TABLE (relation regclass, month date)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.oid::regclass, to_date(right(c.relname, 7), 'YYYY_MM')
+      FROM pg_class c
+     WHERE c.relnamespace = 'easymo_archive'::regnamespace AND c.relkind = 'r'
+       AND c.relname ~ ('^' || p_table || '_p[0-9]{4}_[0-9]{2}$')
+     ORDER BY 2
+$$;
+COMMENT ON FUNCTION @extschema@._archived_months(text) IS
+    'Internal: the archived month tables of p_table in easymo_archive, with their month.';
+
+-- (Re)makes easymo_archive.<table>: every archived month of the table, with the table's
+-- current columns (a column the table gained after a month was archived reads NULL there).
+CREATE FUNCTION @extschema@._archive_view(p_table text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent regclass := format('@extschema@.%I', p_table)::regclass;
+    body   text;
+BEGIN
+    SELECT string_agg(format('SELECT %s FROM %s', cols.list, m.relation), E'\nUNION ALL\n' ORDER BY m.month)
+      INTO body
+      FROM @extschema@._archived_months(p_table) m,
+           LATERAL (SELECT string_agg(CASE WHEN EXISTS (SELECT 1 FROM pg_attribute x
+                                                          WHERE x.attrelid = m.relation AND x.attname = a.attname AND NOT x.attisdropped)
+                                           THEN quote_ident(a.attname)
+                                           ELSE format('NULL::%s AS %I', format_type(a.atttypid, a.atttypmod), a.attname) END,
+                                      ', ' ORDER BY a.attnum) AS list
+                      FROM pg_attribute a WHERE a.attrelid = parent AND a.attnum > 0 AND NOT a.attisdropped) cols;
+    IF body IS NULL THEN
+        EXECUTE format('DROP VIEW IF EXISTS easymo_archive.%I', p_table);
+        RETURN;
+    END IF;
+    EXECUTE format('DROP VIEW IF EXISTS easymo_archive.%I', p_table);
+    EXECUTE format('CREATE VIEW easymo_archive.%I WITH (security_invoker = true) AS %s', p_table, body);
+    EXECUTE format('REVOKE ALL ON easymo_archive.%I FROM PUBLIC, anon, authenticated', p_table);
+    EXECUTE format('GRANT SELECT ON easymo_archive.%I TO service_role', p_table);
+    EXECUTE format('COMMENT ON VIEW easymo_archive.%I IS %L', p_table,
+                   format('The archived months of %s (archive_partitions()); the hot months are in the table itself.', p_table));
+END
+$$;
+COMMENT ON FUNCTION @extschema@._archive_view(text) IS
+    'Internal: (re)creates the view easymo_archive.<table> over the archived months of the table.';
+
+-- Moves the months of p_table that end p_older_than_months or more before the current UTC month
+-- out to easymo_archive. Each month is detached, moved, readable by service_role (directly and
+-- through the view), its columns set to lz4 compression where the server has it (else pglz)
+-- with a low TOAST target, and rewritten (CLUSTER on its primary key), so its rows are stored
+-- compressed. Returns how many months it archived.
+CREATE FUNCTION @extschema@.archive_partitions(p_table text, p_older_than_months integer)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent      regclass;
+    cutoff      timestamptz;
+    part        record;
+    moved       regclass;
+    existing    regclass;
+    archived    integer := 0;
+    method      text;
+    col         record;
+    pkey        name;
+    cols        text;
+BEGIN
+    p_table := @extschema@._check_choice('p_table', p_table, @extschema@._partitioned_tables());
+    p_older_than_months := @extschema@._check_range('p_older_than_months', p_older_than_months, 0, 1200);
+    cutoff := (date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => p_older_than_months)) AT TIME ZONE 'UTC';
+    parent := format('@extschema@.%I', p_table)::regclass;
+    -- Not at the same time as ensure_partitions or apply_retention.
+    PERFORM pg_advisory_xact_lock(7310309163452661761);
+    method := CASE WHEN EXISTS (SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals))
+                   THEN 'lz4' ELSE 'pglz' END;
+    FOR part IN
+        SELECT b.partition, c.relname FROM @extschema@._partition_bounds(parent) b JOIN pg_class c ON c.oid = b.partition
+         WHERE b.upper_bound <= cutoff ORDER BY b.lower_bound
+    LOOP
+        EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', parent, part.partition);
+        IF EXISTS (SELECT 1 FROM pg_depend
+                    WHERE classid = 'pg_class'::regclass AND objid = part.partition
+                      AND refclassid = 'pg_extension'::regclass AND deptype = 'e') THEN
+            EXECUTE format('ALTER EXTENSION easymo DROP TABLE %s', part.partition);
+        END IF;
+        existing := to_regclass(format('easymo_archive.%I', part.relname));
+        IF existing IS NOT NULL THEN
+            -- The month was archived before and made again since (rows for it came): one table.
+            SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO cols
+              FROM pg_attribute WHERE attrelid = part.partition AND attnum > 0 AND NOT attisdropped
+               AND attname IN (SELECT attname FROM pg_attribute WHERE attrelid = existing AND NOT attisdropped);
+            EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s', existing, cols, cols, part.partition);
+            EXECUTE format('DROP TABLE %s', part.partition);
+            moved := existing;
+        ELSE
+            EXECUTE format('ALTER TABLE %s SET SCHEMA easymo_archive', part.partition);
+            moved := format('easymo_archive.%I', part.relname)::regclass;
+            -- Readable by service_role, directly and through the view (no longer only through a parent).
+            EXECUTE format('DROP POLICY IF EXISTS only_through_parent ON %s', moved);
+            EXECUTE format('CREATE POLICY service_role_all ON %s FOR ALL TO service_role USING (true) WITH CHECK (true)', moved);
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE %s TO service_role', moved);
+            EXECUTE format('COMMENT ON TABLE %s IS %L', moved,
+                           format('Archived month of %s (archive_partitions()); unarchive_partition() brings it back.', p_table));
+        END IF;
+        FOR col IN
+            SELECT a.attname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+             WHERE a.attrelid = moved AND a.attnum > 0 AND NOT a.attisdropped AND t.typlen = -1 AND t.typstorage <> 'p'
+        LOOP
+            EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET COMPRESSION %s', moved, col.attname, method);
+        END LOOP;
+        EXECUTE format('ALTER TABLE %s SET (toast_tuple_target = 128)', moved);
+        SELECT c.relname INTO pkey FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = moved AND i.indisprimary;
+        IF pkey IS NOT NULL THEN
+            EXECUTE format('CLUSTER %s USING %I', moved, pkey);
+        END IF;
+        archived := archived + 1;
+    END LOOP;
+    IF archived > 0 THEN
+        PERFORM @extschema@._archive_view(p_table);
+    END IF;
+    RETURN archived;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.archive_partitions(text, integer) IS
+    'Moves the monthly partitions of p_table (system_metrics, system_audit_logs, transactions, event_store, analytics_events) that end before the current UTC month minus p_older_than_months to the schema easymo_archive: detached, compressed (lz4 where the server has it), readable by service_role and through the view easymo_archive.<table>. Returns how many months it archived. unarchive_partition() brings one back.';
+
+-- Brings an archived month back into its table (through a new partition made like any month,
+-- rows that waited in DEFAULT moved into it), and drops the archived copy.
+CREATE FUNCTION @extschema@.unarchive_partition(p_table text, p_month date)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent   regclass;
+    archived regclass;
+    part     regclass;
+    cols     text;
+    n        bigint;
+    replication_role text;
+BEGIN
+    p_table := @extschema@._check_choice('p_table', p_table, @extschema@._partitioned_tables());
+    p_month := @extschema@._check_not_null('p_month', p_month);
+    parent := format('@extschema@.%I', p_table)::regclass;
+    SELECT m.relation INTO archived FROM @extschema@._archived_months(p_table) m WHERE m.month = date_trunc('month', p_month)::date;
+    IF archived IS NULL THEN
+        RAISE EXCEPTION 'no archived month % of %', to_char(p_month, 'YYYY-MM'), p_table USING ERRCODE = 'P0002';
+    END IF;
+    PERFORM pg_advisory_xact_lock(7310309163452661761);
+    SELECT b.partition INTO part FROM @extschema@._partition_bounds(parent) b
+     WHERE b.lower_bound = date_trunc('month', p_month)::timestamp AT TIME ZONE 'UTC';
+    IF part IS NULL THEN
+        part := @extschema@._create_month_partition(parent, date_trunc('month', p_month)::date);
+    END IF;
+    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO cols
+      FROM pg_attribute WHERE attrelid = archived AND attnum > 0 AND NOT attisdropped
+       AND attname IN (SELECT attname FROM pg_attribute WHERE attrelid = parent AND NOT attisdropped);
+    -- A move: no trigger fires (the rows were written once already).
+    replication_role := current_setting('session_replication_role');
+    PERFORM set_config('session_replication_role', 'replica', true);
+    EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s', part, cols, cols, archived);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM set_config('session_replication_role', replication_role, true);
+    -- (The view over the archived months goes first: it depends on them, and is made again.)
+    EXECUTE format('DROP VIEW IF EXISTS easymo_archive.%I', p_table);
+    EXECUTE format('DROP TABLE %s', archived);
+    PERFORM @extschema@._archive_view(p_table);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.unarchive_partition(text, date) IS
+    'Brings the archived month of p_table that contains p_month back into the table (its partition made again, or the one made since); returns how many rows came back. P0002 when that month is not archived.';
+
+-- Retention: months older than p_keep_months are dropped, or, with p_archive_for_months,
+-- archived first and dropped from the archive once they are p_keep_months + p_archive_for_months
+-- old.
+CREATE FUNCTION @extschema@.apply_retention(p_table text, p_keep_months integer, p_archive_for_months integer DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -215,16 +408,23 @@ DECLARE
     parent      regclass;
     default_rel regclass;
     cutoff      timestamptz;
+    drop_before timestamptz;
     part        record;
     dropped     integer := 0;
     replication_role text;
-    tables      CONSTANT text[] := ARRAY['system_metrics', 'system_audit_logs', 'transactions', 'event_store', 'analytics_events',
-                                         'notifications'];
 BEGIN
-    p_table := @extschema@._check_choice('p_table', p_table, tables);
+    p_table := @extschema@._check_choice('p_table', p_table, @extschema@._partitioned_tables() || 'notifications'::text);
     p_keep_months := @extschema@._check_range('p_keep_months', p_keep_months, 0, 1200);
+    IF p_archive_for_months IS NOT NULL THEN
+        p_archive_for_months := @extschema@._check_range('p_archive_for_months', p_archive_for_months, 0, 1200);
+    END IF;
     cutoff := (date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => p_keep_months)) AT TIME ZONE 'UTC';
+    drop_before := (date_trunc('month', now() AT TIME ZONE 'UTC')
+                    - make_interval(months => p_keep_months + coalesce(p_archive_for_months, 0))) AT TIME ZONE 'UTC';
     IF p_table = 'notifications' THEN
+        IF p_archive_for_months IS NOT NULL THEN
+            RAISE EXCEPTION 'p_archive_for_months: notifications are not partitioned, so not archived' USING ERRCODE = '22023';
+        END IF;
         -- Not partitioned (a notification is read and marked read by its user, its deliveries
         -- point at it): older rows are deleted, their deliveries with them.
         DELETE FROM @extschema@.notifications WHERE created_at < cutoff;
@@ -235,15 +435,26 @@ BEGIN
     SELECT pt.partdefid::regclass INTO default_rel FROM pg_partitioned_table pt WHERE pt.partrelid = parent;
     -- Not at the same time as ensure_partitions (which may be moving rows into a partition).
     PERFORM pg_advisory_xact_lock(7310309163452661761);
+    IF p_archive_for_months IS NOT NULL THEN
+        PERFORM @extschema@.archive_partitions(p_table, p_keep_months);
+        EXECUTE format('DROP VIEW IF EXISTS easymo_archive.%I', p_table);
+        FOR part IN SELECT m.relation FROM @extschema@._archived_months(p_table) m
+                     WHERE (m.month + interval '1 month')::timestamp AT TIME ZONE 'UTC' <= drop_before
+        LOOP
+            EXECUTE format('DROP TABLE %s', part.relation);
+            dropped := dropped + 1;
+        END LOOP;
+        PERFORM @extschema@._archive_view(p_table);
+    END IF;
 
     IF p_table = 'transactions' THEN
-        DELETE FROM @extschema@.transaction_events WHERE transaction_created_at < cutoff;
-        DELETE FROM @extschema@.transaction_idempotency_keys WHERE transaction_created_at < cutoff;
+        DELETE FROM @extschema@.transaction_events WHERE transaction_created_at < drop_before;
+        DELETE FROM @extschema@.transaction_idempotency_keys WHERE transaction_created_at < drop_before;
     END IF;
 
     FOR part IN
         SELECT b.partition FROM @extschema@._partition_bounds(parent) b
-         WHERE b.upper_bound <= cutoff
+         WHERE b.upper_bound <= drop_before
          ORDER BY b.lower_bound
     LOOP
         EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', parent, part.partition);
@@ -262,14 +473,14 @@ BEGIN
         -- events) have nothing to guard here, their side rows went above.
         replication_role := current_setting('session_replication_role');
         PERFORM set_config('session_replication_role', 'replica', true);
-        EXECUTE format('DELETE FROM %s WHERE created_at < $1', default_rel) USING cutoff;
+        EXECUTE format('DELETE FROM %s WHERE created_at < $1', default_rel) USING drop_before;
         PERFORM set_config('session_replication_role', replication_role, true);
     END IF;
     RETURN dropped;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.apply_retention(text, integer) IS
-    'Drops the monthly partitions of p_table (system_metrics, system_audit_logs, transactions, event_store, analytics_events) that end before the current UTC month minus p_keep_months, and deletes older rows from its DEFAULT partition (for transactions also their events and idempotency keys). Returns how many partitions it dropped. For notifications (not partitioned) it deletes the older notifications with their deliveries and returns how many notifications.';
+COMMENT ON FUNCTION @extschema@.apply_retention(text, integer, integer) IS
+    'Drops the monthly partitions of p_table (system_metrics, system_audit_logs, transactions, event_store, analytics_events) that end before the current UTC month minus p_keep_months, and deletes older rows from its DEFAULT partition (for transactions also their events and idempotency keys). With p_archive_for_months, those months are archived instead (archive_partitions) and archived months are dropped once they end before the current month minus p_keep_months + p_archive_for_months. Returns how many partitions it dropped (hot or archived). For notifications (not partitioned, never archived) it deletes the older notifications with their deliveries and returns how many notifications.';
 
 -- Everything that keeps the tables in shape, in one call: what pg_cron or the background worker
 -- runs. Each step runs in its own subtransaction, so one that fails (a lock timeout, say) is

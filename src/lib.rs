@@ -107,6 +107,7 @@ extension_sql_file!(
 extension_sql_file!("../sql/notifications.sql", name = "notifications", requires = ["whatsapp", "queues"]);
 extension_sql_file!("../sql/monitoring.sql", name = "monitoring", requires = ["notifications", "wallets", "cache"]);
 extension_sql_file!("../sql/operations.sql", name = "operations", requires = ["bootstrap"]);
+extension_sql_file!("../sql/privacy.sql", name = "privacy", requires = ["operations", "monitoring"]);
 extension_sql_file!("../sql/contract.sql", name = "contract", requires = ["bootstrap", contract::contract_values]);
 extension_sql_file!("../sql/security.sql", name = "security", finalize);
 

@@ -816,7 +816,209 @@ $$;
 COMMENT ON FUNCTION @extschema@._create_month_partition(regclass, date) IS
     'Internal: creates one UTC-month partition like the DEFAULT partition (indexes included), moving that month''s rows out of the DEFAULT partition; the partition is not a member of the extension.';
 
-CREATE OR REPLACE FUNCTION @extschema@.apply_retention(p_table text, p_keep_months integer)
+DROP FUNCTION @extschema@.apply_retention(text, integer);
+
+-- ---------------------------------------------------------------------------------------------
+-- Archive tier: whole old months leave the hot table for the schema easymo_archive (detached,
+-- as tables of their own named like the partition, compressed), still queryable through one view
+-- per table there (easymo_archive.<table>, the archived months only), and can come back. They are
+-- the data's like the month partitions: not members of the extension, so a plain pg_dump keeps
+-- them (the schema comes back with CREATE EXTENSION); DROP EXTENSION ... CASCADE removes them.
+CREATE SCHEMA easymo_archive;
+COMMENT ON SCHEMA easymo_archive IS
+    'easymo''s archive tier: old months detached from the partitioned tables by archive_partitions() (tables <table>_pYYYY_MM), and one view per table over them.';
+REVOKE ALL ON SCHEMA easymo_archive FROM PUBLIC;
+GRANT USAGE ON SCHEMA easymo_archive TO service_role;
+
+-- The partitioned tables whose months can be archived and retained.
+CREATE FUNCTION @extschema@._partitioned_tables() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT ARRAY['system_metrics', 'system_audit_logs', 'transactions', 'event_store', 'analytics_events'] $$;
+COMMENT ON FUNCTION @extschema@._partitioned_tables() IS
+    'Internal: the monthly partitioned tables (what archive_partitions, apply_retention and unarchive_partition take).';
+
+-- The archived months of a table: (relation, month).
+CREATE FUNCTION @extschema@._archived_months(p_table text)
+RETURNS TABLE (relation regclass, month date)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT c.oid::regclass, to_date(right(c.relname, 7), 'YYYY_MM')
+      FROM pg_class c
+     WHERE c.relnamespace = 'easymo_archive'::regnamespace AND c.relkind = 'r'
+       AND c.relname ~ ('^' || p_table || '_p[0-9]{4}_[0-9]{2}$')
+     ORDER BY 2
+$$;
+COMMENT ON FUNCTION @extschema@._archived_months(text) IS
+    'Internal: the archived month tables of p_table in easymo_archive, with their month.';
+
+-- (Re)makes easymo_archive.<table>: every archived month of the table, with the table's
+-- current columns (a column the table gained after a month was archived reads NULL there).
+CREATE FUNCTION @extschema@._archive_view(p_table text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent regclass := format('@extschema@.%I', p_table)::regclass;
+    body   text;
+BEGIN
+    SELECT string_agg(format('SELECT %s FROM %s', cols.list, m.relation), E'\nUNION ALL\n' ORDER BY m.month)
+      INTO body
+      FROM @extschema@._archived_months(p_table) m,
+           LATERAL (SELECT string_agg(CASE WHEN EXISTS (SELECT 1 FROM pg_attribute x
+                                                          WHERE x.attrelid = m.relation AND x.attname = a.attname AND NOT x.attisdropped)
+                                           THEN quote_ident(a.attname)
+                                           ELSE format('NULL::%s AS %I', format_type(a.atttypid, a.atttypmod), a.attname) END,
+                                      ', ' ORDER BY a.attnum) AS list
+                      FROM pg_attribute a WHERE a.attrelid = parent AND a.attnum > 0 AND NOT a.attisdropped) cols;
+    IF body IS NULL THEN
+        EXECUTE format('DROP VIEW IF EXISTS easymo_archive.%I', p_table);
+        RETURN;
+    END IF;
+    EXECUTE format('DROP VIEW IF EXISTS easymo_archive.%I', p_table);
+    EXECUTE format('CREATE VIEW easymo_archive.%I WITH (security_invoker = true) AS %s', p_table, body);
+    EXECUTE format('REVOKE ALL ON easymo_archive.%I FROM PUBLIC, anon, authenticated', p_table);
+    EXECUTE format('GRANT SELECT ON easymo_archive.%I TO service_role', p_table);
+    EXECUTE format('COMMENT ON VIEW easymo_archive.%I IS %L', p_table,
+                   format('The archived months of %s (archive_partitions()); the hot months are in the table itself.', p_table));
+END
+$$;
+COMMENT ON FUNCTION @extschema@._archive_view(text) IS
+    'Internal: (re)creates the view easymo_archive.<table> over the archived months of the table.';
+
+-- Moves the months of p_table that end p_older_than_months or more before the current UTC month
+-- out to easymo_archive. Each month is detached, moved, readable by service_role (directly and
+-- through the view), its columns set to lz4 compression where the server has it (else pglz)
+-- with a low TOAST target, and rewritten (CLUSTER on its primary key), so its rows are stored
+-- compressed. Returns how many months it archived.
+CREATE FUNCTION @extschema@.archive_partitions(p_table text, p_older_than_months integer)
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent      regclass;
+    cutoff      timestamptz;
+    part        record;
+    moved       regclass;
+    existing    regclass;
+    archived    integer := 0;
+    method      text;
+    col         record;
+    pkey        name;
+    cols        text;
+BEGIN
+    p_table := @extschema@._check_choice('p_table', p_table, @extschema@._partitioned_tables());
+    p_older_than_months := @extschema@._check_range('p_older_than_months', p_older_than_months, 0, 1200);
+    cutoff := (date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => p_older_than_months)) AT TIME ZONE 'UTC';
+    parent := format('@extschema@.%I', p_table)::regclass;
+    -- Not at the same time as ensure_partitions or apply_retention.
+    PERFORM pg_advisory_xact_lock(7310309163452661761);
+    method := CASE WHEN EXISTS (SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals))
+                   THEN 'lz4' ELSE 'pglz' END;
+    FOR part IN
+        SELECT b.partition, c.relname FROM @extschema@._partition_bounds(parent) b JOIN pg_class c ON c.oid = b.partition
+         WHERE b.upper_bound <= cutoff ORDER BY b.lower_bound
+    LOOP
+        EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', parent, part.partition);
+        IF EXISTS (SELECT 1 FROM pg_depend
+                    WHERE classid = 'pg_class'::regclass AND objid = part.partition
+                      AND refclassid = 'pg_extension'::regclass AND deptype = 'e') THEN
+            EXECUTE format('ALTER EXTENSION easymo DROP TABLE %s', part.partition);
+        END IF;
+        existing := to_regclass(format('easymo_archive.%I', part.relname));
+        IF existing IS NOT NULL THEN
+            -- The month was archived before and made again since (rows for it came): one table.
+            SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO cols
+              FROM pg_attribute WHERE attrelid = part.partition AND attnum > 0 AND NOT attisdropped
+               AND attname IN (SELECT attname FROM pg_attribute WHERE attrelid = existing AND NOT attisdropped);
+            EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s', existing, cols, cols, part.partition);
+            EXECUTE format('DROP TABLE %s', part.partition);
+            moved := existing;
+        ELSE
+            EXECUTE format('ALTER TABLE %s SET SCHEMA easymo_archive', part.partition);
+            moved := format('easymo_archive.%I', part.relname)::regclass;
+            -- Readable by service_role, directly and through the view (no longer only through a parent).
+            EXECUTE format('DROP POLICY IF EXISTS only_through_parent ON %s', moved);
+            EXECUTE format('CREATE POLICY service_role_all ON %s FOR ALL TO service_role USING (true) WITH CHECK (true)', moved);
+            EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE %s TO service_role', moved);
+            EXECUTE format('COMMENT ON TABLE %s IS %L', moved,
+                           format('Archived month of %s (archive_partitions()); unarchive_partition() brings it back.', p_table));
+        END IF;
+        FOR col IN
+            SELECT a.attname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+             WHERE a.attrelid = moved AND a.attnum > 0 AND NOT a.attisdropped AND t.typlen = -1 AND t.typstorage <> 'p'
+        LOOP
+            EXECUTE format('ALTER TABLE %s ALTER COLUMN %I SET COMPRESSION %s', moved, col.attname, method);
+        END LOOP;
+        EXECUTE format('ALTER TABLE %s SET (toast_tuple_target = 128)', moved);
+        SELECT c.relname INTO pkey FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = moved AND i.indisprimary;
+        IF pkey IS NOT NULL THEN
+            EXECUTE format('CLUSTER %s USING %I', moved, pkey);
+        END IF;
+        archived := archived + 1;
+    END LOOP;
+    IF archived > 0 THEN
+        PERFORM @extschema@._archive_view(p_table);
+    END IF;
+    RETURN archived;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.archive_partitions(text, integer) IS
+    'Moves the monthly partitions of p_table (system_metrics, system_audit_logs, transactions, event_store, analytics_events) that end before the current UTC month minus p_older_than_months to the schema easymo_archive: detached, compressed (lz4 where the server has it), readable by service_role and through the view easymo_archive.<table>. Returns how many months it archived. unarchive_partition() brings one back.';
+
+-- Brings an archived month back into its table (through a new partition made like any month,
+-- rows that waited in DEFAULT moved into it), and drops the archived copy.
+CREATE FUNCTION @extschema@.unarchive_partition(p_table text, p_month date)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    parent   regclass;
+    archived regclass;
+    part     regclass;
+    cols     text;
+    n        bigint;
+    replication_role text;
+BEGIN
+    p_table := @extschema@._check_choice('p_table', p_table, @extschema@._partitioned_tables());
+    p_month := @extschema@._check_not_null('p_month', p_month);
+    parent := format('@extschema@.%I', p_table)::regclass;
+    SELECT m.relation INTO archived FROM @extschema@._archived_months(p_table) m WHERE m.month = date_trunc('month', p_month)::date;
+    IF archived IS NULL THEN
+        RAISE EXCEPTION 'no archived month % of %', to_char(p_month, 'YYYY-MM'), p_table USING ERRCODE = 'P0002';
+    END IF;
+    PERFORM pg_advisory_xact_lock(7310309163452661761);
+    SELECT b.partition INTO part FROM @extschema@._partition_bounds(parent) b
+     WHERE b.lower_bound = date_trunc('month', p_month)::timestamp AT TIME ZONE 'UTC';
+    IF part IS NULL THEN
+        part := @extschema@._create_month_partition(parent, date_trunc('month', p_month)::date);
+    END IF;
+    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO cols
+      FROM pg_attribute WHERE attrelid = archived AND attnum > 0 AND NOT attisdropped
+       AND attname IN (SELECT attname FROM pg_attribute WHERE attrelid = parent AND NOT attisdropped);
+    -- A move: no trigger fires (the rows were written once already).
+    replication_role := current_setting('session_replication_role');
+    PERFORM set_config('session_replication_role', 'replica', true);
+    EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s', part, cols, cols, archived);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    PERFORM set_config('session_replication_role', replication_role, true);
+    -- (The view over the archived months goes first: it depends on them, and is made again.)
+    EXECUTE format('DROP VIEW IF EXISTS easymo_archive.%I', p_table);
+    EXECUTE format('DROP TABLE %s', archived);
+    PERFORM @extschema@._archive_view(p_table);
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION @extschema@.unarchive_partition(text, date) IS
+    'Brings the archived month of p_table that contains p_month back into the table (its partition made again, or the one made since); returns how many rows came back. P0002 when that month is not archived.';
+
+-- Retention: months older than p_keep_months are dropped, or, with p_archive_for_months,
+-- archived first and dropped from the archive once they are p_keep_months + p_archive_for_months
+-- old.
+CREATE FUNCTION @extschema@.apply_retention(p_table text, p_keep_months integer, p_archive_for_months integer DEFAULT NULL)
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -825,16 +1027,23 @@ DECLARE
     parent      regclass;
     default_rel regclass;
     cutoff      timestamptz;
+    drop_before timestamptz;
     part        record;
     dropped     integer := 0;
     replication_role text;
-    tables      CONSTANT text[] := ARRAY['system_metrics', 'system_audit_logs', 'transactions', 'event_store', 'analytics_events',
-                                         'notifications'];
 BEGIN
-    p_table := @extschema@._check_choice('p_table', p_table, tables);
+    p_table := @extschema@._check_choice('p_table', p_table, @extschema@._partitioned_tables() || 'notifications'::text);
     p_keep_months := @extschema@._check_range('p_keep_months', p_keep_months, 0, 1200);
+    IF p_archive_for_months IS NOT NULL THEN
+        p_archive_for_months := @extschema@._check_range('p_archive_for_months', p_archive_for_months, 0, 1200);
+    END IF;
     cutoff := (date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => p_keep_months)) AT TIME ZONE 'UTC';
+    drop_before := (date_trunc('month', now() AT TIME ZONE 'UTC')
+                    - make_interval(months => p_keep_months + coalesce(p_archive_for_months, 0))) AT TIME ZONE 'UTC';
     IF p_table = 'notifications' THEN
+        IF p_archive_for_months IS NOT NULL THEN
+            RAISE EXCEPTION 'p_archive_for_months: notifications are not partitioned, so not archived' USING ERRCODE = '22023';
+        END IF;
         -- Not partitioned (a notification is read and marked read by its user, its deliveries
         -- point at it): older rows are deleted, their deliveries with them.
         DELETE FROM @extschema@.notifications WHERE created_at < cutoff;
@@ -845,15 +1054,26 @@ BEGIN
     SELECT pt.partdefid::regclass INTO default_rel FROM pg_partitioned_table pt WHERE pt.partrelid = parent;
     -- Not at the same time as ensure_partitions (which may be moving rows into a partition).
     PERFORM pg_advisory_xact_lock(7310309163452661761);
+    IF p_archive_for_months IS NOT NULL THEN
+        PERFORM @extschema@.archive_partitions(p_table, p_keep_months);
+        EXECUTE format('DROP VIEW IF EXISTS easymo_archive.%I', p_table);
+        FOR part IN SELECT m.relation FROM @extschema@._archived_months(p_table) m
+                     WHERE (m.month + interval '1 month')::timestamp AT TIME ZONE 'UTC' <= drop_before
+        LOOP
+            EXECUTE format('DROP TABLE %s', part.relation);
+            dropped := dropped + 1;
+        END LOOP;
+        PERFORM @extschema@._archive_view(p_table);
+    END IF;
 
     IF p_table = 'transactions' THEN
-        DELETE FROM @extschema@.transaction_events WHERE transaction_created_at < cutoff;
-        DELETE FROM @extschema@.transaction_idempotency_keys WHERE transaction_created_at < cutoff;
+        DELETE FROM @extschema@.transaction_events WHERE transaction_created_at < drop_before;
+        DELETE FROM @extschema@.transaction_idempotency_keys WHERE transaction_created_at < drop_before;
     END IF;
 
     FOR part IN
         SELECT b.partition FROM @extschema@._partition_bounds(parent) b
-         WHERE b.upper_bound <= cutoff
+         WHERE b.upper_bound <= drop_before
          ORDER BY b.lower_bound
     LOOP
         EXECUTE format('ALTER TABLE %s DETACH PARTITION %s', parent, part.partition);
@@ -872,14 +1092,14 @@ BEGIN
         -- events) have nothing to guard here, their side rows went above.
         replication_role := current_setting('session_replication_role');
         PERFORM set_config('session_replication_role', 'replica', true);
-        EXECUTE format('DELETE FROM %s WHERE created_at < $1', default_rel) USING cutoff;
+        EXECUTE format('DELETE FROM %s WHERE created_at < $1', default_rel) USING drop_before;
         PERFORM set_config('session_replication_role', replication_role, true);
     END IF;
     RETURN dropped;
 END
 $$;
-COMMENT ON FUNCTION @extschema@.apply_retention(text, integer) IS
-    'Drops the monthly partitions of p_table (system_metrics, system_audit_logs, transactions, event_store, analytics_events) that end before the current UTC month minus p_keep_months, and deletes older rows from its DEFAULT partition (for transactions also their events and idempotency keys). Returns how many partitions it dropped. For notifications (not partitioned) it deletes the older notifications with their deliveries and returns how many notifications.';
+COMMENT ON FUNCTION @extschema@.apply_retention(text, integer, integer) IS
+    'Drops the monthly partitions of p_table (system_metrics, system_audit_logs, transactions, event_store, analytics_events) that end before the current UTC month minus p_keep_months, and deletes older rows from its DEFAULT partition (for transactions also their events and idempotency keys). With p_archive_for_months, those months are archived instead (archive_partitions) and archived months are dropped once they end before the current month minus p_keep_months + p_archive_for_months. Returns how many partitions it dropped (hot or archived). For notifications (not partitioned, never archived) it deletes the older notifications with their deliveries and returns how many notifications.';
 
 
 -- (plpgsql_check: its jsonb defaults are typed.)
@@ -2643,6 +2863,249 @@ AS $$
 $$;
 COMMENT ON FUNCTION @extschema@.queue_metrics() IS
     'Per queue (message_queue:<name>, whatsapp_message_queue, background_jobs:<type>, notification_deliveries:<channel>): depth (pending and in flight), due now (a lapsed lease counts), in flight, dead (dead letters, failed), seconds the oldest due item has waited, done (completed, sent or delivered) and total rows.';
+
+-- Erasing a user (the right to be forgotten): the user's personal data leaves every table of the
+-- extension, in one transaction; what the law requires to keep for money stays, detached from
+-- the person.
+--
+--   deleted      what is only about the person: locations, WhatsApp sessions and the messages
+--                to their numbers, payment methods, analytics events, flag evaluations, cache
+--                entries they own, notifications with their deliveries, preferences and dedupe
+--                keys;
+--   detached     money (transactions, their keys and events, wallet accounts, transfers,
+--                entries, hot credits): amounts and balances stay, the user id becomes a
+--                tombstone (one random id per erasure, the same in every table, so sums per
+--                account and currency still reconcile), names, descriptions, errors and
+--                metadata are cleared; event streams keyed to the user get the tombstone as key
+--                and lose their payloads;
+--   scrubbed     then every row of every table of the extension and of its archive, whatever the
+--                table (present or added later), is searched: a uuid column equal to the user id
+--                gets the tombstone, and the user id, phone numbers and e-mail addresses inside
+--                text, text[] and jsonb columns are replaced by a token (the tombstone for the id,
+--                `erased-<n>-<tombstone>` for the others, so unique columns stay unique).
+--
+-- The scrub reads every table once: an erasure costs a scan of the database. It runs as the
+-- tables' owner (the wallet tables take writes from their helpers only); only service_role may
+-- call it.
+CREATE FUNCTION @extschema@.erase_user_data(
+    p_user_id uuid,
+    p_emails text[] DEFAULT '{}',
+    p_phone_numbers text[] DEFAULT '{}',
+    p_force boolean DEFAULT false
+) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    uid       text;
+    tombstone uuid := gen_random_uuid();
+    phones    text[];
+    emails    text[];
+    -- Each identifier found in text, as a case-insensitive regular expression, and its token.
+    patterns  text[];
+    tokens    text[];
+    tables    jsonb := '{}'::jsonb;
+    holds     bigint;
+    in_flight bigint;
+    n         bigint;
+    total     bigint := 0;
+    rel       regclass;
+    relname   text;
+    sets      text[];
+    conds     text[];
+    col       record;
+    scrubbed  bigint;
+BEGIN
+    p_user_id := @extschema@._check_not_null('p_user_id', p_user_id);
+    p_force := coalesce(p_force, false);
+    IF EXISTS (SELECT 1 FROM unnest(coalesce(p_emails, '{}')) e
+                WHERE e IS NULL OR length(e) > 320 OR e !~ '^[^@[:space:]]+@[^@[:space:]]+\.[^@[:space:]]+$') THEN
+        RAISE EXCEPTION 'p_emails: each must be an e-mail address (local@domain.tld)' USING ERRCODE = '22023';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(coalesce(p_phone_numbers, '{}')) p WHERE p IS NULL OR p !~ '^\+[0-9]{8,15}$') THEN
+        RAISE EXCEPTION 'p_phone_numbers: each must be an E.164 number (+ and 8 to 15 digits)' USING ERRCODE = '22023';
+    END IF;
+    uid := p_user_id::text;
+    phones := ARRAY(SELECT DISTINCT x FROM (SELECT unnest(coalesce(p_phone_numbers, '{}'))
+                                             UNION SELECT s.phone_number FROM @extschema@.whatsapp_sessions s WHERE s.user_id = p_user_id) p(x)
+                     ORDER BY x);
+    emails := ARRAY(SELECT DISTINCT lower(e) FROM unnest(coalesce(p_emails, '{}')) e ORDER BY 1);
+
+    -- Money in flight and messages on their way are not erased from under their owners.
+    SELECT count(*) INTO holds FROM @extschema@.wallet_transfers t
+     WHERE t.status = 'pending' AND (t.debit_user_id = p_user_id OR t.credit_user_id = p_user_id);
+    SELECT (SELECT count(*) FROM @extschema@.notification_deliveries d WHERE d.user_id = p_user_id AND d.status IN ('processing', 'queued'))
+         + (SELECT count(*) FROM @extschema@.whatsapp_message_queue w WHERE w.recipient_phone = ANY (phones) AND w.status = 'processing')
+      INTO in_flight;
+    IF (holds > 0 OR in_flight > 0) AND NOT p_force THEN
+        RAISE EXCEPTION 'user % has % pending wallet hold(s) and % message(s) in flight', p_user_id, holds, in_flight
+            USING ERRCODE = '55006',
+                  HINT = 'Post or void the holds and let the deliveries finish, or erase with p_force => true (the holds are voided, the deliveries dropped).';
+    END IF;
+    IF holds > 0 THEN
+        PERFORM @extschema@.void_wallet_hold(t.id) FROM @extschema@.wallet_transfers t
+          WHERE t.status = 'pending' AND (t.debit_user_id = p_user_id OR t.credit_user_id = p_user_id);
+        tables := tables || jsonb_build_object('wallet_transfers', jsonb_build_object('holds_voided', holds));
+    END IF;
+
+    -- What is only about the person: deleted (children first).
+    DELETE FROM @extschema@.notification_dedupe_keys WHERE user_id = p_user_id;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'notification_dedupe_keys', 'deleted', n);
+    DELETE FROM @extschema@.notification_deliveries WHERE user_id = p_user_id;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'notification_deliveries', 'deleted', n);
+    DELETE FROM @extschema@.notifications WHERE user_id = p_user_id;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'notifications', 'deleted', n);
+    DELETE FROM @extschema@.notification_preferences WHERE user_id = p_user_id;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'notification_preferences', 'deleted', n);
+    DELETE FROM @extschema@.whatsapp_message_queue WHERE recipient_phone = ANY (phones);
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'whatsapp_message_queue', 'deleted', n);
+    DELETE FROM @extschema@.whatsapp_sessions WHERE user_id = p_user_id OR phone_number = ANY (phones);
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'whatsapp_sessions', 'deleted', n);
+    DELETE FROM @extschema@.locations WHERE user_id = p_user_id;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'locations', 'deleted', n);
+    -- (transactions.payment_method_id is set to NULL by its foreign key.)
+    DELETE FROM @extschema@.payment_methods WHERE user_id = p_user_id;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'payment_methods', 'deleted', n);
+    DELETE FROM @extschema@.analytics_events WHERE user_id = p_user_id;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'analytics_events', 'deleted', n);
+    -- (and from the archived months of analytics_events)
+    FOR rel, relname IN SELECT c.oid::regclass, 'easymo_archive.' || c.relname FROM pg_catalog.pg_class c
+                WHERE c.relnamespace = (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = 'easymo_archive')
+                  AND c.relkind = 'r' AND c.relname ~ '^analytics_events_p[0-9]{4}_[0-9]{2}$'
+    LOOP
+        EXECUTE format('DELETE FROM %s WHERE user_id = $1', rel) USING p_user_id;
+        GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, relname, 'deleted', n);
+    END LOOP;
+    DELETE FROM @extschema@.feature_flag_evaluations WHERE user_id = p_user_id;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'feature_flag_evaluations', 'deleted', n);
+    DELETE FROM @extschema@.cache_entries WHERE owner_user_id = p_user_id;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'cache_entries', 'deleted', n);
+
+    -- Money: kept, detached from the person.
+    UPDATE @extschema@.transactions
+       SET user_id = tombstone, description = NULL, metadata = '{}', error_message = NULL, correlation_id = NULL
+     WHERE user_id = p_user_id;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'transactions', 'detached', n);
+    UPDATE @extschema@.transaction_idempotency_keys SET user_id = tombstone WHERE user_id = p_user_id;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'transaction_idempotency_keys', 'detached', n);
+    UPDATE @extschema@.transaction_events
+       SET user_id = CASE WHEN user_id = p_user_id THEN tombstone ELSE user_id END,
+           changed_by_user = CASE WHEN changed_by_user = p_user_id THEN tombstone ELSE changed_by_user END,
+           metadata = '{}', error_message = NULL
+     WHERE user_id = p_user_id OR changed_by_user = p_user_id;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'transaction_events', 'detached', n);
+    UPDATE @extschema@.wallet_accounts SET user_id = tombstone, name = NULL, metadata = '{}' WHERE user_id = p_user_id;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'wallet_accounts', 'detached', n);
+    UPDATE @extschema@.wallet_transfers
+       SET debit_user_id = CASE WHEN debit_user_id = p_user_id THEN tombstone ELSE debit_user_id END,
+           credit_user_id = CASE WHEN credit_user_id = p_user_id THEN tombstone ELSE credit_user_id END,
+           metadata = '{}'
+     WHERE debit_user_id = p_user_id OR credit_user_id = p_user_id;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'wallet_transfers', 'detached', n);
+    UPDATE @extschema@.wallet_entries SET user_id = tombstone WHERE user_id = p_user_id;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'wallet_entries', 'detached', n);
+    UPDATE @extschema@.wallet_hot_credits SET user_id = tombstone WHERE user_id = p_user_id;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'wallet_hot_credits', 'detached', n);
+    -- Streams keyed to the user: the tombstone as key, the payloads gone.
+    UPDATE @extschema@.event_streams SET aggregate_id = tombstone::text WHERE aggregate_id = uid;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'event_streams', 'detached', n);
+    UPDATE @extschema@.event_store SET aggregate_id = tombstone::text, payload = '{}', metadata = '{}' WHERE aggregate_id = uid;
+    GET DIAGNOSTICS n = ROW_COUNT; tables := @extschema@._erasure_count(tables, 'event_store', 'detached', n);
+
+    -- Every other trace, in every table (partitions through their parent, archived months as
+    -- tables of their own), one statement per table. A pass may make a trigger record a trace
+    -- again (configuration history): passes repeat until one finds nothing.
+    patterns := ARRAY[uid] || ARRAY(SELECT regexp_replace(x, '([.^$*+?()\[\]{}|\\-])', '\\\1', 'g') FROM unnest(phones || emails) x);
+    tokens := ARRAY[tombstone::text] || ARRAY(SELECT 'erased-' || i || '-' || tombstone FROM generate_series(1, cardinality(phones || emails)) i);
+    FOR pass IN 1 .. 3 LOOP
+        scrubbed := 0;
+        FOR rel, relname IN
+            SELECT c.oid::regclass, CASE WHEN c.relnamespace = '@extschema@'::regnamespace THEN '' ELSE 'easymo_archive.' END || c.relname
+              FROM pg_catalog.pg_class c
+             WHERE c.relnamespace IN (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname IN ('@extschema@', 'easymo_archive'))
+               AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+             ORDER BY c.relname
+        LOOP
+            sets := '{}'; conds := '{}';
+            FOR col IN
+                SELECT a.attname, a.atttypid FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+                   AND a.atttypid IN ('uuid'::regtype, 'uuid[]'::regtype, 'text'::regtype, 'text[]'::regtype,
+                                      'jsonb'::regtype, 'varchar'::regtype)
+                 ORDER BY a.attnum
+            LOOP
+                CASE col.atttypid
+                WHEN 'uuid'::regtype THEN
+                    sets := sets || format('%I = CASE WHEN %I = $1 THEN $2 ELSE %I END', col.attname, col.attname, col.attname);
+                    conds := conds || format('%I = $1', col.attname);
+                WHEN 'uuid[]'::regtype THEN
+                    sets := sets || format('%I = array_replace(%I, $1, $2)', col.attname, col.attname);
+                    conds := conds || format('$1 = ANY (%I)', col.attname);
+                WHEN 'text[]'::regtype THEN
+                    sets := sets || format('%I = ARRAY(SELECT %s FROM unnest(%I) WITH ORDINALITY u(x, i) ORDER BY u.i)',
+                                           col.attname, @extschema@._erasure_replace('u.x', cardinality(patterns)), col.attname);
+                    conds := conds || format('array_to_string(%I, %L) ~* $5', col.attname, E'\x01');
+                WHEN 'jsonb'::regtype THEN
+                    sets := sets || format('%I = (%s)::jsonb', col.attname, @extschema@._erasure_replace(format('%I::text', col.attname), cardinality(patterns)));
+                    conds := conds || format('%I::text ~* $5', col.attname);
+                ELSE
+                    sets := sets || format('%I = %s', col.attname, @extschema@._erasure_replace(format('%I', col.attname), cardinality(patterns)));
+                    conds := conds || format('%I ~* $5', col.attname);
+                END CASE;
+            END LOOP;
+            CONTINUE WHEN cardinality(sets) = 0;
+            EXECUTE format('UPDATE %s SET %s WHERE %s', rel, array_to_string(sets, ', '), array_to_string(conds, ' OR '))
+              USING p_user_id, tombstone, patterns, tokens, array_to_string(patterns, '|');
+            GET DIAGNOSTICS n = ROW_COUNT;
+            tables := @extschema@._erasure_count(tables, relname, 'scrubbed', n);
+            scrubbed := scrubbed + n;
+        END LOOP;
+        EXIT WHEN scrubbed = 0;
+    END LOOP;
+
+    SELECT coalesce(sum(v.value::bigint), 0) INTO total FROM jsonb_each(tables) t, jsonb_each_text(t.value) v;
+    IF total = 0 THEN
+        RETURN jsonb_build_object('erased', false, 'tables', tables);
+    END IF;
+    -- One audit row, without the personal data: the user id only as its SHA-256 (whoever knows
+    -- the id can find the record; the row alone names nobody).
+    INSERT INTO @extschema@.system_audit_logs (actor_type, actor_identifier, action, resource_type, resource_id, metadata)
+    VALUES ('system', coalesce(nullif(current_setting('role', true), 'none'), session_user), 'user.erased', 'user', encode(sha256(convert_to(uid, 'UTF8')), 'hex'),
+            jsonb_build_object('tables', tables, 'forced', p_force AND (holds > 0 OR in_flight > 0)));
+    RETURN jsonb_build_object('erased', true, 'tables', tables);
+END
+$$;
+COMMENT ON FUNCTION @extschema@.erase_user_data(uuid, text[], text[], boolean) IS
+    'Erases a user''s personal data from every table of the extension and its archive, in one transaction: deletes what is only about the person, keeps money rows detached (the user id replaced by a tombstone, names, descriptions and metadata cleared), and replaces every remaining trace of the user id, p_phone_numbers (and the numbers of the user''s WhatsApp sessions) and p_emails in any uuid, text, text[] or jsonb column. Refused (55006) while the user has a pending wallet hold or a message in flight, unless p_force (holds voided). Returns {erased, tables: {table: {deleted|detached|scrubbed: n}}}; a second call finds nothing and says so (erased false). Writes one audit row holding only the SHA-256 of the user id and the counts.';
+
+-- The nested replacements of every identifier in `p_value` (an SQL expression of type text):
+-- $3 holds the patterns, $4 their tokens.
+CREATE FUNCTION @extschema@._erasure_replace(p_value text, p_identifiers integer)
+RETURNS text
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT coalesce((SELECT string_agg('regexp_replace(', '' ORDER BY i) FROM generate_series(1, p_identifiers) i), '')
+        || p_value
+        || coalesce((SELECT string_agg(format(', $3[%s], $4[%s], ''gi'')', i, i), '' ORDER BY i) FROM generate_series(1, p_identifiers) i), '')
+$$;
+COMMENT ON FUNCTION @extschema@._erasure_replace(text, integer) IS
+    'Internal (erase_user_data): the SQL expression that replaces each identifier pattern ($3[i]) by its token ($4[i]) in an expression.';
+
+-- Adds a count to the report (nothing for zero).
+CREATE FUNCTION @extschema@._erasure_count(p_tables jsonb, p_table text, p_what text, p_n bigint)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN coalesce(p_n, 0) = 0 THEN p_tables
+                ELSE p_tables || jsonb_build_object(p_table,
+                         coalesce(p_tables -> p_table, '{}'::jsonb)
+                         || jsonb_build_object(p_what, coalesce((p_tables -> p_table ->> p_what)::bigint, 0) + p_n))
+           END
+$$;
+COMMENT ON FUNCTION @extschema@._erasure_count(jsonb, text, text, bigint) IS
+    'Internal (erase_user_data): adds p_n rows of p_what to p_table''s entry of the report.';
 
 -- Function privileges, exactly as a fresh install sets them (sql/security.sql): new and
 -- re-created functions start with PUBLIC EXECUTE. Keep this block last.

@@ -46,6 +46,8 @@ SELECT 'backup', 'month-' || m, 'happened', 1, at FROM months;
 INSERT INTO analytics_events (event_name, created_at)
 SELECT 'backup_month_' || m, at FROM months;
 SELECT ensure_partitions(6);
+-- The oldest month of system_metrics goes to the archive tier: it must come back as well.
+SELECT archive_partitions('system_metrics', 2);
 INSERT INTO system_metrics (service_name, metric_type, metric_name, value, created_at)
 VALUES ('backup', 'gauge', 'in_default', 9, now() + interval '9 months');
 INSERT INTO analytics_events (event_name, created_at) VALUES ('in_default', now() + interval '9 months');
@@ -55,11 +57,14 @@ checksums() {
         -c "SELECT 'partition ' || c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid ORDER BY 1" \
         -c "SELECT 'rows ' || tableoid::regclass || ' ' || count(*) FROM system_metrics GROUP BY tableoid ORDER BY 1" \
         -c "SELECT 'rows ' || tableoid::regclass || ' ' || count(*) FROM transactions GROUP BY tableoid ORDER BY 1" \
-        -c "SELECT 'rows ' || tableoid::regclass || ' ' || count(*) FROM analytics_events GROUP BY tableoid ORDER BY 1"
+        -c "SELECT 'rows ' || tableoid::regclass || ' ' || count(*) FROM analytics_events GROUP BY tableoid ORDER BY 1" \
+        -c "SELECT 'archived ' || c.oid::regclass FROM pg_class c WHERE c.relnamespace = 'easymo_archive'::regnamespace ORDER BY 1" \
+        -c "SELECT 'archive view ' || count(*) || ' ' || md5(string_agg(t::text, E'\n' ORDER BY t::text)) FROM easymo_archive.system_metrics t"
 }
 checksums $src > "$out/before.txt"
 months=$(grep -c '^partition .*_p[0-9]\{4\}_[0-9]\{2\}$' "$out/before.txt")
-[ "$months" -ge 50 ] || die "backup: expected at least 50 month partitions (5 tables x 10 months), got $months"
+[ "$months" -ge 49 ] || die "backup: expected at least 49 month partitions (5 tables x 10 months, one archived), got $months"
+grep -q '^archived easymo_archive.system_metrics_p' "$out/before.txt" || die "backup: expected an archived month"
 grep -q '^rows system_metrics_default 1$' "$out/before.txt" || die "backup: expected one row waiting in DEFAULT"
 
 "$PG_BIN/pg_dump" -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -Fc -d $src -f "$out/dump.custom"

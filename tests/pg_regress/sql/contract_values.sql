@@ -78,13 +78,11 @@ SELECT x.helper, x.checked = x.column_check AS same,
     ('send_notification channels', pg_temp.literals((regexp_match((SELECT prosrc FROM pg_proc WHERE proname = 'send_notification'), 'all_channels CONSTANT text\[\] := ARRAY\[([^]]*)\]'))[1]), pg_temp.literals(pg_temp.check_of('notification_deliveries_channel_check')))
   ) x(helper, checked, column_check)
  ORDER BY 1;
--- apply_retention's tables are the partitioned ones, and notifications (deleted by row).
-SELECT pg_temp.literals((regexp_match(prosrc, 'tables\s+CONSTANT text\[\] := ARRAY\[([^]]*)\]'))[1])
-       = (SELECT array_agg(t ORDER BY t) FROM (
-             SELECT c.relname::text FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid
-              WHERE c.relnamespace = 'public'::regnamespace
-             UNION ALL SELECT 'notifications') x(t)) AS retention_covers_every_partitioned_table
-  FROM pg_proc WHERE proname = 'apply_retention';
+-- The tables apply_retention and archive_partitions take (_partitioned_tables()) are the
+-- partitioned ones.
+SELECT (SELECT array_agg(t ORDER BY t) FROM unnest(_partitioned_tables()) t)
+       = (SELECT array_agg(c.relname::text ORDER BY c.relname) FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid
+           WHERE c.relnamespace = 'public'::regnamespace) AS retention_covers_every_partitioned_table;
 
 -- No helper repeats a NULL or range check the shared checks make (22004/22023 raised by hand
 -- outside bootstrap.sql's _check_* functions); the ones left are checks those cannot express.

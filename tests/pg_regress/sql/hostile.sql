@@ -14,6 +14,9 @@ SELECT pg_postmaster_start_time() AS started \gset
 SELECT create_transaction('00000000-0000-4000-8000-000000000001', 'payment', 10, 'RWF', 'k1') AS tx \gset
 SELECT enqueue_message('q', 't', '{}') AS msg, schedule_job('t', 'n') AS job \gset
 SELECT enqueue_whatsapp_message('+250788000001', 'text', '{}') AS wa \gset
+-- An archived month, for unarchive_partition.
+INSERT INTO system_metrics (service_name, metric_type, metric_name, value, created_at) VALUES ('svc', 'gauge', 'm', 1, now() - interval '15 months');
+SELECT ensure_partitions(0) > 0 AS made, archive_partitions('system_metrics', 12) AS archived;
 -- Claimed, so that finishing and failing them is valid.
 SELECT (SELECT count(*) FROM read_messages('q', 1, 30)) AS m, (SELECT count(*) FROM claim_jobs()) AS j,
        (SELECT count(*) FROM claim_whatsapp_messages(1, 30)) AS w;
@@ -95,6 +98,9 @@ INSERT INTO calls VALUES
   ('fail_notification_delivery', ARRAY[format('p_delivery_id => %L::uuid', :'hd'), 'p_error => ''e''']),
   ('record_notification_status', ARRAY['p_channel => ''sms''', 'p_provider_message_id => ''pm''', 'p_status => ''delivered''', 'p_error => NULL::text']),
   ('run_maintenance', '{}'), ('time_out_jobs', '{}'), ('cleanup_expired_cache', '{}'), ('refresh_daily_metrics', '{}'),
+  ('archive_partitions', ARRAY['p_table => ''system_metrics''', 'p_older_than_months => 12']),
+  ('unarchive_partition', ARRAY['p_table => ''system_metrics''', 'p_month => (now() - interval ''15 months'')::date']),
+  ('erase_user_data', ARRAY['p_user_id => ''00000000-0000-4000-8000-0000000000e1''::uuid', 'p_emails => ''{e@example.com}''::text[]', 'p_phone_numbers => ''{+250788000002}''::text[]', 'p_force => false']),
   ('feature_flag_exposures', '{}'), ('current_alerts', '{}'), ('metrics_prometheus', '{}'), ('queue_metrics', '{}');
 
 -- Every helper a client can call is listed above (a new one must be added here).

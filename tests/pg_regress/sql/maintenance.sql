@@ -95,4 +95,4 @@ SELECT regress.error($$SELECT apply_retention('system_metrics', -1)$$) AS negati
 -- Both are for service_role only.
 SELECT has_function_privilege('service_role', 'run_maintenance()', 'EXECUTE') AS service_role_runs,
        has_function_privilege('authenticated', 'run_maintenance()', 'EXECUTE') AS authenticated_runs,
-       has_function_privilege('authenticated', 'apply_retention(text, integer)', 'EXECUTE') AS authenticated_retains;
+       has_function_privilege('authenticated', 'apply_retention(text, integer, integer)', 'EXECUTE') AS authenticated_retains;
