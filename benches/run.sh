@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks: builds and installs the release build, starts a private cluster (port 28817),
 # runs each hot path's benchmark against its baselines in the same run, and prints one table of
-# ratios. `benches/run.sh flags` runs one; no argument runs them all. Figures vary with the
+# ratios, each against its goal; exits non-zero when a goal is missed (a check for people, not
+# part of CI). `benches/run.sh flags` runs one; no argument runs them all. Figures vary with the
 # machine: the ratios are what to compare. Not a test: nothing here fails on a slow machine.
 source "$(dirname "$0")/../scripts/common.sh"
 cd "$ROOT"
@@ -28,9 +29,31 @@ for b in "${benches[@]}"; do
     source "benches/$b.sh"
 done
 
+# met VALUE GOAL: whether a numeric VALUE meets a goal written as ">= 0.9", "<= 2", "< 50" or "> 1";
+# a goal in another form (a note, a reference) is not a check.
+met() {
+    awk -v v="$1" -v g="$2" 'BEGIN {
+        if (v !~ /^-?[0-9.]+$/ || g !~ /^(>=|<=|<|>) *-?[0-9.]+$/) exit 2
+        op = g; sub(/ *-?[0-9.]+$/, "", op); t = g; sub(/^(>=|<=|<|>) */, "", t)
+        ok = (op == ">=" && v + 0 >= t + 0) || (op == "<=" && v + 0 <= t + 0) || (op == "<" && v + 0 < t + 0) || (op == ">" && v + 0 > t + 0)
+        exit ok ? 0 : 1 }'
+}
+
 echo
-printf '%-10s | %-62s | %12s | %s\n' bench measure value goal
-printf '%s\n' "-----------+----------------------------------------------------------------+--------------+------------------"
+printf '%-13s | %-62s | %12s | %-10s | %s\n' bench measure value goal ""
+printf '%s\n' "--------------+----------------------------------------------------------------+--------------+------------+-------"
+missed=0
 while IFS='|' read -r bench measure value goal; do
-    printf '%-10s | %-62s | %12s | %s\n' "$bench" "$measure" "$value" "$goal"
+    verdict=""
+    if [ -n "$goal" ]; then
+        set +e; met "$value" "$goal"; rc=$?; set -e
+        case "$rc" in 0) verdict="met" ;; 1) verdict="MISSED"; missed=$((missed + 1)) ;; esac
+    fi
+    printf '%-13s | %-62s | %12s | %-10s | %s\n' "$bench" "$measure" "$value" "$goal" "$verdict"
 done < "$BENCH_RESULTS"
+# A check for people, not part of CI: non-zero when a goal was missed on this run.
+if [ "$missed" -gt 0 ]; then
+    echo "$missed goal(s) missed on this run"
+    exit 1
+fi
+echo "every goal met on this run"
