@@ -68,6 +68,7 @@ extension_sql_file!(
     requires = [
         "whatsapp",
         "events",
+        queues::enqueue_message,
         queues::read_messages,
         queues::ack_receipt,
         queues::ack_receipts,

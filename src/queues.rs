@@ -605,6 +605,9 @@ fn read_messages(
             plan.query(&args, |row| row.row::<MessageQueue>(0, plans.relid)).into_iter().flatten().collect();
         let now = backend::now();
         if !rows.is_empty() || now >= deadline {
+            if latest {
+                wait::done();
+            }
             return SetOfIterator::new(rows);
         }
         if latest {
@@ -612,6 +615,102 @@ fn read_messages(
         }
         latest = true;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The message queue's producer.
+
+struct EnqueuePlans {
+    /// Claims the key (or inserts without one); no row when the key is taken.
+    insert: WritePlan,
+    /// The first message's id, on a snapshot of its own (a racing producer's row committed after
+    /// the calling statement began).
+    existing: WritePlan,
+}
+
+thread_local! {
+    static ENQUEUE_PLANS: PlanSlot<EnqueuePlans> = const { RefCell::new(None) };
+}
+
+fn enqueue_plans() -> Rc<EnqueuePlans> {
+    prepared(&ENQUEUE_PLANS, &MESSAGE_QUEUE, |table| {
+        use pg_sys::{INT4OID, JSONBOID, TEXTOID, TIMESTAMPTZOID};
+        let q = &table.ext.qualified;
+        EnqueuePlans {
+            // created_at from the clock: messages queued by one transaction keep their order.
+            insert: WritePlan::prepare(
+                &format!(
+                    "INSERT INTO {q} (queue_name, message_type, payload, priority, scheduled_at, idempotency_key, group_key, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.clock_timestamp()) \
+                     ON CONFLICT (queue_name, idempotency_key) DO NOTHING RETURNING id"
+                ),
+                &[TEXTOID, TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TEXTOID, TEXTOID],
+            ),
+            existing: WritePlan::prepare_latest(
+                &format!("SELECT id FROM {q} WHERE queue_name = $1 AND idempotency_key = $2"),
+                &[TEXTOID, TEXTOID],
+            ),
+        }
+    })
+}
+
+/// 22004 when a required text is NULL, 22023 unless it has 1 to `max` characters (the native
+/// twin of bootstrap.sql's _check_text).
+fn check_text<'a>(param: &'static str, value: Option<&'a str>, max: usize) -> Result<&'a str, ContractError> {
+    let v = required(value, param)?;
+    let n = v.chars().count();
+    if n == 0 || n > max {
+        return Err(ContractError::invalid(param, format!("must be 1 to {max} characters, got {n}")));
+    }
+    Ok(v)
+}
+
+/// Queues a message; a repeated (queue, key) returns the first message's id. See the COMMENT in
+/// sql/queues.sql.
+#[pg_extern(volatile, parallel_unsafe, requires = ["events"])]
+#[allow(clippy::too_many_arguments)]
+fn enqueue_message(
+    p_queue_name: Option<&str>,
+    p_message_type: Option<&str>,
+    p_payload: Option<RawJsonb>,
+    p_priority: default!(Option<i32>, 5),
+    p_scheduled_at: default!(Option<TimestampWithTimeZone>, "now()"),
+    p_idempotency_key: default!(Option<&str>, "NULL"),
+    p_group_key: default!(Option<&str>, "NULL"),
+) -> pgrx::Uuid {
+    let check = || -> Result<_, ContractError> {
+        let queue = check_text("p_queue_name", p_queue_name, 255)?;
+        let kind = check_text("p_message_type", p_message_type, 255)?;
+        let payload = required(p_payload, "p_payload")?;
+        let priority = check_range("p_priority", p_priority, 1, 10)?;
+        let at = required(p_scheduled_at, "p_scheduled_at")?;
+        if !at.is_finite() {
+            return Err(ContractError::invalid("p_scheduled_at", format!("must be a finite time, got {at}")));
+        }
+        let key = p_idempotency_key.map(|k| check_text("p_idempotency_key", Some(k), 255)).transpose()?;
+        let group = p_group_key.map(|g| check_text("p_group_key", Some(g), 255)).transpose()?;
+        Ok((queue, kind, payload, priority, at, key, group))
+    };
+    let (queue, kind, payload, priority, at, key, group) = check().or_raise();
+    let plans = enqueue_plans();
+    let inserted = plans.insert.query(
+        &[queue.into(), kind.into(), payload.as_arg(), priority.into(), at.into(), key.into(), group.into()],
+        |row| row.get::<pgrx::Uuid>(0),
+    );
+    if let Some(id) = inserted.into_iter().flatten().next() {
+        return id;
+    }
+    // The key was taken: the first message's id.
+    plans
+        .existing
+        .query(&[queue.into(), key.into()], |row| row.get::<pgrx::Uuid>(0))
+        .into_iter()
+        .flatten()
+        .next()
+        .unwrap_or_else(|| {
+            ContractError::NoDataFound(format!("the message with idempotency key {key:?} went while it was read"))
+                .raise()
+        })
 }
 
 /// Statement trigger on message_queue (after INSERT): the transaction's commit wakes the reads

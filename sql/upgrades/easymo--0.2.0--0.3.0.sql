@@ -141,42 +141,17 @@ AS 'MODULE_PATHNAME', 'extend_receipt_wrapper';
 
 DROP FUNCTION @extschema@.enqueue_message(text, text, jsonb, integer, timestamptz, text);
 CREATE FUNCTION @extschema@.enqueue_message(
-    p_queue_name text,
-    p_message_type text,
-    p_payload jsonb,
-    p_priority integer DEFAULT 5,
-    p_scheduled_at timestamptz DEFAULT now(),
-    p_idempotency_key text DEFAULT NULL,
-    p_group_key text DEFAULT NULL
+	"p_queue_name" TEXT,
+	"p_message_type" TEXT,
+	"p_payload" jsonb,
+	"p_priority" INT DEFAULT 5,
+	"p_scheduled_at" timestamp with time zone DEFAULT now(),
+	"p_idempotency_key" TEXT DEFAULT NULL,
+	"p_group_key" TEXT DEFAULT NULL
 ) RETURNS uuid
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    message_id uuid;
-BEGIN
-    p_queue_name := @extschema@._check_text('p_queue_name', p_queue_name, 255);
-    p_message_type := @extschema@._check_text('p_message_type', p_message_type, 255);
-    p_payload := @extschema@._check_not_null('p_payload', p_payload);
-    p_priority := @extschema@._check_range('p_priority', p_priority, 1, 10);
-    p_scheduled_at := @extschema@._check_time('p_scheduled_at', p_scheduled_at);
-    p_idempotency_key := @extschema@._check_text('p_idempotency_key', p_idempotency_key, 255, false);
-    p_group_key := @extschema@._check_text('p_group_key', p_group_key, 255, false);
-    -- A repeated key returns the first message: the unique constraint on (queue_name, key) makes
-    -- concurrent callers wait for the first, and ON CONFLICT DO NOTHING then finds it.
-    -- created_at is the clock, not the transaction start: messages queued by one transaction
-    -- keep their order (claims go by priority, then created_at).
-    INSERT INTO @extschema@.message_queue (queue_name, message_type, payload, priority, scheduled_at, idempotency_key, group_key, created_at)
-    VALUES (p_queue_name, p_message_type, p_payload, p_priority, p_scheduled_at, p_idempotency_key, p_group_key, clock_timestamp())
-    ON CONFLICT (queue_name, idempotency_key) DO NOTHING
-    RETURNING id INTO message_id;
-    IF message_id IS NULL THEN
-        SELECT id INTO message_id FROM @extschema@.message_queue
-         WHERE queue_name = p_queue_name AND idempotency_key = p_idempotency_key;
-    END IF;
-    RETURN message_id;
-END
-$$;
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'enqueue_message_wrapper';
 COMMENT ON FUNCTION @extschema@.enqueue_message(text, text, jsonb, integer, timestamptz, text, text) IS
     'Queues a message on p_queue_name (priority 1 most urgent to 10, due at p_scheduled_at; messages of one p_group_key are delivered one at a time, in order); a repeated (queue, idempotency key) returns the first message''s id. Consumers: read_messages, ack_receipt, nack_receipt, extend_receipt, replay_dead_letter.';
 

@@ -6,9 +6,10 @@
 //! every backend whose wait event says it is sleeping so gets its latch set, and looks again.
 //! Other extensions that sleep the same way may be woken too, which costs them one look.
 //!
-//! What it cannot see: a waiter between two sleeps (running its query, when Postgres sets other
-//! wait events) misses a wake, so a waiter never sleeps longer than a short cap and then looks
-//! again anyway (`sleep`'s caller chooses it).
+//! A waiter shows the wait event while it looks for work too (`reset`), so a producer that
+//! commits while it looks still wakes it. What it cannot see: a look that itself waits (on a
+//! lock, for I/O) clears the event meanwhile, so a waiter never sleeps longer than a short cap
+//! and then looks again anyway (`sleep`'s caller chooses it).
 
 use pgrx::pg_sys;
 use std::cell::Cell;
@@ -62,11 +63,24 @@ fn wake_waiters() {
     }
 }
 
-/// Clears this backend's latch: call before looking for work, then `sleep` if there was none,
-/// so a wake that comes in between is not lost.
+/// Clears this backend's latch and shows it as waiting (the wait event a committing producer
+/// looks for): call before looking for work, then `sleep` if there was none, so a producer that
+/// commits in between sets the latch and the sleep returns at once. (Should the look itself wait
+/// on a lock or for I/O, Postgres clears the event meanwhile: that rare wake is the one the
+/// caller's cap on each sleep catches.)
 pub fn reset() {
-    // SAFETY: MyLatch is this backend's own latch, set up before any SQL runs.
-    unsafe { pg_sys::ResetLatch(pg_sys::MyLatch) };
+    // SAFETY: MyLatch is this backend's own latch, set up before any SQL runs; my_wait_event_info
+    // points at this backend's own wait event word, which only it writes.
+    unsafe {
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+        std::ptr::write_volatile(pg_sys::my_wait_event_info, pg_sys::PG_WAIT_EXTENSION);
+    }
+}
+
+/// Shows this backend as no longer waiting (after the last look).
+pub fn done() {
+    // SAFETY: as in `reset`.
+    unsafe { std::ptr::write_volatile(pg_sys::my_wait_event_info, 0) };
 }
 
 /// Sleeps until woken, `timeout_ms` pass, or an interrupt (a cancel or terminate raises its
