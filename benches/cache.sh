@@ -27,7 +27,17 @@ q "$hot" "SELECT set_cache('k:' || :k, $value, 3600);" set_over_native
 q "$hot" "INSERT INTO cache_entries (key, value, expires_at) VALUES ('k:' || :k, $value, now() + interval '3600 seconds') $upsert;" set_over_floor
 q "$hot" "SELECT plpgsql_set_cache('k:' || :k, $value, 3600);" set_over_plpgsql
 
+echo "SELECT 1;" > "$tmp/select1.sql"
 for clients in 1 8; do
+    # The wire floor: a hit against a bare SELECT 1, in alternating rounds.
+    n=(); s=()
+    for round in 1 2 3 4 5; do
+        n+=("$(pgbench_tps "$tmp/get_hit_native.sql" "$clients" 4)")
+        s+=("$(pgbench_tps "$tmp/select1.sql" "$clients" 4)")
+    done
+    n=$(median "${n[@]}"); s=$(median "${s[@]}")
+    result cache "$clients client(s), get hit / SELECT 1 TPS" "$n/$s" ""
+    result cache "$clients client(s), get hit / SELECT 1" "$(ratio "$n" "$s")" ">= 0.9"
     for op in get_hit get_miss set_new set_over; do
         # Five alternating rounds, medians: single runs differ by up to 10 % here.
         n=(); f=(); p=()

@@ -51,9 +51,9 @@ for clients in 1 8; do
     nr=$(median "${nr[@]}"); pr=$(median "${pr[@]}"); fr=$(median "${fr[@]}")
     result money "$clients client(s), new keys: native / plpgsql / bare INSERT TPS" "$nn/$pn/$fn" ""
     result money "$clients client(s), new keys: native / plpgsql" "$(ratio "$nn" "$pn")" ">= 1.0"
-    result money "$clients client(s), new keys: native / bare INSERT" "$(ratio "$nn" "$fn")" ">= 0.5"
+    result money "$clients client(s), new keys: native / bare INSERT" "$(ratio "$nn" "$fn")" ">= 0.7"
     result money "$clients client(s), replayed keys: native / plpgsql / bare key SELECT TPS" "$nr/$pr/$fr" ""
     result money "$clients client(s), replayed keys: native / plpgsql" "$(ratio "$nr" "$pr")" ">= 1.5"
-    result money "$clients client(s), replayed keys: native / bare key SELECT" "$(ratio "$nr" "$fr")" "(the floor)"
+    result money "$clients client(s), replayed keys: native / bare key SELECT" "$(ratio "$nr" "$fr")" ">= 0.95"
 done
 rm -rf "$tmp"
