@@ -233,6 +233,21 @@ $$;
 COMMENT ON FUNCTION @extschema@._archived_months(text) IS
     'Internal: the archived month tables of p_table in easymo_archive, with their month.';
 
+-- The columns p_from has that p_to has too, quoted, in p_from's order: what a copy of rows
+-- between a month table and its parent or archive names.
+CREATE FUNCTION @extschema@._shared_columns(p_from regclass, p_to regclass)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+      FROM pg_attribute a
+     WHERE a.attrelid = p_from AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attname IN (SELECT b.attname FROM pg_attribute b WHERE b.attrelid = p_to AND NOT b.attisdropped)
+$$;
+COMMENT ON FUNCTION @extschema@._shared_columns(regclass, regclass) IS
+    'Internal: the quoted columns of p_from that p_to has too, in p_from''s order.';
+
 -- (Re)makes easymo_archive.<table>: every archived month of the table, with the table's
 -- current columns (a column the table gained after a month was archived reads NULL there).
 CREATE FUNCTION @extschema@._archive_view(p_table text)
@@ -311,9 +326,7 @@ BEGIN
         existing := to_regclass(format('easymo_archive.%I', part.relname));
         IF existing IS NOT NULL THEN
             -- The month was archived before and made again since (rows for it came): one table.
-            SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO cols
-              FROM pg_attribute WHERE attrelid = part.partition AND attnum > 0 AND NOT attisdropped
-               AND attname IN (SELECT attname FROM pg_attribute WHERE attrelid = existing AND NOT attisdropped);
+            cols := @extschema@._shared_columns(part.partition, existing);
             EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s', existing, cols, cols, part.partition);
             EXECUTE format('DROP TABLE %s', part.partition);
             moved := existing;
@@ -377,9 +390,7 @@ BEGIN
     IF part IS NULL THEN
         part := @extschema@._create_month_partition(parent, date_trunc('month', p_month)::date);
     END IF;
-    SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO cols
-      FROM pg_attribute WHERE attrelid = archived AND attnum > 0 AND NOT attisdropped
-       AND attname IN (SELECT attname FROM pg_attribute WHERE attrelid = parent AND NOT attisdropped);
+    cols := @extschema@._shared_columns(archived, parent);
     -- A move: no trigger fires (the rows were written once already).
     replication_role := current_setting('session_replication_role');
     PERFORM set_config('session_replication_role', 'replica', true);

@@ -76,3 +76,37 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// A small deterministic generator (xorshift), seeded per worker: reproducible runs, no
+/// dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// 0 to n - 1.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// 0 to 99.
+    pub fn percent(&mut self) -> u64 {
+        self.next_u64() % 100
+    }
+
+    /// An amount with up to 4 decimals, 0.0001 to `max`.
+    pub fn amount(&mut self, max: u64) -> String {
+        let units = 1 + self.next_u64() % (max * 10_000);
+        format!("{}.{:04}", units / 10_000, units % 10_000)
+    }
+}
+
+/// The SQLSTATE of an error the server raised, or what the client saw.
+pub fn sqlstate(e: &postgres::Error) -> String {
+    e.as_db_error().map(|d| d.code().code().to_owned()).unwrap_or_else(|| format!("client error: {e}"))
+}

@@ -2,7 +2,7 @@
 //! dead letters and replay, ordered groups under 8 consumers, a waiting read woken by an enqueue
 //! (and idle without CPU meanwhile), batch producers racing with the same keys.
 
-use easymo_integration_tests::TestDb;
+use easymo_integration_tests::{sqlstate, Rng, TestDb};
 use postgres::error::SqlState;
 use postgres::Client;
 use std::collections::{HashMap, HashSet};
@@ -16,24 +16,6 @@ fn queue_batch(c: &mut Client, queue: &str, messages: &[String]) {
     let n: i64 =
         c.query_one("SELECT count(*) FROM enqueue_messages($1, $2::text::jsonb)", &[&queue, &json]).unwrap().get(0);
     assert_eq!(n as usize, messages.len());
-}
-
-fn sqlstate(e: &postgres::Error) -> String {
-    e.code().map_or_else(|| format!("no SQLSTATE: {e}"), |c| c.code().to_owned())
-}
-
-/// A small deterministic generator (xorshift), seeded per consumer.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn percent(&mut self) -> u64 {
-        self.next() % 100
-    }
 }
 
 /// 4 consumers drain 5,000 messages with 2-second leases. Some consumers crash (their backend
@@ -228,7 +210,7 @@ fn ordered_groups_one_at_a_time_in_order_under_8_consumers() {
                 drop(f);
                 got.lock().unwrap().entry(g).or_default().push(n);
             }
-            thread::sleep(Duration::from_millis(rng.next() % 4));
+            thread::sleep(Duration::from_millis(rng.next_u64() % 4));
             for row in &rows {
                 let (receipt, g): (String, i64) = (row.get(0), row.get(1));
                 // Out of the in-flight set before the acknowledgement commits: the next message of

@@ -3,7 +3,7 @@
 //! 200 accounts, with run_maintenance() beside them; then the books must balance. And batches
 //! whose connections are killed mid-way leave nothing half-written.
 
-use easymo_integration_tests::TestDb;
+use easymo_integration_tests::{sqlstate, Rng, TestDb};
 use postgres::Client;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,30 +13,6 @@ use std::time::{Duration, Instant};
 const ACCOUNTS: usize = 200;
 const WORKERS: usize = 16;
 const SECONDS: u64 = 30;
-
-/// A small deterministic generator per worker (xorshift): reproducible runs, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// An amount with up to 4 decimals, 0.0001 to `max`.
-    fn amount(&mut self, max: u64) -> String {
-        let units = 1 + self.next() % (max * 10_000);
-        format!("{}.{:04}", units / 10_000, units % 10_000)
-    }
-}
-
-fn sqlstate(e: &postgres::Error) -> String {
-    e.as_db_error().map(|d| d.code().code().to_owned()).unwrap_or_else(|| format!("client error: {e}"))
-}
 
 fn setup(db: &TestDb) -> (Vec<String>, String, String) {
     let mut c = db.connect();
