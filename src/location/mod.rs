@@ -12,8 +12,8 @@
 //! longitudes at a pole) select candidates from the index; (2) a haversine distance, within 0.6 %
 //! of the geodesic, gives each a lower bound; (3) candidates are taken in that order and the
 //! exact geodesic decides, until no remaining lower bound can enter the top `limit`; (4) the
-//! remaining columns are read for those rows only. Steps 1-3 run for a growing radius (250 m, then
-//! doubling) until `limit` rows lie inside it, so a large radius over dense data costs what the
+//! remaining columns are read for those rows only. Steps 1-3 run for a growing radius (see
+//! `Reach`) until `limit` rows lie inside it, so a large radius over dense data costs what the
 //! nearest `limit` rows cost.
 
 #![forbid(unsafe_code)]
@@ -35,8 +35,81 @@ use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::rc::Rc;
 
-/// The first radius of the expanding search, in metres.
+/// The first radius of the expanding search, in metres, before a backend has searched.
 const FIRST_REACH: f64 = 250.0;
+
+/// How the expanding search picks its radii. Each round costs a statement (a few tens of µs)
+/// besides its rows, so on sparse or clustered data a fixed doubling from 250 m spent more on
+/// rounds than PostGIS spends on its one index scan (eight rounds to reach 25 km). So:
+/// * the first radius is the one the backend's last search of the same kind (all types, or
+///   that type) needed for its `limit`-th row, scaled to this limit by area: a service searches
+///   the same region again and again. A guess too large reads more rows than needed, never
+///   more than the radius asked for (all of which PostGIS reads); too small costs a round.
+/// * a round that found too few grows the radius by the density it saw: area in proportion to
+///   the rows still missing, with a margin, at least doubling, at most 16 times (a round with no
+///   rows at all says little about what lies beyond it).
+struct Reach;
+
+impl Reach {
+    /// Margin over the area the observed density says holds `limit` rows.
+    const MARGIN: f64 = 1.3;
+    const MIN_GROWTH: f64 = 2.0;
+    const MAX_GROWTH: f64 = 16.0;
+
+    /// The index of `p_location_type` (0 for all types) in the per-backend memory.
+    fn slot(location_type: Option<&str>) -> usize {
+        location_type.and_then(|t| LOCATION_TYPES.iter().position(|l| *l == t)).map_or(0, |i| i + 1)
+    }
+
+    /// Rows per square metre seen by the last search of this kind, if any.
+    fn remembered(slot: usize) -> Option<f64> {
+        DENSITY.with(|d| d.get()[slot])
+    }
+
+    fn remember(slot: usize, density: f64) {
+        DENSITY.with(|d| {
+            let mut all = d.get();
+            all[slot] = Some(density);
+            d.set(all);
+        });
+    }
+
+    /// The radius holding `rows` at `density`, with the margin.
+    fn for_density(rows: usize, density: f64) -> f64 {
+        (Self::MARGIN * rows as f64 / (std::f64::consts::PI * density)).sqrt()
+    }
+
+    fn first(slot: usize, limit: usize, radius: f64) -> f64 {
+        match Self::remembered(slot) {
+            Some(density) if density > 0.0 => Self::for_density(limit, density),
+            Some(_) => radius, // the last search found nothing in its whole radius
+            None => FIRST_REACH,
+        }
+        .max(1.0)
+        .min(radius)
+    }
+
+    /// The next radius after `reach` found `found` (< limit) rows.
+    fn next(reach: f64, found: usize, limit: usize, radius: f64) -> f64 {
+        let growth = if found == 0 {
+            Self::MAX_GROWTH
+        } else {
+            (Self::MARGIN * limit as f64 / found as f64).sqrt().clamp(Self::MIN_GROWTH, Self::MAX_GROWTH)
+        };
+        (reach * growth).min(radius)
+    }
+
+    /// What a finished search says about the density: its `limit` rows within the distance of
+    /// the last; fewer than `limit`, that many within the whole radius.
+    fn learn(slot: usize, hits: &[Hit], limit: usize, radius: f64) {
+        let area = |r: f64| std::f64::consts::PI * r * r;
+        let density = match hits.last() {
+            Some(last) if hits.len() == limit => limit as f64 / area(last.distance.max(1.0)),
+            _ => hits.len() as f64 / area(radius),
+        };
+        Self::remember(slot, density);
+    }
+}
 
 pub const LOCATION_TYPES: [&str; 6] = ["current", "home", "work", "favorite", "pickup", "dropoff"];
 
@@ -93,6 +166,9 @@ struct SearchPlans {
 
 thread_local! {
     static SEARCH_PLANS: PlanSlot<SearchPlans> = const { RefCell::new(None) };
+    /// Per kind of search (all types, then each type): rows per m² its last search saw.
+    static DENSITY: std::cell::Cell<[Option<f64>; LOCATION_TYPES.len() + 1]> =
+        const { std::cell::Cell::new([None; LOCATION_TYPES.len() + 1]) };
 }
 
 static LOCATIONS: TableSpec = TableSpec { name: c"locations", columns: &[] };
@@ -227,11 +303,12 @@ fn find_nearby_locations(
     let plans = search_plans();
 
     let rows = Spi::connect(|client| {
-        // Expanding search: a small radius first, twice as large each round, up to the one asked
-        // for. Once the `limit` nearest found lie within the current radius the answer is
-        // final (anything outside that radius's boxes is farther), so a LIMIT 50 search over a
-        // dense city reads the points of a few hundred metres, not of the whole radius.
-        let mut reach = radius.min(FIRST_REACH);
+        // Expanding search: a radius first (Reach), larger each round, up to the one asked for.
+        // Once the `limit` nearest found lie within the current radius the answer is final
+        // (anything outside that radius's boxes is farther), so a LIMIT 50 search over a dense
+        // city reads the points of a few hundred metres, not of the whole radius.
+        let slot = Reach::slot(p_location_type);
+        let mut reach = Reach::first(slot, limit, radius);
         let hits = loop {
             let mut candidates = Vec::new();
             for b in search_boxes(lat, lng, reach) {
@@ -258,8 +335,9 @@ fn find_nearby_locations(
             if hits.len() == limit || reach >= radius {
                 break hits;
             }
-            reach = (reach * 2.0).min(radius);
+            reach = Reach::next(reach, hits.len(), limit, radius);
         };
+        Reach::learn(slot, &hits, limit, radius);
         if hits.is_empty() {
             return Ok(Vec::new());
         }
@@ -458,5 +536,34 @@ mod tests {
         assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance));
         // The point 11 km away is outside a 1 km radius whatever the limit.
         assert!(nearest(0.0, 0.0, 1_000.0, 10, vec![c(9, 0.0, 0.1)]).is_empty());
+    }
+
+    #[test]
+    fn reach_grows_by_the_density_seen_and_starts_where_the_last_search_ended() {
+        // Growth: at least doubling, at most 16 times, never past the radius.
+        assert_eq!(Reach::next(250.0, 49, 50, 25_000.0), 500.0);
+        assert_eq!(Reach::next(250.0, 0, 50, 25_000.0), 4_000.0);
+        assert_eq!(Reach::next(250.0, 5, 50, 25_000.0), 250.0 * (1.3f64 * 10.0).sqrt());
+        assert_eq!(Reach::next(20_000.0, 0, 50, 25_000.0), 25_000.0);
+        // Nothing remembered: the fixed first radius (or the radius, when smaller).
+        let slot = Reach::slot(Some("dropoff"));
+        assert_eq!(slot, LOCATION_TYPES.len());
+        assert_eq!(Reach::first(slot, 50, 25_000.0), FIRST_REACH);
+        assert_eq!(Reach::first(slot, 50, 100.0), 100.0);
+        assert_eq!(Reach::first(slot, 50, 0.001), 0.001);
+        // 50 rows within 400 m: the next search of 50 starts a margin beyond 400 m, one of 200
+        // twice as far.
+        let hit = |d: f64| Hit { id: [0; 16], lat: 0.0, lng: 0.0, distance: d };
+        let hits: Vec<Hit> = (1..=50).map(|i| hit(i as f64 * 8.0)).collect();
+        Reach::learn(slot, &hits, 50, 25_000.0);
+        let first = Reach::first(slot, 50, 25_000.0);
+        assert!((first - 400.0 * 1.3f64.sqrt()).abs() < 1e-6, "{first}");
+        assert!((Reach::first(slot, 200, 25_000.0) - 2.0 * first).abs() < 1e-6);
+        // Another kind of search remembers nothing of it.
+        assert_eq!(Reach::first(Reach::slot(None), 50, 25_000.0), FIRST_REACH);
+        // A search that found nothing in 25 km: the next one reads its whole radius at once.
+        Reach::learn(slot, &[], 50, 25_000.0);
+        assert_eq!(Reach::first(slot, 50, 5_000.0), 5_000.0);
+        assert_eq!(Reach::first(slot, 50, 0.001), 0.001);
     }
 }
