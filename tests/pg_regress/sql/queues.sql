@@ -316,3 +316,27 @@ SELECT ack_receipt(receipt) FROM read_messages('metrics', 1, 30);
 SELECT count(*) FROM read_messages('metrics', 1, 30);
 SELECT queue, depth, due, in_flight, dead, oldest_due_seconds >= 0 AS has_oldest, done, total
   FROM queue_metrics() WHERE queue IN ('message_queue:metrics', 'background_jobs:receipt-job', 'whatsapp_message_queue') ORDER BY queue;
+
+-- No JIT inside our statements: their plans are generic, and a generic LIMIT $n is costed at a
+-- tenth of the table, which once crossed jit_above_cost on every claim (15 ms of LLVM for a
+-- 10-row read). A trigger sees the setting while our INSERT and claim run; the session's own
+-- setting is back afterwards, after an error inside our statement too.
+CREATE TEMP TABLE jit_seen (during text);
+CREATE FUNCTION pg_temp.record_jit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO jit_seen VALUES (current_setting('jit'));
+    IF NEW.payload = '"fail"' THEN
+        RAISE EXCEPTION 'failing inside our insert';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER record_jit BEFORE INSERT OR UPDATE ON message_queue FOR EACH ROW EXECUTE FUNCTION pg_temp.record_jit();
+SET jit = on;
+SELECT enqueue_message('jit', 't', '"ok"') IS NOT NULL AS queued;
+SELECT count(*) AS claimed FROM read_messages('jit', 1, 30);
+SELECT during, count(*) FROM jit_seen GROUP BY during;
+SHOW jit;
+SELECT regress.error($$SELECT enqueue_message('jit', 't', '"fail"')$$) AS failing_insert;
+SHOW jit;
+DROP TRIGGER record_jit ON message_queue;
+RESET jit;
