@@ -61,6 +61,8 @@ COMMENT ON FUNCTION @extschema@._queue_not_claimed(regclass, text, uuid, text, b
 -- claim, plus the group rule and a wait for work when asked.
 COMMENT ON FUNCTION @extschema@.enqueue_message(text, text, jsonb, integer, timestamptz, text, text) IS
     'Queues a message on p_queue_name (priority 1 most urgent to 10, due at p_scheduled_at; messages of one p_group_key are delivered one at a time, in order); a repeated (queue, idempotency key) returns the first message''s id. Consumers: read_messages, ack_receipt, nack_receipt, extend_receipt, replay_dead_letter.';
+COMMENT ON FUNCTION @extschema@.enqueue_messages(text, jsonb) IS
+    'Queues up to 1000 messages on p_queue_name in one statement: elements {message_type, payload, priority, delay_seconds, idempotency_key, group_key}; returns their ids in order (a repeated key, in the batch or already queued, gives the first message''s id). A bad element is 22023 naming it, and nothing is queued.';
 
 COMMENT ON FUNCTION @extschema@.read_messages(text, integer, integer, integer) IS
     'Claims up to p_batch_size due messages of p_queue_name (priority, then age; FOR UPDATE SKIP LOCKED) for p_visibility_timeout_seconds; each row carries its receipt. An unacknowledged message is due again after that, counting as a failed delivery. A message of a group (group_key) is due only when no earlier message of its group is pending or in flight. With p_wait_ms (up to 600000), waits that long at most for a message, woken when a transaction that queued one commits (READ COMMITTED).';

@@ -69,6 +69,7 @@ extension_sql_file!(
         "whatsapp",
         "events",
         queues::enqueue_message,
+        queues::enqueue_messages,
         queues::read_messages,
         queues::ack_receipt,
         queues::ack_receipts,

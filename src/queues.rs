@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 use crate::error::{check_range, required, ContractError, OrRaise, Refusal};
+use crate::ids::new_v7;
 use crate::postgres::backend;
 use crate::postgres::datum::{timestamptz, RawJsonb, RowOf, TableRowType};
 use crate::postgres::plan::{prepared, PlanSlot, WritePlan};
@@ -711,6 +712,138 @@ fn enqueue_message(
             ContractError::NoDataFound(format!("the message with idempotency key {key:?} went while it was read"))
                 .raise()
         })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Many messages in one call.
+
+struct BatchPlans {
+    /// The first element that is not a message: (index from 0, why).
+    check: WritePlan,
+    /// Inserts the elements in key order (ids, seq and created_at in the order given).
+    insert: WritePlan,
+    /// Each element's id, a taken key giving the first message's (on a snapshot of its own).
+    ids: WritePlan,
+}
+
+thread_local! {
+    static BATCH_PLANS: PlanSlot<BatchPlans> = const { RefCell::new(None) };
+}
+
+/// Why an element of enqueue_messages' array is not a message (NULL when it is one), over
+/// `m.e` (the element). A CASE, not OR: only a number may be cast.
+const BAD_MESSAGE: &str = "CASE \
+    WHEN pg_catalog.jsonb_typeof(m.e) <> 'object' THEN 'must be a JSON object' \
+    WHEN EXISTS (SELECT 1 FROM pg_catalog.jsonb_object_keys(m.e) k \
+                  WHERE k NOT IN ('message_type', 'payload', 'priority', 'delay_seconds', 'idempotency_key', 'group_key')) \
+         THEN 'has fields other than message_type, payload, priority, delay_seconds, idempotency_key, group_key' \
+    WHEN pg_catalog.jsonb_typeof(m.e -> 'message_type') IS DISTINCT FROM 'string' \
+         OR pg_catalog.length(m.e ->> 'message_type') NOT BETWEEN 1 AND 255 \
+         THEN 'message_type must be a string of 1 to 255 characters' \
+    WHEN NOT m.e ? 'payload' THEN 'payload is required' \
+    WHEN m.e ? 'priority' AND CASE WHEN pg_catalog.jsonb_typeof(m.e -> 'priority') = 'number' \
+                                   THEN (m.e ->> 'priority')::pg_catalog.numeric NOT IN (1, 2, 3, 4, 5, 6, 7, 8, 9, 10) \
+                                   ELSE true END \
+         THEN 'priority must be an integer from 1 to 10' \
+    WHEN m.e ? 'delay_seconds' AND CASE WHEN pg_catalog.jsonb_typeof(m.e -> 'delay_seconds') = 'number' \
+                                        THEN (m.e ->> 'delay_seconds')::pg_catalog.numeric NOT BETWEEN 0 AND 31536000 \
+                                        ELSE true END \
+         THEN 'delay_seconds must be a number from 0 to 31536000' \
+    WHEN pg_catalog.jsonb_typeof(m.e -> 'idempotency_key') NOT IN ('string', 'null') \
+         OR pg_catalog.length(m.e ->> 'idempotency_key') NOT BETWEEN 1 AND 255 \
+         THEN 'idempotency_key must be a string of 1 to 255 characters' \
+    WHEN pg_catalog.jsonb_typeof(m.e -> 'group_key') NOT IN ('string', 'null') \
+         OR pg_catalog.length(m.e ->> 'group_key') NOT BETWEEN 1 AND 255 \
+         THEN 'group_key must be a string of 1 to 255 characters' \
+  END";
+
+fn batch_plans() -> Rc<BatchPlans> {
+    prepared(&BATCH_PLANS, &MESSAGE_QUEUE, |table| {
+        use pg_sys::{JSONBOID, TEXTOID, TIMESTAMPTZOID, UUIDARRAYOID};
+        let q = &table.ext.qualified;
+        let seq = table.ext.sibling("message_queue_seq").replace('\'', "''");
+        BatchPlans {
+            check: WritePlan::prepare(
+                &format!(
+                    "SELECT x.i - 1, x.why FROM ( \
+                       SELECT m.i, {BAD_MESSAGE} AS why FROM pg_catalog.jsonb_array_elements($1) WITH ORDINALITY m(e, i)) x \
+                      WHERE x.why IS NOT NULL ORDER BY x.i LIMIT 1"
+                ),
+                &[JSONBOID],
+            ),
+            // seq is drawn in the order given (the CTE runs once, element by element), the rows
+            // go in in key order: two batches naming the same keys in other orders wait for
+            // each other instead of deadlocking on the unique index.
+            insert: WritePlan::prepare(
+                &format!(
+                    "WITH m AS MATERIALIZED ( \
+                       SELECT m.e, m.i, pg_catalog.nextval('{seq}'::pg_catalog.regclass) AS seq \
+                         FROM pg_catalog.jsonb_array_elements($2) WITH ORDINALITY m(e, i)) \
+                     INSERT INTO {q} (id, queue_name, message_type, payload, priority, scheduled_at, \
+                                      idempotency_key, group_key, seq, created_at) \
+                     SELECT $3[m.i], $1, m.e ->> 'message_type', m.e -> 'payload', \
+                            COALESCE((m.e ->> 'priority')::pg_catalog.int4, 5), \
+                            pg_catalog.now() + pg_catalog.make_interval(secs => COALESCE((m.e ->> 'delay_seconds')::pg_catalog.float8, 0)), \
+                            m.e ->> 'idempotency_key', m.e ->> 'group_key', m.seq, \
+                            $4 + pg_catalog.make_interval(secs => m.i / 1000000.0) \
+                       FROM m ORDER BY m.e ->> 'idempotency_key', m.i \
+                     ON CONFLICT (queue_name, idempotency_key) DO NOTHING"
+                ),
+                &[TEXTOID, JSONBOID, UUIDARRAYOID, TIMESTAMPTZOID],
+            ),
+            ids: WritePlan::prepare_latest(
+                &format!(
+                    "SELECT COALESCE(q.id, $3[m.i]) \
+                       FROM pg_catalog.jsonb_array_elements($2) WITH ORDINALITY m(e, i) \
+                       LEFT JOIN {q} q ON q.queue_name = $1 AND q.idempotency_key = m.e ->> 'idempotency_key' \
+                      ORDER BY m.i"
+                ),
+                &[TEXTOID, JSONBOID, UUIDARRAYOID],
+            ),
+        }
+    })
+}
+
+/// Queues up to 1000 messages in one statement; returns their ids in the order given. See the
+/// COMMENT in sql/queues.sql.
+#[pg_extern(volatile, parallel_unsafe, requires = ["events"])]
+fn enqueue_messages(p_queue_name: Option<&str>, p_messages: Option<RawJsonb>) -> SetOfIterator<'static, pgrx::Uuid> {
+    let check = || -> Result<_, ContractError> {
+        let queue = check_text("p_queue_name", p_queue_name, 255)?;
+        let messages = required(p_messages, "p_messages")?;
+        let n = match messages.array_len() {
+            Some(n @ 1..=1000) => n,
+            _ => {
+                return Err(ContractError::invalid(
+                    "p_messages",
+                    "must be a JSON array of 1 to 1000 message objects".to_owned(),
+                ))
+            }
+        };
+        Ok((queue, messages, n))
+    };
+    let (queue, messages, n) = check().or_raise();
+    let plans = batch_plans();
+    let bad = plans.check.query(&[messages.as_arg()], |row| (row.get::<i64>(0), row.get::<String>(1)));
+    if let Some((Some(i), Some(why))) = bad.into_iter().next() {
+        ContractError::invalid(format!("p_messages[{i}]"), why).raise();
+    }
+    // Ids chosen here, in the order given, so each element knows its row.
+    let ids: Vec<pgrx::Uuid> = (0..n).map(|_| new_v7()).collect();
+    let at = timestamptz(backend::now());
+    let inserted = plans.insert.execute(&[queue.into(), messages.as_arg(), ids.clone().into(), at.into()]);
+    if inserted as usize == n {
+        return SetOfIterator::new(ids);
+    }
+    // Some keys were taken: those elements get the first message's id (a new snapshot, which
+    // sees this statement's rows and what committed meanwhile).
+    let found: Vec<pgrx::Uuid> = plans
+        .ids
+        .query(&[queue.into(), messages.as_arg(), ids.into()], |row| row.get::<pgrx::Uuid>(0))
+        .into_iter()
+        .flatten()
+        .collect();
+    SetOfIterator::new(found)
 }
 
 /// Statement trigger on message_queue (after INSERT): the transaction's commit wakes the reads

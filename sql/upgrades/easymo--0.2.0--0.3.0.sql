@@ -155,87 +155,13 @@ AS 'MODULE_PATHNAME', 'enqueue_message_wrapper';
 COMMENT ON FUNCTION @extschema@.enqueue_message(text, text, jsonb, integer, timestamptz, text, text) IS
     'Queues a message on p_queue_name (priority 1 most urgent to 10, due at p_scheduled_at; messages of one p_group_key are delivered one at a time, in order); a repeated (queue, idempotency key) returns the first message''s id. Consumers: read_messages, ack_receipt, nack_receipt, extend_receipt, replay_dead_letter.';
 
--- Many messages in one statement. Each element: message_type and payload (required), priority
--- (1 to 10, default 5), delay_seconds (0 to a year), idempotency_key, group_key. The first
--- element that is not one is refused (22023 naming it) and nothing is queued. Returns the ids in
--- the order given: a repeated key (in the batch or already queued) gives the first message's.
-CREATE FUNCTION @extschema@.enqueue_messages(p_queue_name text, p_messages jsonb)
-RETURNS SETOF uuid
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    n integer;
-    bad record;
-    ids uuid[];
-    seqs bigint[];
-    at timestamptz;
-    inserted integer;
-BEGIN
-    p_queue_name := @extschema@._check_text('p_queue_name', p_queue_name, 255);
-    p_messages := @extschema@._check_not_null('p_messages', p_messages);
-    IF jsonb_typeof(p_messages) <> 'array' OR jsonb_array_length(p_messages) NOT BETWEEN 1 AND 1000 THEN
-        RAISE EXCEPTION 'p_messages: must be a JSON array of 1 to 1000 message objects' USING ERRCODE = '22023';
-    END IF;
-    n := jsonb_array_length(p_messages);
-    SELECT x.i - 1 AS i, x.why INTO bad FROM (
-        SELECT m.i, CASE
-                 WHEN jsonb_typeof(m.e) <> 'object' THEN 'must be a JSON object'
-                 WHEN EXISTS (SELECT 1 FROM jsonb_object_keys(m.e) k
-                               WHERE k NOT IN ('message_type', 'payload', 'priority', 'delay_seconds', 'idempotency_key', 'group_key'))
-                      THEN 'has fields other than message_type, payload, priority, delay_seconds, idempotency_key, group_key'
-                 WHEN jsonb_typeof(m.e -> 'message_type') IS DISTINCT FROM 'string' OR length(m.e ->> 'message_type') NOT BETWEEN 1 AND 255
-                      THEN 'message_type must be a string of 1 to 255 characters'
-                 WHEN NOT m.e ? 'payload' THEN 'payload is required'
-                 -- (A CASE, not OR: only a number may be cast.)
-                 WHEN m.e ? 'priority' AND CASE WHEN jsonb_typeof(m.e -> 'priority') = 'number'
-                                                THEN (m.e ->> 'priority')::numeric NOT IN (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
-                                                ELSE true END
-                      THEN 'priority must be an integer from 1 to 10'
-                 WHEN m.e ? 'delay_seconds' AND CASE WHEN jsonb_typeof(m.e -> 'delay_seconds') = 'number'
-                                                     THEN (m.e ->> 'delay_seconds')::numeric NOT BETWEEN 0 AND 31536000
-                                                     ELSE true END
-                      THEN 'delay_seconds must be a number from 0 to 31536000'
-                 WHEN jsonb_typeof(m.e -> 'idempotency_key') NOT IN ('string', 'null') OR length(m.e ->> 'idempotency_key') NOT BETWEEN 1 AND 255
-                      THEN 'idempotency_key must be a string of 1 to 255 characters'
-                 WHEN jsonb_typeof(m.e -> 'group_key') NOT IN ('string', 'null') OR length(m.e ->> 'group_key') NOT BETWEEN 1 AND 255
-                      THEN 'group_key must be a string of 1 to 255 characters'
-               END AS why
-          FROM jsonb_array_elements(p_messages) WITH ORDINALITY m(e, i)) x
-     WHERE x.why IS NOT NULL ORDER BY x.i LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'p_messages[%]: %', bad.i, bad.why USING ERRCODE = '22023';
-    END IF;
-    -- Ids, seq and created_at chosen here in the order given (a group's order, and the claim
-    -- order within a priority), so each element knows its row; the rows are then inserted in key
-    -- order, so two batches naming the same keys in other orders wait for each other instead of
-    -- deadlocking on the unique index.
-    ids := ARRAY(SELECT gen_random_uuid() FROM generate_series(1, n));
-    seqs := ARRAY(SELECT nextval('@extschema@.message_queue_seq') FROM generate_series(1, n) g ORDER BY g);
-    at := clock_timestamp();
-    INSERT INTO @extschema@.message_queue (id, queue_name, message_type, payload, priority, scheduled_at,
-                                           idempotency_key, group_key, seq, created_at)
-    SELECT ids[m.i], p_queue_name, m.e ->> 'message_type', m.e -> 'payload', coalesce((m.e ->> 'priority')::integer, 5),
-           now() + make_interval(secs => coalesce((m.e ->> 'delay_seconds')::float8, 0)),
-           m.e ->> 'idempotency_key', m.e ->> 'group_key', seqs[m.i], at + make_interval(secs => m.i / 1000000.0)
-      FROM jsonb_array_elements(p_messages) WITH ORDINALITY m(e, i)
-     ORDER BY m.e ->> 'idempotency_key', m.i
-    ON CONFLICT (queue_name, idempotency_key) DO NOTHING;
-    GET DIAGNOSTICS inserted = ROW_COUNT;
-    IF inserted = n THEN
-        RETURN QUERY SELECT u.id FROM unnest(ids) WITH ORDINALITY u(id, i) ORDER BY u.i;
-        RETURN;
-    END IF;
-    -- Some keys were taken: those elements get the first message's id (a new statement, which
-    -- sees this one's rows and what committed meanwhile).
-    RETURN QUERY
-    SELECT coalesce(q.id, ids[m.i])
-      FROM jsonb_array_elements(p_messages) WITH ORDINALITY m(e, i)
-      LEFT JOIN @extschema@.message_queue q
-        ON q.queue_name = p_queue_name AND q.idempotency_key = m.e ->> 'idempotency_key'
-     ORDER BY m.i;
-END
-$$;
+CREATE FUNCTION @extschema@.enqueue_messages(
+	"p_queue_name" TEXT,
+	"p_messages" jsonb
+) RETURNS SETOF uuid
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'enqueue_messages_wrapper';
 COMMENT ON FUNCTION @extschema@.enqueue_messages(text, jsonb) IS
     'Queues up to 1000 messages on p_queue_name in one statement: elements {message_type, payload, priority, delay_seconds, idempotency_key, group_key}; returns their ids in order (a repeated key, in the batch or already queued, gives the first message''s id). A bad element is 22023 naming it, and nothing is queued.';
 

@@ -86,6 +86,13 @@ impl RawJsonb {
         self.header() & (JB_FARRAY | JB_FSCALAR) == JB_FARRAY
     }
 
+    /// The number of elements when the value is a JSON array (not a scalar), from the header.
+    pub fn array_len(&self) -> Option<usize> {
+        const JB_CMASK: u32 = 0x0FFF_FFFF;
+        let header = self.header();
+        (header & (JB_FARRAY | JB_FSCALAR) == JB_FARRAY).then_some((header & JB_CMASK) as usize)
+    }
+
     /// The value's text, from Postgres's own output function (no depth limit; palloc'd in the
     /// current memory context).
     fn text(&self) -> &std::ffi::CStr {
