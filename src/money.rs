@@ -4,10 +4,11 @@
 //! the partitioned table would have to include created_at). A call with a key:
 //!   1. looks the key up: found with the same user, type, amount and currency, it returns the
 //!      first call's id and writes nothing; found with any of them different, 23505;
-//!   2. otherwise inserts the key row first, `ON CONFLICT DO NOTHING`: of concurrent callers
-//!      with one new key exactly one inserts it (the others wait on the unique index until it
-//!      commits), and only that one goes on to write the transaction and its event; the others
-//!      find nothing inserted, read the winner's row and replay as in 1.
+//!   2. otherwise inserts the key row, `ON CONFLICT DO NOTHING`, and in the same statement
+//!      (data-modifying CTEs) the transaction and its event only when the key row went in: of
+//!      concurrent callers with one new key exactly one inserts it (the others wait on the
+//!      unique index until it commits), and only that one writes the transaction and its
+//!      event; the others find nothing inserted, read the winner's row and replay as in 1.
 //!
 //! In REPEATABLE READ, a loser that cannot see the winner's row gets 40001 and retries.
 //!
@@ -216,9 +217,11 @@ fn lookup_key(key: &str, fresh: bool) -> Option<KeyUse> {
 /// a table changes; prepared again here if the extension moved).
 struct Plans {
     reference_sequence: pg_sys::Oid,
-    insert_key: WritePlan,
-    insert_transaction: WritePlan,
-    insert_event: WritePlan,
+    /// Claims the key and, only when it did, writes the transaction and its event: one
+    /// statement (processes 0 rows when the key is taken).
+    create_with_key: WritePlan,
+    /// The transaction and its event, without a key.
+    create: WritePlan,
 }
 
 thread_local! {
@@ -234,29 +237,47 @@ fn prepare(table: &Table) -> Plans {
     let keys = transactions.sibling("transaction_idempotency_keys");
     let events = transactions.sibling("transaction_events");
     let sequence = ext_table("transaction_reference_seq");
+    // $1 id, $2 reference, $3 user, $4 type, $5 amount, $6 currency, $7 key, $8 metadata,
+    // $9 correlation id, $10 created_at, $11 the event's id, $12 who asked (request_user_id).
+    // One statement, not three: each statement through SPI costs its own executor set-up.
+    // Data-modifying CTEs run on one snapshot, each once, in full.
+    let types = [
+        UUIDOID,
+        TEXTOID,
+        UUIDOID,
+        TEXTOID,
+        NUMERICOID,
+        TEXTOID,
+        TEXTOID,
+        JSONBOID,
+        TEXTOID,
+        TIMESTAMPTZOID,
+        UUIDOID,
+        UUIDOID,
+    ];
+    let write = |rows: &str| {
+        format!(
+            "t AS (INSERT INTO {} (id, reference, user_id, type, amount, currency, idempotency_key, metadata, correlation_id, created_at, updated_at) \
+                   {rows} RETURNING id) \
+             INSERT INTO {events} (id, transaction_id, transaction_created_at, user_id, event_type, new_status, changed_by_user, created_at) \
+             SELECT $11, t.id, $10, $3, 'created', 'pending', $12, $10 FROM t",
+            transactions.qualified
+        )
+    };
     Plans {
-        // Inserts nothing (processes 0 rows) when the key is taken.
-        insert_key: WritePlan::prepare(
+        // Of concurrent callers with one new key exactly one inserts the key row (the others
+        // wait on the unique index until it commits, then insert nothing, and nothing else).
+        create_with_key: WritePlan::prepare(
             &format!(
-                "INSERT INTO {keys} (idempotency_key, transaction_id, transaction_created_at, user_id, type, amount, currency) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (idempotency_key) DO NOTHING"
+                "WITH k AS (INSERT INTO {keys} (idempotency_key, transaction_id, transaction_created_at, user_id, type, amount, currency) \
+                            VALUES ($7, $1, $10, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING RETURNING transaction_id), {}",
+                write("SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10 FROM k")
             ),
-            &[TEXTOID, UUIDOID, TIMESTAMPTZOID, UUIDOID, TEXTOID, NUMERICOID, TEXTOID],
+            &types,
         ),
-        insert_transaction: WritePlan::prepare(
-            &format!(
-                "INSERT INTO {} (id, reference, user_id, type, amount, currency, idempotency_key, metadata, correlation_id, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
-                transactions.qualified
-            ),
-            &[UUIDOID, TEXTOID, UUIDOID, TEXTOID, NUMERICOID, TEXTOID, TEXTOID, JSONBOID, TEXTOID, TIMESTAMPTZOID],
-        ),
-        insert_event: WritePlan::prepare(
-            &format!(
-                "INSERT INTO {events} (id, transaction_id, transaction_created_at, user_id, event_type, new_status, changed_by_user, created_at) \
-                 VALUES ($5, $1, $2, $3, 'created', 'pending', $4, $2)"
-            ),
-            &[UUIDOID, TIMESTAMPTZOID, UUIDOID, UUIDOID, UUIDOID],
+        create: WritePlan::prepare(
+            &format!("WITH {}", write("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)")),
+            &types,
         ),
         reference_sequence: sequence.relid,
     }
@@ -333,33 +354,11 @@ fn create_transaction(
     // The transaction's start time, which is what now() returns.
     let created_at = timestamptz(backend::transaction_start());
     let id = new_v7();
-    if let Some(key) = p_idempotency_key {
-        let claimed = plans.insert_key.execute(&[
-            key.into(),
-            id.into(),
-            created_at.into(),
-            user.into(),
-            kind.into(),
-            amount.clone().into(),
-            currency.into(),
-        ]);
-        if claimed == 0 {
-            // A concurrent call with this key committed first: replay it.
-            let Some(first) = lookup_key(key, true) else {
-                // Deleted again between the conflict and the look (a retention run, say).
-                raise(
-                    PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
-                    format!("idempotency key {key:?} was taken and released by a concurrent call; retry"),
-                )
-            };
-            return first.replay(key, user, kind, &amount_text, currency).or_raise();
-        }
-    }
     let metadata = match &p_metadata {
         Some(m) => m.as_arg(),
         None => pgrx::JsonB(serde_json::json!({})).into(),
     };
-    plans.insert_transaction.execute(&[
+    let args = [
         id.into(),
         reference(plans.reference_sequence, created_at).into(),
         user.into(),
@@ -370,8 +369,24 @@ fn create_transaction(
         metadata,
         p_correlation_id.into(),
         created_at.into(),
-    ]);
-    plans.insert_event.execute(&[id.into(), created_at.into(), user.into(), request_user_id().into(), new_v7().into()]);
+        new_v7().into(),
+        request_user_id().into(),
+    ];
+    let Some(key) = p_idempotency_key else {
+        plans.create.execute(&args);
+        return id;
+    };
+    if plans.create_with_key.execute(&args) == 0 {
+        // A concurrent call with this key committed first: replay it.
+        let Some(first) = lookup_key(key, true) else {
+            // Deleted again between the conflict and the look (a retention run, say).
+            raise(
+                PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+                format!("idempotency key {key:?} was taken and released by a concurrent call; retry"),
+            )
+        };
+        return first.replay(key, user, kind, &amount_text, currency).or_raise();
+    }
     id
 }
 

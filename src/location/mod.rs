@@ -22,6 +22,7 @@ pub mod geodesy;
 
 use crate::error::{check_range, required, ContractError, OrRaise};
 use crate::ids::new_v7;
+use crate::postgres::backend;
 use crate::postgres::catalog::ExtTable;
 use crate::postgres::datum::RawJsonb;
 use crate::postgres::plan::{prepared, PlanSlot};
@@ -42,8 +43,9 @@ const FIRST_REACH: f64 = 250.0;
 /// besides its rows, so on sparse or clustered data a fixed doubling from 250 m spent more on
 /// rounds than PostGIS spends on its one index scan (eight rounds to reach 25 km). So:
 /// * the first radius is the one the backend's last search of the same kind (all types, or
-///   that type) needed for its `limit`-th row, scaled to this limit by area: a service searches
-///   the same region again and again. A guess too large reads more rows than needed, never
+///   that type, by the same role) needed for its `limit`-th row, scaled to this limit by area:
+///   a service searches the same region again and again. (By role: behind a transaction pooler
+///   one backend serves many roles, and an end user under RLS sees only its own few rows.) A guess too large reads more rows than needed, never
 ///   more than the radius asked for (all of which PostGIS reads); too small costs a round.
 /// * a round that found too few grows the radius by the density it saw: area in proportion to
 ///   the rows still missing, with a margin, at least doubling, at most 16 times (a round with no
@@ -61,15 +63,15 @@ impl Reach {
         location_type.and_then(|t| LOCATION_TYPES.iter().position(|l| *l == t)).map_or(0, |i| i + 1)
     }
 
-    /// Rows per square metre seen by the last search of this kind, if any.
-    fn remembered(slot: usize) -> Option<f64> {
-        DENSITY.with(|d| d.get()[slot])
+    /// Rows per square metre seen by the last search of this kind by `role`, if any.
+    fn remembered(slot: usize, role: u32) -> Option<f64> {
+        DENSITY.with(|d| d.get()[slot]).filter(|(r, _)| *r == role).map(|(_, density)| density)
     }
 
-    fn remember(slot: usize, density: f64) {
+    fn remember(slot: usize, role: u32, density: f64) {
         DENSITY.with(|d| {
             let mut all = d.get();
-            all[slot] = Some(density);
+            all[slot] = Some((role, density));
             d.set(all);
         });
     }
@@ -79,8 +81,8 @@ impl Reach {
         (Self::MARGIN * rows as f64 / (std::f64::consts::PI * density)).sqrt()
     }
 
-    fn first(slot: usize, limit: usize, radius: f64) -> f64 {
-        match Self::remembered(slot) {
+    fn first(slot: usize, role: u32, limit: usize, radius: f64) -> f64 {
+        match Self::remembered(slot, role) {
             Some(density) if density > 0.0 => Self::for_density(limit, density),
             Some(_) => radius, // the last search found nothing in its whole radius
             None => FIRST_REACH,
@@ -101,13 +103,13 @@ impl Reach {
 
     /// What a finished search says about the density: its `limit` rows within the distance of
     /// the last; fewer than `limit`, that many within the whole radius.
-    fn learn(slot: usize, hits: &[Hit], limit: usize, radius: f64) {
+    fn learn(slot: usize, role: u32, hits: &[Hit], limit: usize, radius: f64) {
         let area = |r: f64| std::f64::consts::PI * r * r;
         let density = match hits.last() {
             Some(last) if hits.len() == limit => limit as f64 / area(last.distance.max(1.0)),
             _ => hits.len() as f64 / area(radius),
         };
-        Self::remember(slot, density);
+        Self::remember(slot, role, density);
     }
 }
 
@@ -166,8 +168,9 @@ struct SearchPlans {
 
 thread_local! {
     static SEARCH_PLANS: PlanSlot<SearchPlans> = const { RefCell::new(None) };
-    /// Per kind of search (all types, then each type): rows per m² its last search saw.
-    static DENSITY: std::cell::Cell<[Option<f64>; LOCATION_TYPES.len() + 1]> =
+    /// Per kind of search (all types, then each type): the role of its last search and the rows
+    /// per m² that search saw.
+    static DENSITY: std::cell::Cell<[Option<(u32, f64)>; LOCATION_TYPES.len() + 1]> =
         const { std::cell::Cell::new([None; LOCATION_TYPES.len() + 1]) };
 }
 
@@ -308,7 +311,8 @@ fn find_nearby_locations(
         // (anything outside that radius's boxes is farther), so a LIMIT 50 search over a dense
         // city reads the points of a few hundred metres, not of the whole radius.
         let slot = Reach::slot(p_location_type);
-        let mut reach = Reach::first(slot, limit, radius);
+        let role = u32::from(backend::current_user());
+        let mut reach = Reach::first(slot, role, limit, radius);
         let hits = loop {
             let mut candidates = Vec::new();
             for b in search_boxes(lat, lng, reach) {
@@ -337,7 +341,7 @@ fn find_nearby_locations(
             }
             reach = Reach::next(reach, hits.len(), limit, radius);
         };
-        Reach::learn(slot, &hits, limit, radius);
+        Reach::learn(slot, role, &hits, limit, radius);
         if hits.is_empty() {
             return Ok(Vec::new());
         }
@@ -548,22 +552,24 @@ mod tests {
         // Nothing remembered: the fixed first radius (or the radius, when smaller).
         let slot = Reach::slot(Some("dropoff"));
         assert_eq!(slot, LOCATION_TYPES.len());
-        assert_eq!(Reach::first(slot, 50, 25_000.0), FIRST_REACH);
-        assert_eq!(Reach::first(slot, 50, 100.0), 100.0);
-        assert_eq!(Reach::first(slot, 50, 0.001), 0.001);
+        assert_eq!(Reach::first(slot, 10, 50, 25_000.0), FIRST_REACH);
+        assert_eq!(Reach::first(slot, 10, 50, 100.0), 100.0);
+        assert_eq!(Reach::first(slot, 10, 50, 0.001), 0.001);
         // 50 rows within 400 m: the next search of 50 starts a margin beyond 400 m, one of 200
         // twice as far.
         let hit = |d: f64| Hit { id: [0; 16], lat: 0.0, lng: 0.0, distance: d };
         let hits: Vec<Hit> = (1..=50).map(|i| hit(i as f64 * 8.0)).collect();
-        Reach::learn(slot, &hits, 50, 25_000.0);
-        let first = Reach::first(slot, 50, 25_000.0);
+        Reach::learn(slot, 10, &hits, 50, 25_000.0);
+        let first = Reach::first(slot, 10, 50, 25_000.0);
         assert!((first - 400.0 * 1.3f64.sqrt()).abs() < 1e-6, "{first}");
-        assert!((Reach::first(slot, 200, 25_000.0) - 2.0 * first).abs() < 1e-6);
+        assert!((Reach::first(slot, 10, 200, 25_000.0) - 2.0 * first).abs() < 1e-6);
         // Another kind of search remembers nothing of it.
-        assert_eq!(Reach::first(Reach::slot(None), 50, 25_000.0), FIRST_REACH);
+        assert_eq!(Reach::first(Reach::slot(None), 10, 50, 25_000.0), FIRST_REACH);
+        // Nor does another role (an end user under RLS sees other rows).
+        assert_eq!(Reach::first(slot, 11, 50, 25_000.0), FIRST_REACH);
         // A search that found nothing in 25 km: the next one reads its whole radius at once.
-        Reach::learn(slot, &[], 50, 25_000.0);
-        assert_eq!(Reach::first(slot, 50, 5_000.0), 5_000.0);
-        assert_eq!(Reach::first(slot, 50, 0.001), 0.001);
+        Reach::learn(slot, 10, &[], 50, 25_000.0);
+        assert_eq!(Reach::first(slot, 10, 50, 5_000.0), 5_000.0);
+        assert_eq!(Reach::first(slot, 10, 50, 0.001), 0.001);
     }
 }

@@ -22,7 +22,13 @@ BEGIN
 END
 $wait$;
 SELECT count(*) AS made_by_the_worker FROM pg_class WHERE relname = :'next_part';
+-- The parent locked first, as maintenance locks it (the parent, then its partitions): a DROP of a
+-- partition alone locks the partition, then the parent, and deadlocks with a maintenance run
+-- that reads the parent meanwhile (40P01 seen once on 16).
+BEGIN;
+LOCK TABLE system_metrics IN ACCESS EXCLUSIVE MODE;
 DROP TABLE :"next_part";
+COMMIT;
 SELECT count(*) AS gone FROM pg_class WHERE relname = :'next_part';
 
 -- Wait for it (each query sees the latest commits); a minute at most, so a broken worker fails
@@ -50,7 +56,10 @@ SELECT pg_sleep(3);
 SELECT count(*) AS workers FROM pg_stat_activity WHERE backend_type = 'easymo maintenance' AND datname = 'easymo_worker_old';
 ALTER EXTENSION easymo UPDATE;
 SELECT format('system_metrics_p%s', to_char(now() AT TIME ZONE 'UTC' + interval '1 month', 'YYYY_MM')) AS next_part \gset
+BEGIN;
+LOCK TABLE system_metrics IN ACCESS EXCLUSIVE MODE;
 DROP TABLE :"next_part";
+COMMIT;
 DO $wait$
 BEGIN
     FOR i IN 1 .. 600 LOOP
