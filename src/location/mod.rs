@@ -44,9 +44,12 @@ const FIRST_REACH: f64 = 250.0;
 /// rounds than PostGIS spends on its one index scan (eight rounds to reach 25 km). So:
 /// * the first radius is the one the backend's last search of the same kind (all types, or
 ///   that type, by the same role) needed for its `limit`-th row, scaled to this limit by area:
-///   a service searches the same region again and again. (By role: behind a transaction pooler
-///   one backend serves many roles, and an end user under RLS sees only its own few rows.) A guess too large reads more rows than needed, never
-///   more than the radius asked for (all of which PostGIS reads); too small costs a round.
+///   a service searches the same region again and again. (By role: behind a transaction
+///   pooler one backend serves many roles, and an end user under RLS sees only its own few
+///   rows.) A guess too large reads more rows than needed, never more than the radius asked
+///   for (all of which PostGIS reads); too small costs a round. A search that found nothing
+///   counts as one row in its radius: a 30 m search that found nothing does not send the next
+///   25 km search over its whole circle.
 /// * a round that found too few grows the radius by the density it saw: area in proportion to
 ///   the rows still missing, with a margin, at least doubling, at most 16 times (a round with no
 ///   rows at all says little about what lies beyond it).
@@ -82,13 +85,10 @@ impl Reach {
     }
 
     fn first(slot: usize, role: u32, limit: usize, radius: f64) -> f64 {
-        match Self::remembered(slot, role) {
-            Some(density) if density > 0.0 => Self::for_density(limit, density),
-            Some(_) => radius, // the last search found nothing in its whole radius
-            None => FIRST_REACH,
-        }
-        .max(1.0)
-        .min(radius)
+        Self::remembered(slot, role)
+            .map_or(FIRST_REACH, |density| Self::for_density(limit, density))
+            .max(1.0)
+            .min(radius)
     }
 
     /// The next radius after `reach` found `found` (< limit) rows.
@@ -102,12 +102,12 @@ impl Reach {
     }
 
     /// What a finished search says about the density: its `limit` rows within the distance of
-    /// the last; fewer than `limit`, that many within the whole radius.
+    /// the last; fewer than `limit`, that many within the whole radius (none: at most one).
     fn learn(slot: usize, role: u32, hits: &[Hit], limit: usize, radius: f64) {
         let area = |r: f64| std::f64::consts::PI * r * r;
         let density = match hits.last() {
             Some(last) if hits.len() == limit => limit as f64 / area(last.distance.max(1.0)),
-            _ => hits.len() as f64 / area(radius),
+            _ => hits.len().max(1) as f64 / area(radius),
         };
         Self::remember(slot, role, density);
     }
@@ -571,5 +571,10 @@ mod tests {
         Reach::learn(slot, 10, &[], 50, 25_000.0);
         assert_eq!(Reach::first(slot, 10, 50, 5_000.0), 5_000.0);
         assert_eq!(Reach::first(slot, 10, 50, 0.001), 0.001);
+        // One that found nothing in 30 m says little: the next starts near where 50 rows could
+        // be if that circle held one, not at the whole 25 km.
+        Reach::learn(slot, 10, &[], 50, 30.0);
+        let first = Reach::first(slot, 10, 50, 25_000.0);
+        assert!((first - 30.0 * (1.3f64 * 50.0).sqrt()).abs() < 1e-6, "{first}");
     }
 }
