@@ -167,7 +167,7 @@ fn get_cache(p_key: Option<&str>) -> Option<RawJsonb> {
     let owner = table.ext.owner;
     // (cache type, value if live and readable). A NULL in a column the table declares NOT NULL
     // (altered by hand) reads as what it says: no expiry is no entry, no value is a NULL value.
-    let found = relation::lookup_by_text_key(&ENTRIES, KEY, key, false, |row| {
+    let found = relation::lookup_by_text_key(&ENTRIES, KEY, key, relation::Seen::Statement, |row| {
         let readable =
             may_read(row.text(VISIBILITY).as_deref().and_then(Visibility::parse), row.uuid(OWNER_USER_ID), owner);
         let live = row.timestamptz(EXPIRES_AT).is_some_and(|e| e > now());

@@ -196,21 +196,30 @@ const KEY_COLUMN: usize = 0;
 /// a key committed since then is caught by the insert's conflict, and looked up fresh. A NULL
 /// where the table declares NOT NULL (altered by hand) cannot be replayed against: 55000.
 fn lookup_key(key: &str, fresh: bool) -> Option<KeyUse> {
-    relation::lookup_by_text_key(&KEYS, KEY_COLUMN, key, fresh, |row| {
-        fn null<T>(key: &str, i: usize) -> T {
-            relation::not_as_created(
-                KEYS.name,
-                format_args!("column {} is NULL for idempotency key {key:?}", KEYS.columns[i].name.to_string_lossy()),
-            )
-        }
-        KeyUse {
-            transaction_id: row.uuid(1).unwrap_or_else(|| null(key, 1)),
-            user_id: row.uuid(2).unwrap_or_else(|| null(key, 2)),
-            kind: row.text(3).unwrap_or_else(|| null(key, 3)),
-            amount: row.numeric_text(4).unwrap_or_else(|| null(key, 4)),
-            currency: row.text(5).unwrap_or_else(|| null(key, 5)),
-        }
-    })
+    relation::lookup_by_text_key(
+        &KEYS,
+        KEY_COLUMN,
+        key,
+        if fresh { relation::Seen::Fresh } else { relation::Seen::Statement },
+        |row| {
+            fn null<T>(key: &str, i: usize) -> T {
+                relation::not_as_created(
+                    KEYS.name,
+                    format_args!(
+                        "column {} is NULL for idempotency key {key:?}",
+                        KEYS.columns[i].name.to_string_lossy()
+                    ),
+                )
+            }
+            KeyUse {
+                transaction_id: row.uuid(1).unwrap_or_else(|| null(key, 1)),
+                user_id: row.uuid(2).unwrap_or_else(|| null(key, 2)),
+                kind: row.text(3).unwrap_or_else(|| null(key, 3)),
+                amount: row.numeric_text(4).unwrap_or_else(|| null(key, 4)),
+                currency: row.text(5).unwrap_or_else(|| null(key, 5)),
+            }
+        },
+    )
 }
 
 /// The statements of create_transaction, planned once per backend (re-planned by Postgres when

@@ -27,9 +27,10 @@ use crate::error::{required, ContractError, OrRaise, Refusal};
 use crate::ids::new_v7;
 use crate::money::{check_amount, check_key};
 use crate::postgres::backend;
-use crate::postgres::datum::{jsonb_array, timestamptz, RawJsonb};
+use crate::postgres::datum::{timestamptz, RawJsonb};
 use crate::postgres::plan::{prepared, PlanSlot, ResultRow, WritePlan};
-use crate::postgres::relation::{self, Column, Table, TableSpec};
+use crate::postgres::relation::{self, Column, Seen, Table, TableSpec};
+use crate::postgres::writer::Writes;
 use pgrx::prelude::*;
 use pgrx::{AnyNumeric, JsonB, Uuid};
 use std::cell::RefCell;
@@ -64,6 +65,64 @@ static TRANSFERS: TableSpec = TableSpec {
     ],
 };
 const KEY_COLUMN: usize = 0;
+
+/// What the writers write (src/postgres/writer.rs): a transfer row, in this column order.
+static TRANSFER_ROW: TableSpec = TableSpec {
+    name: c"wallet_transfers",
+    columns: &[
+        Column::new(c"id", pg_sys::UUIDOID),
+        Column::new(c"debit_account_id", pg_sys::UUIDOID),
+        Column::new(c"credit_account_id", pg_sys::UUIDOID),
+        Column::new(c"debit_user_id", pg_sys::UUIDOID),
+        Column::new(c"credit_user_id", pg_sys::UUIDOID),
+        Column::new(c"amount", pg_sys::NUMERICOID),
+        Column::new(c"currency", pg_sys::TEXTOID),
+        Column::new(c"status", pg_sys::TEXTOID),
+        Column::new(c"expires_at", pg_sys::TIMESTAMPTZOID),
+        Column::new(c"pending_id", pg_sys::UUIDOID),
+        Column::new(c"idempotency_key", pg_sys::TEXTOID),
+        Column::new(c"transaction_id", pg_sys::UUIDOID),
+        Column::new(c"metadata", pg_sys::JSONBOID),
+        Column::new(c"created_at", pg_sys::TIMESTAMPTZOID),
+    ],
+};
+
+/// The balance columns of an account an update changes, in this order.
+static ACCOUNT_BALANCE: TableSpec = TableSpec {
+    name: c"wallet_accounts",
+    columns: &[
+        Column::new(c"posted", pg_sys::NUMERICOID),
+        Column::new(c"pending_debits", pg_sys::NUMERICOID),
+        Column::new(c"pending_credits", pg_sys::NUMERICOID),
+        Column::new(c"version", pg_sys::INT8OID),
+        Column::new(c"updated_at", pg_sys::TIMESTAMPTZOID),
+    ],
+};
+
+static ENTRY_ROW: TableSpec = TableSpec {
+    name: c"wallet_entries",
+    columns: &[
+        Column::new(c"account_id", pg_sys::UUIDOID),
+        Column::new(c"version", pg_sys::INT8OID),
+        Column::new(c"transfer_id", pg_sys::UUIDOID),
+        Column::new(c"user_id", pg_sys::UUIDOID),
+        Column::new(c"amount", pg_sys::NUMERICOID),
+        Column::new(c"balance_after", pg_sys::NUMERICOID),
+        Column::new(c"created_at", pg_sys::TIMESTAMPTZOID),
+    ],
+};
+
+static HOT_CREDIT_ROW: TableSpec = TableSpec {
+    name: c"wallet_hot_credits",
+    columns: &[
+        Column::new(c"account_id", pg_sys::UUIDOID),
+        Column::new(c"id", pg_sys::UUIDOID),
+        Column::new(c"transfer_id", pg_sys::UUIDOID),
+        Column::new(c"user_id", pg_sys::UUIDOID),
+        Column::new(c"amount", pg_sys::NUMERICOID),
+        Column::new(c"created_at", pg_sys::TIMESTAMPTZOID),
+    ],
+};
 
 /// What a key was first used with, which a replay must match.
 struct FirstUse {
@@ -102,10 +161,9 @@ impl FirstUse {
     }
 }
 
-/// The transfer a key was first used for: under the calling statement's snapshot, or with
-/// `fresh` under a new one (a racing winner that just committed).
-fn lookup_key(key: &str, fresh: bool) -> Option<FirstUse> {
-    relation::lookup_by_text_key(&TRANSFERS, KEY_COLUMN, key, fresh, |row| {
+/// The transfer a key was first used for, seen as `seen` says.
+fn lookup_key(key: &str, seen: Seen) -> Option<FirstUse> {
+    relation::lookup_by_text_key(&TRANSFERS, KEY_COLUMN, key, seen, |row| {
         fn null<T>(key: &str, i: usize) -> T {
             relation::not_as_created(
                 TRANSFERS.name,
@@ -133,7 +191,6 @@ struct Plans {
     lock_exclusive_free: WritePlan,
     lock_shared_free: WritePlan,
     fold: WritePlan,
-    write: WritePlan,
     hold_accounts: WritePlan,
     lock_hold: WritePlan,
     resolve_hold: WritePlan,
@@ -150,16 +207,12 @@ thread_local! {
 }
 
 const ACCOUNT_COLUMNS: &str =
-    "id, user_id, currency, status, min_balance, posted, pending_debits, pending_credits, version, hot";
+    "ctid, id, user_id, currency, status, min_balance, posted, pending_debits, pending_credits, version, hot";
 
 fn prepare(table: &Table) -> Plans {
-    use pg_sys::{
-        INT8ARRAYOID, INT8OID, JSONBARRAYOID, JSONBOID, NUMERICARRAYOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZARRAYOID,
-        TIMESTAMPTZOID, UUIDARRAYOID, UUIDOID,
-    };
+    use pg_sys::{JSONBOID, TEXTOID, TIMESTAMPTZOID, UUIDARRAYOID, UUIDOID};
     let transfers = &table.ext.qualified;
     let accounts = table.ext.sibling("wallet_accounts");
-    let entries = table.ext.sibling("wallet_entries");
     let hot = table.ext.sibling("wallet_hot_credits");
     let lock = |mode: &str| {
         WritePlan::prepare_latest(
@@ -175,73 +228,6 @@ fn prepare(table: &Table) -> Plans {
         fold: WritePlan::prepare_latest(
             &format!("DELETE FROM {hot} WHERE account_id = $1 RETURNING id, transfer_id, amount, created_at"),
             &[UUIDOID],
-        ),
-        // Everything a call writes, in one statement. The transfers claim their keys
-        // (`ON CONFLICT DO NOTHING`) in key order, so two batches naming the same keys in other
-        // orders wait for each other instead of deadlocking; the accounts, entries and hot
-        // credits are written only when every transfer was ($15 of them).
-        write: WritePlan::prepare_latest(
-            &format!(
-                "WITH t AS ( \
-                   INSERT INTO {transfers} (id, debit_account_id, credit_account_id, debit_user_id, credit_user_id, \
-                       amount, currency, status, expires_at, pending_id, idempotency_key, transaction_id, metadata, created_at) \
-                   SELECT x.id, x.debit, x.credit, x.debit_user, x.credit_user, x.amount, x.currency, x.status, \
-                          x.expires_at, x.pending_id, x.key, x.transaction_id, coalesce(x.metadata, '{{}}'), $14 \
-                     FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                          AS x(id, debit, credit, debit_user, credit_user, amount, currency, status, expires_at, \
-                               pending_id, key, transaction_id, metadata) \
-                    ORDER BY x.key \
-                   ON CONFLICT (idempotency_key) DO NOTHING \
-                   RETURNING id), \
-                 claimed AS (SELECT count(*) = $15 AS all FROM t), \
-                 a AS ( \
-                   UPDATE {accounts} a SET posted = u.posted, pending_debits = u.pending_debits, \
-                          pending_credits = u.pending_credits, version = u.version, updated_at = $21 \
-                     FROM unnest($16, $17, $18, $19, $20) AS u(id, posted, pending_debits, pending_credits, version) \
-                    WHERE a.id = u.id AND (SELECT claimed.all FROM claimed)), \
-                 e AS ( \
-                   INSERT INTO {entries} (account_id, version, transfer_id, user_id, amount, balance_after, created_at) \
-                   SELECT * FROM unnest($22, $23, $24, $25, $26, $27, $28) WHERE (SELECT claimed.all FROM claimed)), \
-                 h AS ( \
-                   INSERT INTO {hot} (account_id, id, transfer_id, user_id, amount, created_at) \
-                   SELECT *, $14 FROM unnest($29, $30, $31, $32, $33) WHERE (SELECT claimed.all FROM claimed)) \
-                 SELECT id FROM t"
-            ),
-            &[
-                UUIDARRAYOID,
-                UUIDARRAYOID,
-                UUIDARRAYOID,
-                UUIDARRAYOID,
-                UUIDARRAYOID,
-                NUMERICARRAYOID,
-                TEXTARRAYOID,
-                TEXTARRAYOID,
-                TIMESTAMPTZARRAYOID,
-                UUIDARRAYOID,
-                TEXTARRAYOID,
-                UUIDARRAYOID,
-                JSONBARRAYOID,
-                TIMESTAMPTZOID,
-                INT8OID,
-                UUIDARRAYOID,
-                NUMERICARRAYOID,
-                NUMERICARRAYOID,
-                NUMERICARRAYOID,
-                INT8ARRAYOID,
-                TIMESTAMPTZOID,
-                UUIDARRAYOID,
-                INT8ARRAYOID,
-                UUIDARRAYOID,
-                UUIDARRAYOID,
-                NUMERICARRAYOID,
-                NUMERICARRAYOID,
-                TIMESTAMPTZARRAYOID,
-                UUIDARRAYOID,
-                UUIDARRAYOID,
-                UUIDARRAYOID,
-                UUIDARRAYOID,
-                NUMERICARRAYOID,
-            ],
         ),
         hold_accounts: WritePlan::prepare_latest(
             &format!("SELECT debit_account_id, credit_account_id FROM {transfers} WHERE id = $1"),
@@ -266,7 +252,10 @@ fn prepare(table: &Table) -> Plans {
             &[TIMESTAMPTZOID],
         ),
         hot_accounts: WritePlan::prepare_latest(&format!("SELECT DISTINCT account_id FROM {hot}"), &[]),
-        hot_flags: WritePlan::prepare_latest(&format!("SELECT id, hot FROM {accounts} WHERE id = ANY ($1)"), &[UUIDARRAYOID]),
+        hot_flags: WritePlan::prepare_latest(
+            &format!("SELECT id, hot FROM {accounts} WHERE id = ANY ($1)"),
+            &[UUIDARRAYOID],
+        ),
         // Read by Postgres's own jsonb and type input functions: numbers exactly as written.
         parse_batch: WritePlan::prepare_latest(
             "SELECT t.n - 1, jsonb_typeof(t.e), \
@@ -374,6 +363,8 @@ impl Leg {
 /// An account as locked by this call, with the changes made to it so far.
 #[derive(Clone)]
 struct Account {
+    /// The version of its row this call locked (and, once written, the one it wrote).
+    tid: pg_sys::ItemPointerData,
     id: Uuid,
     user_id: Option<Uuid>,
     currency: String,
@@ -399,18 +390,19 @@ impl Account {
             })
         };
         Account {
-            id: row.get(0).expect("primary key"),
-            user_id: row.get(1),
-            currency: row.get(2).unwrap_or_default(),
-            status: row.get(3).unwrap_or_default(),
-            min_balance: row.get(4),
-            posted: required(5),
-            pending_debits: required(6),
-            pending_credits: required(7),
-            version: row.get(8).unwrap_or_else(|| {
+            tid: row.get(0).expect("a row's ctid"),
+            id: row.get(1).expect("primary key"),
+            user_id: row.get(2),
+            currency: row.get(3).unwrap_or_default(),
+            status: row.get(4).unwrap_or_default(),
+            min_balance: row.get(5),
+            posted: required(6),
+            pending_debits: required(7),
+            pending_credits: required(8),
+            version: row.get(9).unwrap_or_else(|| {
                 relation::not_as_created(c"wallet_accounts", format_args!("an account's version is NULL"))
             }),
-            hot: row.get(9).unwrap_or(false),
+            hot: row.get(10).unwrap_or(false),
             exclusive,
             changed: false,
         }
@@ -662,62 +654,82 @@ impl Ledger {
         }
     }
 
-    /// Writes, in one statement, the queued transfers (claiming their keys) and, when every
-    /// one of them was claimed, every changed account, entry and hot credit; returns the ids of
-    /// the transfers written. When a key was taken meanwhile, only the other transfer rows are
-    /// written and nothing else: the caller replays that leg and writes the rest again.
-    fn write(&mut self) -> Vec<Uuid> {
-        let t = std::mem::take(&mut self.transfers);
-        let changed: Vec<&Account> = self.accounts.values().filter(|a| a.changed).collect();
-        let (e, h) = (&self.entries, &self.hot_credits);
-        let user = |id: &Uuid| self.accounts[id].user_id;
-        let written = self.plans.write.query(
-            &[
-                t.iter().map(|t| t.id).collect::<Vec<_>>().into(),
-                t.iter().map(|t| t.debit).collect::<Vec<_>>().into(),
-                t.iter().map(|t| t.credit).collect::<Vec<_>>().into(),
-                t.iter().map(|t| user(&t.debit)).collect::<Vec<_>>().into(),
-                t.iter().map(|t| user(&t.credit)).collect::<Vec<_>>().into(),
-                t.iter().map(|t| t.amount.clone()).collect::<Vec<_>>().into(),
-                t.iter().map(|t| self.accounts[&t.debit].currency.clone()).collect::<Vec<_>>().into(),
-                t.iter().map(|t| t.status).collect::<Vec<_>>().into(),
-                t.iter().map(|t| t.expires_at).collect::<Vec<_>>().into(),
-                t.iter().map(|t| t.pending_id).collect::<Vec<_>>().into(),
-                t.iter().map(|t| t.key.clone()).collect::<Vec<_>>().into(),
-                t.iter().map(|t| t.transaction_id).collect::<Vec<_>>().into(),
-                jsonb_array(&t.iter().map(|t| t.metadata.as_ref()).collect::<Vec<_>>()),
-                self.now.into(),
-                (t.len() as i64).into(),
-                changed.iter().map(|a| a.id).collect::<Vec<_>>().into(),
-                changed.iter().map(|a| a.posted.clone()).collect::<Vec<_>>().into(),
-                changed.iter().map(|a| a.pending_debits.clone()).collect::<Vec<_>>().into(),
-                changed.iter().map(|a| a.pending_credits.clone()).collect::<Vec<_>>().into(),
-                changed.iter().map(|a| a.version).collect::<Vec<_>>().into(),
-                timestamptz(backend::now()).into(),
-                e.iter().map(|e| e.account_id).collect::<Vec<_>>().into(),
-                e.iter().map(|e| e.version).collect::<Vec<_>>().into(),
-                e.iter().map(|e| e.transfer_id).collect::<Vec<_>>().into(),
-                e.iter().map(|e| e.user_id).collect::<Vec<_>>().into(),
-                e.iter().map(|e| e.amount.clone()).collect::<Vec<_>>().into(),
-                e.iter().map(|e| e.balance_after.clone()).collect::<Vec<_>>().into(),
-                e.iter().map(|e| e.created_at).collect::<Vec<_>>().into(),
-                h.iter().map(|c| c.account_id).collect::<Vec<_>>().into(),
-                h.iter().map(|c| c.id).collect::<Vec<_>>().into(),
-                h.iter().map(|c| c.transfer_id).collect::<Vec<_>>().into(),
-                h.iter().map(|c| c.user_id).collect::<Vec<_>>().into(),
-                h.iter().map(|c| c.amount.clone()).collect::<Vec<_>>().into(),
-            ],
-            |row| row.get::<Uuid>(0),
-        );
-        let written: Vec<Uuid> = written.into_iter().flatten().collect();
-        if written.len() == t.len() {
-            self.entries.clear();
-            self.hot_credits.clear();
-            for a in self.accounts.values_mut() {
-                a.changed = false;
-            }
+    /// Writes the queued transfers (in key order, so two calls naming the same keys wait for
+    /// each other in one order), every changed account, and the entries and hot credits, row
+    /// by row through the table (src/postgres/writer.rs). A key taken meanwhile by a call that
+    /// did not share our accounts fails the unique index with 23505 (one sharing them was
+    /// waited for when they were locked, and found by `transfer`).
+    fn write(&mut self) {
+        let mut transfers = std::mem::take(&mut self.transfers);
+        transfers.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut w = Writes::new();
+        let updated_at = timestamptz(backend::now()).into_datum();
+        let now = self.now.into_datum();
+        let empty = RawJsonb::from_jsonb(JsonB(serde_json::json!({})));
+        for t in &transfers {
+            let (debit, credit) = (&self.accounts[&t.debit], &self.accounts[&t.credit]);
+            w.insert(
+                &TRANSFER_ROW,
+                &[
+                    t.id.into_datum(),
+                    t.debit.into_datum(),
+                    t.credit.into_datum(),
+                    debit.user_id.into_datum(),
+                    credit.user_id.into_datum(),
+                    t.amount.clone().into_datum(),
+                    debit.currency.as_str().into_datum(),
+                    t.status.into_datum(),
+                    t.expires_at.into_datum(),
+                    t.pending_id.into_datum(),
+                    t.key.as_deref().into_datum(),
+                    t.transaction_id.into_datum(),
+                    Some(t.metadata.as_ref().unwrap_or(&empty).datum()),
+                    now,
+                ],
+            );
         }
-        written
+        for a in self.accounts.values_mut().filter(|a| a.changed) {
+            a.tid = w.update(
+                &ACCOUNT_BALANCE,
+                a.tid,
+                &[
+                    (0, a.posted.clone().into_datum()),
+                    (1, a.pending_debits.clone().into_datum()),
+                    (2, a.pending_credits.clone().into_datum()),
+                    (3, a.version.into_datum()),
+                    (4, updated_at),
+                ],
+            );
+            a.changed = false;
+        }
+        for e in self.entries.drain(..) {
+            w.insert(
+                &ENTRY_ROW,
+                &[
+                    e.account_id.into_datum(),
+                    e.version.into_datum(),
+                    e.transfer_id.into_datum(),
+                    e.user_id.into_datum(),
+                    e.amount.into_datum(),
+                    e.balance_after.into_datum(),
+                    e.created_at.into_datum(),
+                ],
+            );
+        }
+        for h in self.hot_credits.drain(..) {
+            w.insert(
+                &HOT_CREDIT_ROW,
+                &[
+                    h.account_id.into_datum(),
+                    h.id.into_datum(),
+                    h.transfer_id.into_datum(),
+                    h.user_id.into_datum(),
+                    h.amount.into_datum(),
+                    now,
+                ],
+            );
+        }
+        w.finish();
     }
 }
 
@@ -738,7 +750,7 @@ fn transfer(legs: Vec<Leg>, batch: bool) -> Vec<Uuid> {
     // A replay of a committed key reads one index entry: no lock, no write.
     let mut ids: Vec<Option<Uuid>> = Vec::with_capacity(legs.len());
     for (i, leg) in legs.iter().enumerate() {
-        let first = leg.key.as_deref().and_then(|k| lookup_key(k, false).map(|f| (k, f)));
+        let first = leg.key.as_deref().and_then(|k| lookup_key(k, Seen::Statement).map(|f| (k, f)));
         ids.push(first.map(|(k, f)| f.replay(k, leg).map_err(|e| in_leg(i, e)).or_raise()));
     }
     if ids.iter().all(Option::is_some) {
@@ -760,8 +772,25 @@ fn transfer(legs: Vec<Leg>, batch: bool) -> Vec<Uuid> {
     }
     // A hold on a hot account changes its row (its pending debits); a hold crediting it does not.
     let mut ledger = Ledger::lock(plans, &changed, &credited).or_raise();
-    // Where a leg starts from if a key is taken meanwhile and the others run again.
-    let locked = ledger.accounts.clone();
+    // A concurrent call with the same key: one that shares the debit account (every writer
+    // locks it exclusively) committed while we waited for it; one on other accounts may still
+    // be in flight, and is waited for here, as its unique index entry would make us wait. What
+    // it wrote is replayed, or refused with 23505 naming the differences. (In REPEATABLE READ a
+    // call that changed our accounts after our snapshot already failed our lock with 40001.)
+    // Waited for in key order (two batches with crossing keys wait in one order), judged in
+    // the order given (the first leg in error is the one named).
+    let mut keyed: Vec<usize> = todo.iter().copied().filter(|&i| legs[i].key.is_some()).collect();
+    keyed.sort_by(|&a, &b| legs[a].key.cmp(&legs[b].key));
+    let mut taken: Vec<(usize, FirstUse)> = keyed
+        .into_iter()
+        .filter_map(|i| lookup_key(legs[i].key.as_deref().expect("keyed"), Seen::Settled).map(|f| (i, f)))
+        .collect();
+    taken.sort_by_key(|(i, _)| *i);
+    for (i, first) in taken {
+        let key = legs[i].key.as_deref().expect("keyed");
+        ids[i] = Some(first.replay(key, &legs[i]).map_err(|e| in_leg(i, e)).or_raise());
+    }
+    let todo: Vec<usize> = todo.into_iter().filter(|&i| ids[i].is_none()).collect();
     let now = backend::now();
     let mut run: Vec<(usize, Uuid)> = Vec::with_capacity(todo.len());
     for &i in &todo {
@@ -797,34 +826,9 @@ fn transfer(legs: Vec<Leg>, batch: bool) -> Vec<Uuid> {
         apply(&mut ledger, leg, id).map_err(|e| in_leg(i, e)).or_raise();
         run.push((i, id));
     }
-    let written = ledger.write();
-    if written.len() < run.len() {
-        // A concurrent call with one of the keys committed first: that leg replays it, and the
-        // others (their transfer rows are written) run again without it.
-        ledger.accounts = locked;
-        ledger.entries.clear();
-        ledger.hot_credits.clear();
-        for (i, id) in run {
-            let leg = &legs[i];
-            if written.contains(&id) {
-                apply(&mut ledger, leg, id).map_err(|e| in_leg(i, e)).or_raise();
-                ids[i] = Some(id);
-                continue;
-            }
-            let key = leg.key.as_deref().expect("only a key conflicts");
-            let Some(first) = lookup_key(key, true) else {
-                ContractError::SerializationFailure(format!(
-                    "idempotency key {key:?} was taken and released by a concurrent call; retry"
-                ))
-                .raise()
-            };
-            ids[i] = Some(first.replay(key, leg).map_err(|e| in_leg(i, e)).or_raise());
-        }
-        ledger.write();
-    } else {
-        for (i, id) in run {
-            ids[i] = Some(id);
-        }
+    ledger.write();
+    for (i, id) in run {
+        ids[i] = Some(id);
     }
     ids.into_iter().map(|id| id.expect("every leg ran")).collect()
 }

@@ -124,6 +124,11 @@ impl RawJsonb {
         unsafe { DatumWithOid::new(self.0, pg_sys::JSONBOID) }
     }
 
+    /// The datum itself, to write into a jsonb column (valid as long as the wrapper is).
+    pub fn datum(&self) -> pg_sys::Datum {
+        self.0
+    }
+
     /// A value made here (a conversion from serde_json, palloc'd in the current memory context).
     pub fn from_jsonb(value: pgrx::JsonB) -> RawJsonb {
         RawJsonb(value.into_datum().expect("a jsonb is never NULL"))

@@ -21,6 +21,7 @@ pub mod shmem;
 pub mod snapshot;
 pub mod subxact;
 pub mod wait;
+pub mod writer;
 
 pub use identity::{caller_has_role, caller_is_service};
 pub use subxact::in_subtransaction;

@@ -55,7 +55,7 @@ pub struct Table {
 
 impl Table {
     /// Whether no invalidation of this table has arrived since it was resolved.
-    fn is_current(&self) -> bool {
+    pub fn is_current(&self) -> bool {
         self.watch.load(Ordering::Relaxed) == self.generation
     }
 
@@ -85,7 +85,9 @@ static WATCHED: [Watch; 64] = [const { Watch { relid: AtomicU32::new(0), generat
 /// not in a slot (only slower, never wrong).
 static OVERFLOW: AtomicU64 = AtomicU64::new(1);
 
-/// The generation counter of `relid`, taking a slot for it if it has none.
+/// The generation counter of `relid`, taking a slot for it if it has none: a free one, or
+/// one of a relation that no longer exists (the extension dropped and created again makes new
+/// tables, and the slots of the old ones would otherwise stay taken for the backend's life).
 fn watch(relid: pg_sys::Oid) -> &'static AtomicU64 {
     let relid = u32::from(relid);
     for w in &WATCHED {
@@ -93,6 +95,16 @@ fn watch(relid: pg_sys::Oid) -> &'static AtomicU64 {
             Ok(_) => return &w.generation,
             Err(current) if current == relid => return &w.generation,
             Err(_) => {}
+        }
+    }
+    for w in &WATCHED {
+        let current = w.relid.load(Ordering::Relaxed);
+        // SAFETY: a syscache lookup; 0 for a relation that does not exist.
+        let gone = unsafe { pg_sys::get_rel_relkind(pg_sys::Oid::from(current)) } == 0;
+        if gone && w.relid.compare_exchange(current, relid, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            // Whatever was resolved under the old relation is stale.
+            w.generation.fetch_add(1, Ordering::Relaxed);
+            return &w.generation;
         }
     }
     &OVERFLOW
@@ -232,17 +244,28 @@ impl Row<'_> {
     }
 }
 
+/// Under which snapshot a key lookup reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// The calling statement's.
+    Statement,
+    /// A new one: everything committed now (in READ COMMITTED; the transaction's otherwise).
+    Fresh,
+    /// A new one, taken after waiting for the transactions in flight that insert or delete
+    /// the key to end: a writer about to insert the key learns whether it may.
+    Settled,
+}
+
 /// Reads the row whose text key column (`key_column`, a position in the spec's columns) equals
 /// `key` through a unique btree index on exactly that column (the primary key, or a UNIQUE
 /// constraint): at most one row. No SPI, no plan: the heap and index are opened and locked as the executor would, and
 /// the index is the one the relcache names now. `read` sees the row while its buffer is pinned.
-/// With `fresh` the row is seen under a new snapshot (everything committed now), otherwise under
-/// the calling statement's.
+/// `seen` says under which snapshot.
 pub fn lookup_by_text_key<R>(
     spec: &'static TableSpec,
     key_column: usize,
     key: &str,
-    fresh: bool,
+    seen: Seen,
     read: impl FnOnce(&Row) -> R,
 ) -> Option<R> {
     use pg_sys::{AccessShareLock, NoLock};
@@ -281,11 +304,6 @@ pub fn lookup_by_text_key<R>(
             let key_name = spec.columns[key_column].name.to_string_lossy();
             not_as_created(spec.name, format_args!("it must have a unique btree index on ({key_name}) alone"));
         }
-        let snapshot = pg_sys::RegisterSnapshot(if fresh || !pg_sys::ActiveSnapshotSet() {
-            pg_sys::GetTransactionSnapshot()
-        } else {
-            pg_sys::GetActiveSnapshot()
-        });
         let mut scankey: pg_sys::ScanKeyData = std::mem::zeroed();
         let text = pg_sys::cstring_to_text_with_len(key.as_ptr().cast(), key.len() as i32);
         pg_sys::ScanKeyEntryInitialize(
@@ -298,9 +316,17 @@ pub fn lookup_by_text_key<R>(
             pg_sys::Oid::from(pg_sys::F_TEXTEQ),
             pg_sys::Datum::from(text),
         );
+        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+        if seen == Seen::Settled {
+            wait_for_key_writers(heap, index, &mut scankey, slot);
+        }
+        let snapshot = pg_sys::RegisterSnapshot(if seen != Seen::Statement || !pg_sys::ActiveSnapshotSet() {
+            pg_sys::GetTransactionSnapshot()
+        } else {
+            pg_sys::GetActiveSnapshot()
+        });
         let scan = begin_index_scan(heap, index, snapshot);
         pg_sys::index_rescan(scan, &mut scankey, 1, std::ptr::null_mut(), 0);
-        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
         let last = table.attnums.iter().copied().max().unwrap_or(1);
         let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot).then(|| {
             pg_sys::slot_getsomeattrs_int(slot, i32::from(last));
@@ -312,6 +338,39 @@ pub fn lookup_by_text_key<R>(
         pg_sys::index_close(index, NoLock as i32);
         pg_sys::table_close(heap, NoLock as i32);
         found
+    }
+}
+
+/// Waits until no transaction in flight (other than ours) inserts or deletes a row matching
+/// `scankey`, as a unique index's insertion check does: a dirty snapshot shows their rows, with
+/// the inserting or deleting transaction's id.
+unsafe fn wait_for_key_writers(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    scankey: &mut pg_sys::ScanKeyData,
+    slot: *mut pg_sys::TupleTableSlot,
+) {
+    // SAFETY: both relations are open and locked; the dirty snapshot outlives each scan; the
+    // slot is released before waiting.
+    unsafe {
+        loop {
+            let mut dirty: pg_sys::SnapshotData = std::mem::zeroed();
+            dirty.snapshot_type = pg_sys::SnapshotType::SNAPSHOT_DIRTY;
+            let scan = begin_index_scan(heap, index, &mut dirty);
+            pg_sys::index_rescan(scan, scankey, 1, std::ptr::null_mut(), 0);
+            let mut writer = None;
+            while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
+                let xid = if dirty.xmin != pg_sys::InvalidTransactionId { dirty.xmin } else { dirty.xmax };
+                if xid != pg_sys::InvalidTransactionId {
+                    writer = Some((xid, (*slot).tts_tid));
+                    break;
+                }
+            }
+            (*(*slot).tts_ops).clear.expect("slot operations")(slot);
+            pg_sys::index_endscan(scan);
+            let Some((xid, mut tid)) = writer else { return };
+            pg_sys::XactLockTableWait(xid, heap, &mut tid, pg_sys::XLTW_Oper::XLTW_InsertIndexUnique);
+        }
     }
 }
 

@@ -253,6 +253,18 @@ RESET ROLE;
 -- runs the STABLE readers.
 SET ROLE service_role;
 SELECT wallet_transfer(:'world', :'driver', 5) IS NOT NULL AS service_role_transfers;
+-- The writers write rows through the table, not with a statement: the caller's privileges on
+-- the tables still decide, and a read-only transaction still refuses them (25006).
+RESET ROLE;
+REVOKE INSERT ON wallet_entries FROM service_role;
+SET ROLE service_role;
+SELECT pg_temp.try(format('SELECT wallet_transfer(%L, %L, 5)', :'world', :'driver'));
+RESET ROLE;
+GRANT INSERT ON wallet_entries TO service_role;
+SET ROLE service_role;
+BEGIN READ ONLY;
+SELECT pg_temp.try(format('SELECT wallet_transfer(%L, %L, 5)', :'world', :'driver'));
+COMMIT;
 BEGIN READ ONLY;
 SELECT posted FROM get_wallet_balance(:'driver');
 SELECT count(*) AS history FROM wallet_history(:'fees');
