@@ -55,14 +55,35 @@ struct Target {
 impl Target {
     /// Frees what the target holds. Its slots hold no pin and no reference counted
     /// descriptor (released at the end of every call, or by the abort of a failed one).
-    fn discard(self) {
+    fn discard(mut self) {
+        let cxt = std::mem::replace(&mut self.cxt, std::ptr::null_mut());
         // SAFETY: the context was created by `build` and is deleted once, here.
-        unsafe { pg_sys::MemoryContextDelete(self.cxt) };
+        unsafe { pg_sys::MemoryContextDelete(cxt) };
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        // Only a target lost to an error gets here with its context (see ORPHANS).
+        if !self.cxt.is_null() {
+            ORPHANS.with_borrow_mut(|o| o.push(self.cxt));
+        }
+    }
+}
+
+/// Deletes the contexts of targets lost to earlier errors.
+fn delete_orphans() {
+    for cxt in ORPHANS.with_borrow_mut(std::mem::take) {
+        // SAFETY: an orphan is referenced by nothing, and deleted once.
+        unsafe { pg_sys::MemoryContextDelete(cxt) };
     }
 }
 
 thread_local! {
     static TARGETS: RefCell<Vec<Target>> = const { RefCell::new(Vec::new()) };
+    /// Contexts of targets lost to an error (dropped while it unwound, or a build that failed):
+    /// deleted by the next call, never while an error is being handled.
+    static ORPHANS: RefCell<Vec<pg_sys::MemoryContext>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A table opened by this call, with the privileges checked so far.
@@ -124,9 +145,13 @@ impl Writes {
         }
     }
 
-    /// Updates the row version `tid` of `spec`'s table, which the caller holds locked (FOR
-    /// [NO KEY] UPDATE): `changes` are (spec column, value), the other columns keep theirs.
-    /// Returns the new version's tid. A row is updated at most once between two `finish`es.
+    /// Updates the row version `tid` of `spec`'s table: `changes` are (spec column, value), the
+    /// other columns keep theirs. Returns the new version's tid. A row is updated at most once
+    /// between two `finish`es.
+    ///
+    /// The caller must hold the row locked (FOR [NO KEY] UPDATE) and `tid` must be the version
+    /// it locked (the newest): with no plan to re-check, a row changed by another transaction
+    /// under a BEFORE trigger could not be followed (EvalPlanQual has nothing to run).
     pub fn update(
         &mut self,
         spec: &'static TableSpec,
@@ -187,12 +212,9 @@ impl Writes {
         // released once, and only then handed back for the next call. A trigger that fails
         // here leaves them in `self`, whose drop marks them for rebuilding.
         unsafe {
-            let first = self.open[0].target.estate;
-            pg_sys::AfterTriggerEndQuery(first);
-            // Closes the relations AfterTriggerEndQuery opened to fire triggers (the estate has
-            // no result relations of its own).
-            pg_sys::ExecCloseResultRelations(first);
-            (*first).es_trig_target_relations = std::ptr::null_mut();
+            // No estate of ours: the trigger machinery makes one of its own for firing (and
+            // frees it), instead of adding a result relation to a kept one at every call.
+            pg_sys::AfterTriggerEndQuery(std::ptr::null_mut());
             for o in std::mem::take(&mut self.open) {
                 let Open { mut target, rel, .. } = o;
                 let (estate, rri) = (target.estate, target.rri);
@@ -278,6 +300,7 @@ impl Drop for Writes {
 /// Opens and locks `spec`'s table for writing and readies its target for this call: the one
 /// kept, or a new one when the table changed (or the call before failed with it in use).
 fn open_target(spec: &'static TableSpec) -> Open {
+    delete_orphans();
     let mut attempts = 0;
     let (table, rel) = loop {
         let table = relation::table(spec);
@@ -323,6 +346,12 @@ fn open_target(spec: &'static TableSpec) -> Open {
     target.in_use = true;
     // SAFETY: per-call fields of the target's executor state.
     unsafe {
+        // A trigger's function is looked up (fmgr_info) when it first fires, in the memory of
+        // that call: looked up again in every call, never used from a call that ended.
+        let triggers = (*target.rri).ri_TrigDesc;
+        if !triggers.is_null() && !(*target.rri).ri_TrigFunctions.is_null() {
+            std::ptr::write_bytes((*target.rri).ri_TrigFunctions, 0, (*triggers).numtriggers as usize);
+        }
         (*target.estate).es_snapshot =
             if pg_sys::ActiveSnapshotSet() { pg_sys::GetActiveSnapshot() } else { pg_sys::GetTransactionSnapshot() };
         (*target.estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
@@ -369,6 +398,8 @@ unsafe fn build(spec: &'static TableSpec, table: Rc<Table>, rel: pg_sys::Relatio
             8 * 1024,
             8 * 1024 * 1024,
         );
+        // An orphan until built: an error while building leaves it to the next call to delete.
+        ORPHANS.with_borrow_mut(|o| o.push(cxt));
         let old = pg_sys::MemoryContextSwitchTo(cxt);
         let estate = pg_sys::CreateExecutorState();
         pg_sys::MemoryContextSwitchTo((*estate).es_query_cxt);
@@ -379,8 +410,10 @@ unsafe fn build(spec: &'static TableSpec, table: Rc<Table>, rel: pg_sys::Relatio
         let index_oids =
             (0..(*rri).ri_NumIndices as usize).map(|i| (**(*rri).ri_IndexRelationDescs.add(i)).rd_id).collect();
         // The slots' descriptor is a copy: not reference counted, so a slot kept across
-        // transactions holds no resource of one.
-        let copy = pg_sys::CreateTupleDescCopy(desc);
+        // transactions holds no resource of one. With its constraints: the values of columns
+        // added after a row was stored (ADD COLUMN ... DEFAULT) are among them, and a row
+        // read without them would be updated with NULLs there.
+        let copy = pg_sys::CreateTupleDescCopyConstr(desc);
         let new_slot = pg_sys::MakeSingleTupleTableSlot(copy, &pg_sys::TTSOpsVirtual);
         let old_slot = pg_sys::MakeSingleTupleTableSlot(copy, pg_sys::table_slot_callbacks(rel));
         let attrs = pgrx::PgTupleDesc::from_pg_unchecked(desc);
@@ -407,6 +440,7 @@ unsafe fn build(spec: &'static TableSpec, table: Rc<Table>, rel: pg_sys::Relatio
             .collect();
         std::mem::forget(attrs);
         pg_sys::MemoryContextSwitchTo(old);
+        ORPHANS.with_borrow_mut(|o| o.retain(|&c| c != cxt));
         Target { spec, table, cxt, estate, rri, index_oids, fill, new_slot, old_slot, in_use: false }
     }
 }
