@@ -244,6 +244,35 @@ impl Row<'_> {
     }
 }
 
+/// `spec`'s table opened and locked in `lockmode`, with its resolution as it is once the lock
+/// is held. Opening processes pending invalidations: if one concerned this table, what was
+/// resolved before may be stale, so it is resolved again (twice at most: a third change in
+/// between is a table being changed in a loop, 55000 naming what the caller does: `doing`).
+pub fn open_current(spec: &'static TableSpec, lockmode: u32, doing: &str) -> (Rc<Table>, pg_sys::Relation) {
+    let mut attempts = 0;
+    loop {
+        let table = table(spec);
+        // SAFETY: try_table_open returns NULL for a relation that no longer exists.
+        let heap = unsafe { pg_sys::try_table_open(table.ext.relid, lockmode as i32) };
+        if !heap.is_null() && table.is_current() {
+            return (table, heap);
+        }
+        if !heap.is_null() {
+            // SAFETY: opened just above.
+            unsafe { pg_sys::table_close(heap, pg_sys::NoLock as i32) };
+        }
+        // Changed while being opened (or gone): resolved again by the next `table(spec)`.
+        table.watch.fetch_add(1, Ordering::Relaxed);
+        attempts += 1;
+        if attempts == 3 {
+            raise(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("easymo table {} keeps changing while it is {doing}", spec.name.to_string_lossy()),
+            );
+        }
+    }
+}
+
 /// Under which snapshot a key lookup reads.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
@@ -268,32 +297,8 @@ pub fn lookup_by_text_key<R>(
     seen: Seen,
     read: impl FnOnce(&Row) -> R,
 ) -> Option<R> {
-    use pg_sys::{AccessShareLock, NoLock};
-    let mut attempts = 0;
-    // Opening the table processes pending invalidations: if one concerned this table, what was
-    // resolved before may be stale, so resolve again (twice at most: a third change in between
-    // is a table being changed in a loop).
-    let (table, heap) = loop {
-        let table = table(spec);
-        // SAFETY: try_table_open returns NULL for a relation that no longer exists.
-        let heap = unsafe { pg_sys::try_table_open(table.ext.relid, AccessShareLock as i32) };
-        if !heap.is_null() && table.is_current() {
-            break (table, heap);
-        }
-        if !heap.is_null() {
-            // SAFETY: opened just above.
-            unsafe { pg_sys::table_close(heap, NoLock as i32) };
-        }
-        // Changed while being opened (or gone): resolved again by the next `table(spec)`.
-        table.watch.fetch_add(1, Ordering::Relaxed);
-        attempts += 1;
-        if attempts == 3 {
-            raise(
-                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("easymo table {} keeps changing while it is read", spec.name.to_string_lossy()),
-            );
-        }
-    };
+    use pg_sys::NoLock;
+    let (table, heap) = open_current(spec, pg_sys::AccessShareLock, "read");
     // SAFETY: heap is open and locked; every resource is released before returning (and by
     // transaction abort on error); attribute values are only handed to `read` while the slot
     // holds the row, with their NULL flags.

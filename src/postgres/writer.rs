@@ -301,27 +301,7 @@ impl Drop for Writes {
 /// kept, or a new one when the table changed (or the call before failed with it in use).
 fn open_target(spec: &'static TableSpec) -> Open {
     delete_orphans();
-    let mut attempts = 0;
-    let (table, rel) = loop {
-        let table = relation::table(spec);
-        // SAFETY: try_table_open returns NULL for a relation that no longer exists; the lock
-        // processes the invalidations that arrived, after which `is_current` is reliable.
-        let rel = unsafe { pg_sys::try_table_open(table.ext.relid, pg_sys::RowExclusiveLock as i32) };
-        if !rel.is_null() && table.is_current() {
-            break (table, rel);
-        }
-        if !rel.is_null() {
-            // SAFETY: opened just above.
-            unsafe { pg_sys::table_close(rel, pg_sys::NoLock as i32) };
-        }
-        attempts += 1;
-        if attempts == 3 {
-            raise(
-                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                format!("easymo table {} keeps changing while it is written", spec.name.to_string_lossy()),
-            );
-        }
-    };
+    let (table, rel) = relation::open_current(spec, pg_sys::RowExclusiveLock, "written");
     let kept = TARGETS.with_borrow_mut(|targets| {
         let i = targets.iter().position(|t| std::ptr::eq(t.spec, spec))?;
         Some(targets.swap_remove(i))
