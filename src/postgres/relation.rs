@@ -13,7 +13,7 @@ use crate::error::raise;
 use crate::postgres::catalog::{ext_table, ExtTable};
 use crate::postgres::datum::RawJsonb;
 use pgrx::prelude::*;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -51,6 +51,9 @@ pub struct Table {
     attnums: Vec<i16>,
     watch: &'static AtomicU64,
     generation: u64,
+    /// The key index the last lookup by (this attnum) used: tried first, and checked again
+    /// at every use (see `key_index`). Resolved with the table, so any DDL forgets it.
+    key_index: Cell<(i16, pg_sys::Oid)>,
 }
 
 impl Table {
@@ -185,7 +188,7 @@ fn resolve(spec: &'static TableSpec) -> Table {
             attnum
         })
         .collect();
-    Table { ext, attnums, watch, generation }
+    Table { ext, attnums, watch, generation, key_index: Cell::new((0, pg_sys::Oid::INVALID)) }
 }
 
 fn type_name(oid: pg_sys::Oid) -> String {
@@ -297,52 +300,136 @@ pub fn lookup_by_text_key<R>(
     seen: Seen,
     read: impl FnOnce(&Row) -> R,
 ) -> Option<R> {
+    use pg_sys::ffi::pg_guard_ffi_boundary as guarded;
     use pg_sys::NoLock;
     let (table, heap) = open_current(spec, pg_sys::AccessShareLock, "read");
     // SAFETY: heap is open and locked; every resource is released before returning (and by
     // transaction abort on error); attribute values are only handed to `read` while the slot
-    // holds the row, with their NULL flags.
+    // holds the row, with their NULL flags. The unguarded calls run inside one guard per group
+    // (see `unguarded`), and the groups hold only raw pointers and plain values.
     unsafe {
-        let index = unique_text_index(heap, table.attnum(key_column));
+        let index = key_index(&table, heap, table.attnum(key_column));
         if index.is_null() {
             pg_sys::table_close(heap, NoLock as i32);
             let key_name = spec.columns[key_column].name.to_string_lossy();
             not_as_created(spec.name, format_args!("it must have a unique btree index on ({key_name}) alone"));
         }
         let mut scankey: pg_sys::ScanKeyData = std::mem::zeroed();
-        let text = pg_sys::cstring_to_text_with_len(key.as_ptr().cast(), key.len() as i32);
-        pg_sys::ScanKeyEntryInitialize(
-            &mut scankey,
-            0,
-            1,
-            pg_sys::BTEqualStrategyNumber as u16,
-            pg_sys::Oid::INVALID,
-            *(*index).rd_indcollation,
-            pg_sys::Oid::from(pg_sys::F_TEXTEQ),
-            pg_sys::Datum::from(text),
-        );
-        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+        let (key_ptr, key_len) = (key.as_ptr(), key.len() as i32);
+        let slot = guarded(|| {
+            let text = unguarded::cstring_to_text_with_len(key_ptr.cast(), key_len);
+            unguarded::ScanKeyEntryInitialize(
+                &mut scankey,
+                0,
+                1,
+                pg_sys::BTEqualStrategyNumber as u16,
+                pg_sys::Oid::INVALID,
+                *(*index).rd_indcollation,
+                pg_sys::Oid::from(pg_sys::F_TEXTEQ),
+                pg_sys::Datum::from(text),
+            );
+            unguarded::table_slot_create(heap, std::ptr::null_mut())
+        });
         if seen == Seen::Settled {
             wait_for_key_writers(heap, index, &mut scankey, slot);
         }
-        let snapshot = pg_sys::RegisterSnapshot(if seen != Seen::Statement || !pg_sys::ActiveSnapshotSet() {
-            pg_sys::GetTransactionSnapshot()
-        } else {
-            pg_sys::GetActiveSnapshot()
+        let last = i32::from(table.attnums.iter().copied().max().unwrap_or(1));
+        let (snapshot, scan, found) = guarded(|| {
+            let snapshot = unguarded::RegisterSnapshot(if seen != Seen::Statement || !unguarded::ActiveSnapshotSet() {
+                unguarded::GetTransactionSnapshot()
+            } else {
+                unguarded::GetActiveSnapshot()
+            });
+            let scan = unguarded::begin_index_scan(heap, index, snapshot);
+            unguarded::index_rescan(scan, &mut scankey, 1, std::ptr::null_mut(), 0);
+            let found = unguarded::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
+            if found {
+                unguarded::slot_getsomeattrs_int(slot, last);
+            }
+            (snapshot, scan, found)
         });
-        let scan = begin_index_scan(heap, index, snapshot);
-        pg_sys::index_rescan(scan, &mut scankey, 1, std::ptr::null_mut(), 0);
-        let last = table.attnums.iter().copied().max().unwrap_or(1);
-        let found = pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot).then(|| {
-            pg_sys::slot_getsomeattrs_int(slot, i32::from(last));
-            read(&Row { slot, table: &table })
+        let found = found.then(|| read(&Row { slot, table: &table }));
+        guarded(|| {
+            unguarded::ExecDropSingleTupleTableSlot(slot);
+            unguarded::index_endscan(scan);
+            unguarded::UnregisterSnapshot(snapshot);
+            unguarded::index_close(index, NoLock as i32);
+            unguarded::table_close(heap, NoLock as i32);
         });
-        pg_sys::ExecDropSingleTupleTableSlot(slot);
-        pg_sys::index_endscan(scan);
-        pg_sys::UnregisterSnapshot(snapshot);
-        pg_sys::index_close(index, NoLock as i32);
-        pg_sys::table_close(heap, NoLock as i32);
         found
+    }
+}
+
+/// The functions of a key lookup, declared again without pgrx's per-call guard (the same
+/// symbols). pgrx sets a jump buffer around every call so a Postgres ERROR unwinds Rust frames;
+/// the thirteen calls of a lookup paid about 1 µs for that, a tenth of a replayed transfer.
+/// `lookup_by_text_key` runs them in three groups, each inside one guard: an ERROR in a group
+/// lands in its guard, and the frames it skips hold no value with a destructor.
+mod unguarded {
+    use pgrx::pg_sys::{
+        Datum, IndexScanDesc, List, Oid, Relation, ScanDirection, ScanKey, Snapshot, TupleTableSlot, LOCKMODE,
+    };
+    use std::ffi::{c_char, c_int};
+    unsafe extern "C-unwind" {
+        pub fn cstring_to_text_with_len(s: *const c_char, len: c_int) -> *mut pgrx::pg_sys::text;
+        #[allow(clippy::too_many_arguments)]
+        pub fn ScanKeyEntryInitialize(
+            entry: ScanKey,
+            flags: c_int,
+            attribute_number: i16,
+            strategy: u16,
+            subtype: Oid,
+            collation: Oid,
+            procedure: Oid,
+            argument: Datum,
+        );
+        pub fn table_slot_create(rel: Relation, reglist: *mut *mut List) -> *mut TupleTableSlot;
+        pub fn ActiveSnapshotSet() -> bool;
+        pub fn GetActiveSnapshot() -> Snapshot;
+        pub fn GetTransactionSnapshot() -> Snapshot;
+        pub fn RegisterSnapshot(snapshot: Snapshot) -> Snapshot;
+        pub fn UnregisterSnapshot(snapshot: Snapshot);
+        #[cfg(not(feature = "pg18"))]
+        fn index_beginscan(
+            heap: Relation,
+            index: Relation,
+            snapshot: Snapshot,
+            nkeys: c_int,
+            norderbys: c_int,
+        ) -> IndexScanDesc;
+        #[cfg(feature = "pg18")]
+        fn index_beginscan(
+            heap: Relation,
+            index: Relation,
+            snapshot: Snapshot,
+            instrument: *mut std::ffi::c_void,
+            nkeys: c_int,
+            norderbys: c_int,
+        ) -> IndexScanDesc;
+        pub fn index_rescan(scan: IndexScanDesc, keys: ScanKey, nkeys: c_int, orderbys: ScanKey, norderbys: c_int);
+        pub fn index_getnext_slot(
+            scan: IndexScanDesc,
+            direction: ScanDirection::Type,
+            slot: *mut TupleTableSlot,
+        ) -> bool;
+        pub fn slot_getsomeattrs_int(slot: *mut TupleTableSlot, attnum: c_int);
+        pub fn ExecDropSingleTupleTableSlot(slot: *mut TupleTableSlot);
+        pub fn index_endscan(scan: IndexScanDesc);
+        pub fn index_close(relation: Relation, lockmode: LOCKMODE);
+        pub fn table_close(relation: Relation, lockmode: LOCKMODE);
+    }
+
+    /// One key, no ordering; 18 added an instrumentation argument (none here).
+    pub unsafe fn begin_index_scan(heap: Relation, index: Relation, snapshot: Snapshot) -> IndexScanDesc {
+        // SAFETY: the caller's: both relations open and locked, the snapshot registered.
+        #[cfg(not(feature = "pg18"))]
+        unsafe {
+            index_beginscan(heap, index, snapshot, 1, 0)
+        }
+        #[cfg(feature = "pg18")]
+        unsafe {
+            index_beginscan(heap, index, snapshot, std::ptr::null_mut(), 1, 0)
+        }
     }
 }
 
@@ -361,7 +448,7 @@ unsafe fn wait_for_key_writers(
         loop {
             let mut dirty: pg_sys::SnapshotData = std::mem::zeroed();
             dirty.snapshot_type = pg_sys::SnapshotType::SNAPSHOT_DIRTY;
-            let scan = begin_index_scan(heap, index, &mut dirty);
+            let scan = pg_sys::ffi::pg_guard_ffi_boundary(|| unguarded::begin_index_scan(heap, index, &mut dirty));
             pg_sys::index_rescan(scan, scankey, 1, std::ptr::null_mut(), 0);
             let mut writer = None;
             while pg_sys::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot) {
@@ -391,27 +478,62 @@ pub fn heap_pages(spec: &'static TableSpec) -> u32 {
     }
 }
 
+/// The unique key index of `heap` on the text column `attnum`, opened and locked; NULL when it
+/// has none. The one the table's last lookup used is tried first: it is used only if it still
+/// exists (looked up by OID, so a dropped one is not found), is an index of `heap`, and still
+/// fits; otherwise the relcache is asked (`unique_text_index`).
+unsafe fn key_index(table: &Table, heap: pg_sys::Relation, attnum: i16) -> pg_sys::Relation {
+    use pg_sys::{AccessShareLock, NoLock};
+    // SAFETY: heap is open and locked; an index opened here is closed unless returned.
+    unsafe {
+        let (hinted, oid) = table.key_index.get();
+        if hinted == attnum && oid != pg_sys::Oid::INVALID {
+            let index = pg_sys::try_relation_open(oid, AccessShareLock as i32);
+            if !index.is_null() {
+                let of_heap = (*(*index).rd_rel).relkind == pg_sys::RELKIND_INDEX as std::ffi::c_char
+                    && !(*index).rd_index.is_null()
+                    && (*(*index).rd_index).indrelid == (*heap).rd_id;
+                if of_heap && fits_text_key(index, attnum) {
+                    return index;
+                }
+                pg_sys::relation_close(index, NoLock as i32);
+            }
+        }
+        let index = unique_text_index(heap, attnum);
+        if !index.is_null() {
+            table.key_index.set((attnum, (*index).rd_id));
+        }
+        index
+    }
+}
+
+/// Whether `index` is a valid unique btree index on exactly the text column `attnum`, with no
+/// predicate: one that promises at most one row per key.
+unsafe fn fits_text_key(index: pg_sys::Relation, attnum: i16) -> bool {
+    // SAFETY: an open index relation.
+    unsafe {
+        let form = (*index).rd_index;
+        (*form).indisunique
+            && (*form).indisvalid
+            && (*form).indnkeyatts == 1
+            && *(*form).indkey.values.as_ptr() == attnum
+            && (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID
+            && *(*index).rd_opcintype == pg_sys::TEXTOID
+            && pg_sys::heap_attisnull(
+                (*index).rd_indextuple,
+                pg_sys::Anum_pg_index_indpred as i32,
+                std::ptr::null_mut(),
+            )
+    }
+}
+
 /// A unique, valid btree index of `heap` on exactly the text column `attnum` (its primary key
-/// first), opened and locked; NULL when it has none. Asked of the relcache at every call.
+/// first), opened and locked; NULL when it has none. Asked of the relcache.
 unsafe fn unique_text_index(heap: pg_sys::Relation, attnum: i16) -> pg_sys::Relation {
     use pg_sys::{AccessShareLock, NoLock};
     // SAFETY: an open relation; each index is opened and locked to be looked at, and closed
     // unless it is the one returned.
     unsafe {
-        let fits = |index: pg_sys::Relation| {
-            let form = (*index).rd_index;
-            (*form).indisunique
-                && (*form).indisvalid
-                && (*form).indnkeyatts == 1
-                && *(*form).indkey.values.as_ptr() == attnum
-                && (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID
-                && *(*index).rd_opcintype == pg_sys::TEXTOID
-                && pg_sys::heap_attisnull(
-                    (*index).rd_indextuple,
-                    pg_sys::Anum_pg_index_indpred as i32,
-                    std::ptr::null_mut(),
-                )
-        };
         let pkey = primary_key(heap);
         let mut candidates = vec![pkey];
         let list = pg_sys::RelationGetIndexList(heap);
@@ -426,7 +548,7 @@ unsafe fn unique_text_index(heap: pg_sys::Relation, attnum: i16) -> pg_sys::Rela
         }
         for oid in candidates.into_iter().filter(|&o| o != pg_sys::Oid::INVALID) {
             let index = pg_sys::index_open(oid, AccessShareLock as i32);
-            if fits(index) {
+            if fits_text_key(index, attnum) {
                 return index;
             }
             pg_sys::index_close(index, NoLock as i32);
@@ -446,22 +568,5 @@ unsafe fn primary_key(heap: pg_sys::Relation) -> pg_sys::Oid {
     #[cfg(feature = "pg18")]
     unsafe {
         pg_sys::RelationGetPrimaryKeyIndex(heap, false)
-    }
-}
-
-unsafe fn begin_index_scan(
-    heap: pg_sys::Relation,
-    index: pg_sys::Relation,
-    snapshot: pg_sys::Snapshot,
-) -> pg_sys::IndexScanDesc {
-    // SAFETY: both relations are open and locked; the snapshot is registered. (18 added an
-    // instrumentation argument: none here.)
-    #[cfg(not(feature = "pg18"))]
-    unsafe {
-        pg_sys::index_beginscan(heap, index, snapshot, 1, 0)
-    }
-    #[cfg(feature = "pg18")]
-    unsafe {
-        pg_sys::index_beginscan(heap, index, snapshot, std::ptr::null_mut(), 1, 0)
     }
 }
