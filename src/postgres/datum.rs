@@ -50,6 +50,24 @@ unsafe impl SqlTranslatable for RawJsonb {
     }
 }
 
+/// A varlena datum readable in place (`VARDATA_ANY`): itself when it is stored inline and
+/// uncompressed, which is nearly always on the hot paths, so no call into Postgres is made;
+/// otherwise detoasted (a copy in the current memory context), as pg_detoast_datum_packed does.
+///
+/// # Safety
+/// `datum` must be a valid, non-null varlena datum.
+pub unsafe fn packed(datum: pg_sys::Datum) -> *const pg_sys::varlena {
+    let ptr = datum.cast_mut_ptr::<pg_sys::varlena>();
+    // SAFETY: the caller's; an external or compressed value is detoasted by Postgres.
+    unsafe {
+        if pgrx::varlena::varatt_is_1b_e(ptr) || pgrx::varlena::varatt_is_4b_c(ptr) {
+            pg_sys::pg_detoast_datum_packed(ptr)
+        } else {
+            ptr
+        }
+    }
+}
+
 /// The jsonb container header flags (utils/jsonb.h). A scalar is stored as a one-element array
 /// with JB_FSCALAR set as well.
 const JB_FSCALAR: u32 = 0x1000_0000;
@@ -67,10 +85,7 @@ impl RawJsonb {
 
     fn header(&self) -> u32 {
         // SAFETY: a non-null jsonb datum; detoasting may copy, never changes the value.
-        unsafe {
-            let varlena = pg_sys::pg_detoast_datum_packed(self.0.cast_mut_ptr());
-            pgrx::varlena::vardata_any(varlena).cast::<u32>().read_unaligned()
-        }
+        unsafe { pgrx::varlena::vardata_any(packed(self.0)).cast::<u32>().read_unaligned() }
     }
 
     /// 22023 naming `param` unless the value is a JSON object: read from the jsonb header.

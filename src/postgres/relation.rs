@@ -11,7 +11,7 @@
 use super::inval;
 use crate::error::raise;
 use crate::postgres::catalog::{ext_table, ExtTable};
-use crate::postgres::datum::RawJsonb;
+use crate::postgres::datum::{self, RawJsonb};
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
 use std::ffi::CStr;
@@ -216,7 +216,9 @@ impl Row<'_> {
 
     pub fn text(&self, column: usize) -> Option<String> {
         // SAFETY: the column's type was checked to be text when the table was resolved.
-        self.datum(column).and_then(|d| unsafe { String::from_datum(d, false) })
+        self.datum(column).map(|d| unsafe {
+            String::from_utf8_lossy(pgrx::varlena::varlena_to_byte_slice(datum::packed(d))).into_owned()
+        })
     }
 
     pub fn uuid(&self, column: usize) -> Option<pgrx::Uuid> {
@@ -231,10 +233,13 @@ impl Row<'_> {
 
     /// The normalized text of a numeric column ("10.50" gives "10.5").
     pub fn numeric_text(&self, column: usize) -> Option<String> {
-        // SAFETY: checked to be numeric; detoasted before numeric_normalize reads it.
+        // SAFETY: checked to be numeric; detoasted (to a 4-byte header, which the numeric code
+        // reads) before numeric_normalize reads it; both in one guard, nothing Rust in between.
         self.datum(column).map(|d| unsafe {
-            let numeric = pg_sys::pg_detoast_datum(d.cast_mut_ptr());
-            CStr::from_ptr(pg_sys::numeric_normalize(numeric.cast())).to_string_lossy().into_owned()
+            let text = pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                unguarded::numeric_normalize(unguarded::pg_detoast_datum(d.cast_mut_ptr()).cast())
+            });
+            CStr::from_ptr(text).to_string_lossy().into_owned()
         })
     }
 
@@ -362,12 +367,13 @@ pub fn lookup_by_text_key<R>(
 
 /// The functions of a key lookup, declared again without pgrx's per-call guard (the same
 /// symbols). pgrx sets a jump buffer around every call so a Postgres ERROR unwinds Rust frames;
-/// the thirteen calls of a lookup paid about 1 µs for that, a tenth of a replayed transfer.
-/// `lookup_by_text_key` runs them in three groups, each inside one guard: an ERROR in a group
-/// lands in its guard, and the frames it skips hold no value with a destructor.
+/// the sixteen calls of a lookup paid about 1 µs for that, a tenth of a replayed transfer.
+/// They run in a few groups, each inside one guard: an ERROR in a group lands in its guard, and
+/// the frames it skips hold no value with a destructor.
 mod unguarded {
     use pgrx::pg_sys::{
-        Datum, IndexScanDesc, List, Oid, Relation, ScanDirection, ScanKey, Snapshot, TupleTableSlot, LOCKMODE,
+        varlena, Datum, HeapTuple, IndexScanDesc, List, NumericData, Oid, Relation, ScanDirection, ScanKey, Snapshot,
+        TupleDesc, TupleTableSlot, LOCKMODE,
     };
     use std::ffi::{c_char, c_int};
     unsafe extern "C-unwind" {
@@ -417,6 +423,10 @@ mod unguarded {
         pub fn index_endscan(scan: IndexScanDesc);
         pub fn index_close(relation: Relation, lockmode: LOCKMODE);
         pub fn table_close(relation: Relation, lockmode: LOCKMODE);
+        pub fn try_relation_open(relation_id: Oid, lockmode: LOCKMODE) -> Relation;
+        pub fn heap_attisnull(tuple: HeapTuple, attnum: c_int, descriptor: TupleDesc) -> bool;
+        pub fn pg_detoast_datum(datum: *mut varlena) -> *mut varlena;
+        pub fn numeric_normalize(num: *mut NumericData) -> *mut c_char;
     }
 
     /// One key, no ordering; 18 added an instrumentation argument (none here).
@@ -488,15 +498,22 @@ unsafe fn key_index(table: &Table, heap: pg_sys::Relation, attnum: i16) -> pg_sy
     unsafe {
         let (hinted, oid) = table.key_index.get();
         if hinted == attnum && oid != pg_sys::Oid::INVALID {
-            let index = pg_sys::try_relation_open(oid, AccessShareLock as i32);
-            if !index.is_null() {
+            let hint = pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                let index = unguarded::try_relation_open(oid, AccessShareLock as i32);
+                if index.is_null() {
+                    return index;
+                }
                 let of_heap = (*(*index).rd_rel).relkind == pg_sys::RELKIND_INDEX as std::ffi::c_char
                     && !(*index).rd_index.is_null()
                     && (*(*index).rd_index).indrelid == (*heap).rd_id;
                 if of_heap && fits_text_key(index, attnum) {
                     return index;
                 }
-                pg_sys::relation_close(index, NoLock as i32);
+                unguarded::index_close(index, NoLock as i32);
+                std::ptr::null_mut()
+            });
+            if !hint.is_null() {
+                return hint;
             }
         }
         let index = unique_text_index(heap, attnum);
@@ -508,7 +525,8 @@ unsafe fn key_index(table: &Table, heap: pg_sys::Relation, attnum: i16) -> pg_sy
 }
 
 /// Whether `index` is a valid unique btree index on exactly the text column `attnum`, with no
-/// predicate: one that promises at most one row per key.
+/// predicate: one that promises at most one row per key. Called inside a guard (its one call
+/// into Postgres, a bit test on the index's pg_index row, is unguarded).
 unsafe fn fits_text_key(index: pg_sys::Relation, attnum: i16) -> bool {
     // SAFETY: an open index relation.
     unsafe {
@@ -519,7 +537,7 @@ unsafe fn fits_text_key(index: pg_sys::Relation, attnum: i16) -> bool {
             && *(*form).indkey.values.as_ptr() == attnum
             && (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID
             && *(*index).rd_opcintype == pg_sys::TEXTOID
-            && pg_sys::heap_attisnull(
+            && unguarded::heap_attisnull(
                 (*index).rd_indextuple,
                 pg_sys::Anum_pg_index_indpred as i32,
                 std::ptr::null_mut(),
@@ -548,7 +566,7 @@ unsafe fn unique_text_index(heap: pg_sys::Relation, attnum: i16) -> pg_sys::Rela
         }
         for oid in candidates.into_iter().filter(|&o| o != pg_sys::Oid::INVALID) {
             let index = pg_sys::index_open(oid, AccessShareLock as i32);
-            if fits_text_key(index, attnum) {
+            if pg_sys::ffi::pg_guard_ffi_boundary(|| fits_text_key(index, attnum)) {
                 return index;
             }
             pg_sys::index_close(index, NoLock as i32);
