@@ -1,8 +1,9 @@
 //! The extension's tables as the native paths read them: found by name in the extension's schema,
 //! their columns checked by name and type, and kept per backend only until a relcache
 //! invalidation of one of them arrives (any DDL, REINDEX, VACUUM FULL, TRUNCATE, or the extension
-//! dropped and created again). Indexes are never remembered: each read asks the relcache of the
-//! opened table for its primary key and checks it is still the index easymo created.
+//! dropped and created again). A key lookup remembers the index it used only while its table is
+//! current, and checks it again at every use (it must still exist, belong to the table and be a
+//! valid unique index on the key alone); otherwise it asks the relcache of the opened table.
 //!
 //! 0.2.0 remembered index OIDs and column numbers for the backend's life: after a REINDEX
 //! CONCURRENTLY from another session every later read in an open session failed with "could not
@@ -214,11 +215,18 @@ impl Row<'_> {
         unsafe { (!*(*self.slot).tts_isnull.add(i)).then(|| *(*self.slot).tts_values.add(i)) }
     }
 
+    /// A text column's value; 22021 if it is not UTF-8 (possible only in a database of another
+    /// encoding), never a silently altered string.
     pub fn text(&self, column: usize) -> Option<String> {
         // SAFETY: the column's type was checked to be text when the table was resolved.
-        self.datum(column).map(|d| unsafe {
-            String::from_utf8_lossy(pgrx::varlena::varlena_to_byte_slice(datum::packed(d))).into_owned()
-        })
+        let bytes = self.datum(column).map(|d| unsafe { pgrx::varlena::varlena_to_byte_slice(datum::packed(d)) })?;
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Some(text.to_owned()),
+            Err(e) => raise(
+                PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+                format!("a text value of easymo table {} is not UTF-8: {e}", self.table.ext.qualified),
+            ),
+        }
     }
 
     pub fn uuid(&self, column: usize) -> Option<pgrx::Uuid> {
@@ -295,8 +303,9 @@ pub enum Seen {
 
 /// Reads the row whose text key column (`key_column`, a position in the spec's columns) equals
 /// `key` through a unique btree index on exactly that column (the primary key, or a UNIQUE
-/// constraint): at most one row. No SPI, no plan: the heap and index are opened and locked as the executor would, and
-/// the index is the one the relcache names now. `read` sees the row while its buffer is pinned.
+/// constraint): at most one row. No SPI, no plan: the heap and index are opened and locked as the
+/// executor would, and the index is the one the last lookup used while it still fits, or the one
+/// the relcache names now. `read` sees the row while its buffer is pinned.
 /// `seen` says under which snapshot.
 pub fn lookup_by_text_key<R>(
     spec: &'static TableSpec,
@@ -306,68 +315,142 @@ pub fn lookup_by_text_key<R>(
     read: impl FnOnce(&Row) -> R,
 ) -> Option<R> {
     use pg_sys::ffi::pg_guard_ffi_boundary as guarded;
-    use pg_sys::NoLock;
-    let (table, heap) = open_current(spec, pg_sys::AccessShareLock, "read");
-    // SAFETY: heap is open and locked; every resource is released before returning (and by
-    // transaction abort on error); attribute values are only handed to `read` while the slot
-    // holds the row, with their NULL flags. The unguarded calls run inside one guard per group
-    // (see `unguarded`), and the groups hold only raw pointers and plain values.
+    use pg_sys::{AccessShareLock, NoLock};
+    let table = table(spec);
+    let attnum = table.attnum(key_column);
+    let last = i32::from(table.attnums.iter().copied().max().unwrap_or(1));
+    let mut scankey: pg_sys::ScanKeyData = unsafe { std::mem::zeroed() };
+    // SAFETY: relations are opened and locked before use; every resource is released before
+    // returning (and by transaction abort on error); attribute values are only handed to `read`
+    // while the slot holds the row, with their NULL flags. The unguarded calls run inside one
+    // guard per group (see `unguarded`), and the groups hold only raw pointers, references and
+    // plain values.
     unsafe {
-        let index = key_index(&table, heap, table.attnum(key_column));
-        if index.is_null() {
-            pg_sys::table_close(heap, NoLock as i32);
-            let key_name = spec.columns[key_column].name.to_string_lossy();
-            not_as_created(spec.name, format_args!("it must have a unique btree index on ({key_name}) alone"));
-        }
-        let mut scankey: pg_sys::ScanKeyData = std::mem::zeroed();
-        let (key_ptr, key_len) = (key.as_ptr(), key.len() as i32);
-        let slot = guarded(|| {
-            let text = unguarded::cstring_to_text_with_len(key_ptr.cast(), key_len);
-            unguarded::ScanKeyEntryInitialize(
-                &mut scankey,
-                0,
-                1,
-                pg_sys::BTEqualStrategyNumber as u16,
-                pg_sys::Oid::INVALID,
-                *(*index).rd_indcollation,
-                pg_sys::Oid::from(pg_sys::F_TEXTEQ),
-                pg_sys::Datum::from(text),
-            );
-            unguarded::table_slot_create(heap, std::ptr::null_mut())
-        });
-        if seen == Seen::Settled {
-            wait_for_key_writers(heap, index, &mut scankey, slot);
-        }
-        let last = i32::from(table.attnums.iter().copied().max().unwrap_or(1));
-        let (snapshot, scan, found) = guarded(|| {
-            let snapshot = unguarded::RegisterSnapshot(if seen != Seen::Statement || !unguarded::ActiveSnapshotSet() {
-                unguarded::GetTransactionSnapshot()
-            } else {
-                unguarded::GetActiveSnapshot()
-            });
-            let scan = unguarded::begin_index_scan(heap, index, snapshot);
-            unguarded::index_rescan(scan, &mut scankey, 1, std::ptr::null_mut(), 0);
-            let found = unguarded::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
-            if found {
-                unguarded::slot_getsomeattrs_int(slot, last);
+        // The common case in one guard: the table still as resolved, its remembered key index
+        // still fitting, the statement's snapshot.
+        let (hinted, oid) = table.key_index.get();
+        let fast = (seen != Seen::Settled && hinted == attnum && oid != pg_sys::Oid::INVALID)
+            .then(|| {
+                guarded(|| {
+                    let heap = unguarded::try_table_open(table.ext.relid, AccessShareLock as i32);
+                    if heap.is_null() {
+                        return None;
+                    }
+                    let index =
+                        if table.is_current() { remembered_index(heap, oid, attnum) } else { std::ptr::null_mut() };
+                    if index.is_null() {
+                        unguarded::table_close(heap, NoLock as i32);
+                        return None;
+                    }
+                    let slot = begin_key_scan(heap, index, key, &mut scankey);
+                    let (snapshot, scan, found) = first_match(heap, index, &mut scankey, slot, seen, last);
+                    Some(Scan { heap, index, slot, snapshot, scan, found })
+                })
+            })
+            .flatten();
+        // Otherwise: opened as any change requires, the index asked of the relcache, and for
+        // `Settled` a wait for writers of the key between the steps.
+        let (table, open) = match fast {
+            Some(open) => (table, open),
+            None => {
+                let (table, heap) = open_current(spec, AccessShareLock, "read");
+                let index = key_index(&table, heap, table.attnum(key_column));
+                if index.is_null() {
+                    pg_sys::table_close(heap, NoLock as i32);
+                    let key_name = spec.columns[key_column].name.to_string_lossy();
+                    not_as_created(
+                        spec.name,
+                        format_args!("it must have a unique, not deferrable btree index on ({key_name}) alone"),
+                    );
+                }
+                let slot = guarded(|| begin_key_scan(heap, index, key, &mut scankey));
+                if seen == Seen::Settled {
+                    wait_for_key_writers(heap, index, &mut scankey, slot);
+                }
+                let last = i32::from(table.attnums.iter().copied().max().unwrap_or(1));
+                let (snapshot, scan, found) = guarded(|| first_match(heap, index, &mut scankey, slot, seen, last));
+                (table, Scan { heap, index, slot, snapshot, scan, found })
             }
-            (snapshot, scan, found)
-        });
-        let found = found.then(|| read(&Row { slot, table: &table }));
+        };
+        let found = open.found.then(|| read(&Row { slot: open.slot, table: &table }));
         guarded(|| {
-            unguarded::ExecDropSingleTupleTableSlot(slot);
-            unguarded::index_endscan(scan);
-            unguarded::UnregisterSnapshot(snapshot);
-            unguarded::index_close(index, NoLock as i32);
-            unguarded::table_close(heap, NoLock as i32);
+            unguarded::ExecDropSingleTupleTableSlot(open.slot);
+            unguarded::index_endscan(open.scan);
+            unguarded::UnregisterSnapshot(open.snapshot);
+            unguarded::index_close(open.index, NoLock as i32);
+            unguarded::table_close(open.heap, NoLock as i32);
         });
         found
+    }
+}
+
+/// A key lookup's open resources, and whether the scan found a row (then in `slot`).
+#[derive(Clone, Copy)]
+struct Scan {
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    slot: *mut pg_sys::TupleTableSlot,
+    snapshot: pg_sys::Snapshot,
+    scan: pg_sys::IndexScanDesc,
+    found: bool,
+}
+
+/// The scan key for `key` on `index`, and a slot for `heap`'s rows. Unguarded calls: run inside
+/// a guard.
+unsafe fn begin_key_scan(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    key: &str,
+    scankey: &mut pg_sys::ScanKeyData,
+) -> *mut pg_sys::TupleTableSlot {
+    // SAFETY: both relations open and locked; the key's text is copied into palloc'd memory.
+    unsafe {
+        let text = unguarded::cstring_to_text_with_len(key.as_ptr().cast(), key.len() as i32);
+        unguarded::ScanKeyEntryInitialize(
+            scankey,
+            0,
+            1,
+            pg_sys::BTEqualStrategyNumber as u16,
+            pg_sys::Oid::INVALID,
+            *(*index).rd_indcollation,
+            pg_sys::Oid::from(pg_sys::F_TEXTEQ),
+            pg_sys::Datum::from(text),
+        );
+        unguarded::table_slot_create(heap, std::ptr::null_mut())
+    }
+}
+
+/// Starts the scan under the snapshot `seen` names (registered) and reads the first match into
+/// `slot`, deformed up to attribute `last`. Unguarded calls: run inside a guard.
+unsafe fn first_match(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    scankey: &mut pg_sys::ScanKeyData,
+    slot: *mut pg_sys::TupleTableSlot,
+    seen: Seen,
+    last: i32,
+) -> (pg_sys::Snapshot, pg_sys::IndexScanDesc, bool) {
+    // SAFETY: both relations open and locked, the slot made for heap.
+    unsafe {
+        let snapshot = unguarded::RegisterSnapshot(if seen != Seen::Statement || !unguarded::ActiveSnapshotSet() {
+            unguarded::GetTransactionSnapshot()
+        } else {
+            unguarded::GetActiveSnapshot()
+        });
+        let scan = unguarded::begin_index_scan(heap, index, snapshot);
+        unguarded::index_rescan(scan, scankey, 1, std::ptr::null_mut(), 0);
+        let found = unguarded::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
+        if found {
+            unguarded::slot_getsomeattrs_int(slot, last);
+        }
+        (snapshot, scan, found)
     }
 }
 
 /// The functions of a key lookup, declared again without pgrx's per-call guard (the same
 /// symbols). pgrx sets a jump buffer around every call so a Postgres ERROR unwinds Rust frames;
 /// the sixteen calls of a lookup paid about 1 µs for that, a tenth of a replayed transfer.
+/// A lookup now sets three: open, find and read; read the row (Rust); close.
 /// They run in a few groups, each inside one guard: an ERROR in a group lands in its guard, and
 /// the frames it skips hold no value with a destructor.
 mod unguarded {
@@ -424,6 +507,7 @@ mod unguarded {
         pub fn index_close(relation: Relation, lockmode: LOCKMODE);
         pub fn table_close(relation: Relation, lockmode: LOCKMODE);
         pub fn try_relation_open(relation_id: Oid, lockmode: LOCKMODE) -> Relation;
+        pub fn try_table_open(relation_id: Oid, lockmode: LOCKMODE) -> Relation;
         pub fn heap_attisnull(tuple: HeapTuple, attnum: c_int, descriptor: TupleDesc) -> bool;
         pub fn pg_detoast_datum(datum: *mut varlena) -> *mut varlena;
         pub fn numeric_normalize(num: *mut NumericData) -> *mut c_char;
@@ -493,27 +577,13 @@ pub fn heap_pages(spec: &'static TableSpec) -> u32 {
 /// exists (looked up by OID, so a dropped one is not found), is an index of `heap`, and still
 /// fits; otherwise the relcache is asked (`unique_text_index`).
 unsafe fn key_index(table: &Table, heap: pg_sys::Relation, attnum: i16) -> pg_sys::Relation {
-    use pg_sys::{AccessShareLock, NoLock};
     // SAFETY: heap is open and locked; an index opened here is closed unless returned.
     unsafe {
         let (hinted, oid) = table.key_index.get();
         if hinted == attnum && oid != pg_sys::Oid::INVALID {
-            let hint = pg_sys::ffi::pg_guard_ffi_boundary(|| {
-                let index = unguarded::try_relation_open(oid, AccessShareLock as i32);
-                if index.is_null() {
-                    return index;
-                }
-                let of_heap = (*(*index).rd_rel).relkind == pg_sys::RELKIND_INDEX as std::ffi::c_char
-                    && !(*index).rd_index.is_null()
-                    && (*(*index).rd_index).indrelid == (*heap).rd_id;
-                if of_heap && fits_text_key(index, attnum) {
-                    return index;
-                }
-                unguarded::index_close(index, NoLock as i32);
-                std::ptr::null_mut()
-            });
-            if !hint.is_null() {
-                return hint;
+            let index = pg_sys::ffi::pg_guard_ffi_boundary(|| remembered_index(heap, oid, attnum));
+            if !index.is_null() {
+                return index;
             }
         }
         let index = unique_text_index(heap, attnum);
@@ -524,14 +594,36 @@ unsafe fn key_index(table: &Table, heap: pg_sys::Relation, attnum: i16) -> pg_sy
     }
 }
 
-/// Whether `index` is a valid unique btree index on exactly the text column `attnum`, with no
-/// predicate: one that promises at most one row per key. Called inside a guard (its one call
+/// The index `oid` opened and locked if it still exists, is an index of `heap` and still fits
+/// (`fits_text_key`); otherwise NULL. Unguarded calls: run inside a guard.
+unsafe fn remembered_index(heap: pg_sys::Relation, oid: pg_sys::Oid, attnum: i16) -> pg_sys::Relation {
+    use pg_sys::{AccessShareLock, NoLock};
+    // SAFETY: heap is open; try_relation_open returns NULL for a relation that is gone.
+    unsafe {
+        let index = unguarded::try_relation_open(oid, AccessShareLock as i32);
+        if index.is_null() {
+            return index;
+        }
+        let of_heap = (*(*index).rd_rel).relkind == pg_sys::RELKIND_INDEX as std::ffi::c_char
+            && !(*index).rd_index.is_null()
+            && (*(*index).rd_index).indrelid == (*heap).rd_id;
+        if of_heap && fits_text_key(index, attnum) {
+            return index;
+        }
+        unguarded::index_close(index, NoLock as i32);
+        std::ptr::null_mut()
+    }
+}
+
+/// Whether `index` is a valid, immediately checked unique btree index on exactly the text
+/// column `attnum`, with no predicate: one that promises at most one row per key at every moment. Called inside a guard (its one call
 /// into Postgres, a bit test on the index's pg_index row, is unguarded).
 unsafe fn fits_text_key(index: pg_sys::Relation, attnum: i16) -> bool {
     // SAFETY: an open index relation.
     unsafe {
         let form = (*index).rd_index;
         (*form).indisunique
+            && (*form).indimmediate
             && (*form).indisvalid
             && (*form).indnkeyatts == 1
             && *(*form).indkey.values.as_ptr() == attnum

@@ -270,6 +270,17 @@ SELECT posted FROM get_wallet_balance(:'driver');
 SELECT count(*) AS history FROM wallet_history(:'fees');
 SELECT bool_and(ok) AS reconciled FROM reconcile_wallets();
 COMMIT;
+-- A key index made DEFERRABLE no longer promises one row per key at every moment: a replay
+-- refuses it (55000) instead of trusting it, even right after a replay remembered the index.
+RESET ROLE;
+SELECT wallet_transfer(:'world', :'rider', 10000.00, 'topup-1') = :'t1' AS replayed;
+BEGIN;
+ALTER TABLE wallet_transfers DROP CONSTRAINT wallet_transfers_idempotency_key_key,
+    ADD CONSTRAINT wallet_transfers_idempotency_key_key UNIQUE (idempotency_key) DEFERRABLE INITIALLY DEFERRED;
+SELECT pg_temp.try(format('SELECT wallet_transfer(%L, %L, 10000.00, %L)', :'world', :'rider', 'topup-1'));
+ROLLBACK;
+SELECT wallet_transfer(:'world', :'rider', 10000.00, 'topup-1') = :'t1' AS replayed_again;
+SET ROLE service_role;
 -- The ledger is append-only, even for service_role.
 DELETE FROM wallet_entries;
 DELETE FROM wallet_transfers;
