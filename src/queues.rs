@@ -622,8 +622,11 @@ fn read_messages(
 // The message queue's producer.
 
 struct EnqueuePlans {
-    /// Claims the key (or inserts without one); no row when the key is taken.
+    /// Claims the key; no row when the key is taken.
     insert: WritePlan,
+    /// A message without a key: a plain INSERT (ON CONFLICT would insert speculatively, a
+    /// lock and a second WAL record per message, for a conflict a NULL key cannot have).
+    insert_unkeyed: WritePlan,
     /// The first message's id, on a snapshot of its own (a racing producer's row committed after
     /// the calling statement began).
     existing: WritePlan,
@@ -646,6 +649,13 @@ fn enqueue_plans() -> Rc<EnqueuePlans> {
                      ON CONFLICT (queue_name, idempotency_key) DO NOTHING RETURNING id"
                 ),
                 &[TEXTOID, TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TEXTOID, TEXTOID],
+            ),
+            insert_unkeyed: WritePlan::prepare(
+                &format!(
+                    "INSERT INTO {q} (queue_name, message_type, payload, priority, scheduled_at, group_key, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.clock_timestamp()) RETURNING id"
+                ),
+                &[TEXTOID, TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TEXTOID],
             ),
             existing: WritePlan::prepare_latest(
                 &format!("SELECT id FROM {q} WHERE queue_name = $1 AND idempotency_key = $2"),
@@ -694,6 +704,23 @@ fn enqueue_message(
     };
     let (queue, kind, payload, priority, at, key, group) = check().or_raise();
     let plans = enqueue_plans();
+    let Some(key) = key else {
+        return plans
+            .insert_unkeyed
+            .query(&[queue.into(), kind.into(), payload.as_arg(), priority.into(), at.into(), group.into()], |row| {
+                row.get::<pgrx::Uuid>(0)
+            })
+            .into_iter()
+            .flatten()
+            .next()
+            .unwrap_or_else(|| {
+                // Only a DBA's BEFORE trigger returning NULL (or a rule) makes an INSERT store nothing.
+                crate::error::raise(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    "the message was not stored: a trigger or rule on message_queue suppressed it",
+                )
+            });
+    };
     let inserted = plans.insert.query(
         &[queue.into(), kind.into(), payload.as_arg(), priority.into(), at.into(), key.into(), group.into()],
         |row| row.get::<pgrx::Uuid>(0),
@@ -709,8 +736,11 @@ fn enqueue_message(
         .flatten()
         .next()
         .unwrap_or_else(|| {
-            ContractError::NoDataFound(format!("the message with idempotency key {key:?} went while it was read"))
-                .raise()
+            ContractError::NoDataFound(format!(
+                "the message with idempotency key {key:?} was not stored and no message holds the key: \
+                 it was deleted while it was read, or a trigger or rule on message_queue suppressed this one"
+            ))
+            .raise()
         })
 }
 

@@ -340,3 +340,12 @@ SELECT regress.error($$SELECT enqueue_message('jit', 't', '"fail"')$$) AS failin
 SHOW jit;
 DROP TRIGGER record_jit ON message_queue;
 RESET jit;
+-- A message without a key is a plain INSERT; a DBA's trigger that suppresses it makes the call
+-- fail (55000) rather than return an id of nothing. With a key, the same.
+CREATE FUNCTION pg_temp.drop_row() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER drop_row BEFORE INSERT ON message_queue FOR EACH ROW EXECUTE FUNCTION pg_temp.drop_row();
+SELECT regress.error($$SELECT enqueue_message('suppressed', 't', '{}')$$) AS unkeyed;
+SELECT regress.error($$SELECT enqueue_message('suppressed', 't', '{}', 5, now(), 'k-1')$$) AS keyed;
+DROP TRIGGER drop_row ON message_queue;
+SELECT count(*) AS stored FROM message_queue WHERE queue_name = 'suppressed';
+SELECT enqueue_message('suppressed', 't', '{}', 5, now(), 'k-1') = enqueue_message('suppressed', 't', '{}', 5, now(), 'k-1') AS keyed_replayed;
