@@ -748,10 +748,14 @@ fn enqueue_message(
 // Many messages in one call.
 
 struct BatchPlans {
-    /// The first element that is not a message: (index from 0, why).
+    /// The first element that is not a message: (index from 0, why); when every element is a
+    /// message, the first with a key (why NULL); no row when none has one.
     check: WritePlan,
     /// Inserts the elements in key order (ids, seq and created_at in the order given).
     insert: WritePlan,
+    /// The same for a batch without keys: no ON CONFLICT (which inserts speculatively: a lock
+    /// and a second WAL record per row), nothing to look up after.
+    insert_unkeyed: WritePlan,
     /// Each element's id, a taken key giving the first message's (on a snapshot of its own).
     ids: WritePlan,
 }
@@ -787,40 +791,56 @@ const BAD_MESSAGE: &str = "CASE \
          THEN 'group_key must be a string of 1 to 255 characters' \
   END";
 
+/// The batch INSERT: every element a row (its id from $3, seq in the order given, created_at
+/// from $4 plus a microsecond per position). With keys, rows go in in key order and a taken key
+/// inserts nothing: two batches naming the same keys in other orders wait for each other
+/// instead of deadlocking on the unique index.
+fn batch_insert(q: &str, seq: &str, keyed: bool) -> WritePlan {
+    use pg_sys::{JSONBOID, TEXTOID, TIMESTAMPTZOID, UUIDARRAYOID};
+    let (order, conflict) = if keyed {
+        ("m.e ->> 'idempotency_key', m.i", "ON CONFLICT (queue_name, idempotency_key) DO NOTHING")
+    } else {
+        ("m.i", "")
+    };
+    WritePlan::prepare(
+        &format!(
+            "WITH m AS MATERIALIZED ( \
+               SELECT m.e, m.i, pg_catalog.nextval('{seq}'::pg_catalog.regclass) AS seq \
+                 FROM pg_catalog.jsonb_array_elements($2) WITH ORDINALITY m(e, i)) \
+             INSERT INTO {q} (id, queue_name, message_type, payload, priority, scheduled_at, \
+                              idempotency_key, group_key, seq, created_at) \
+             SELECT $3[m.i], $1, m.e ->> 'message_type', m.e -> 'payload', \
+                    COALESCE((m.e ->> 'priority')::pg_catalog.int4, 5), \
+                    pg_catalog.now() + pg_catalog.make_interval(secs => COALESCE((m.e ->> 'delay_seconds')::pg_catalog.float8, 0)), \
+                    m.e ->> 'idempotency_key', m.e ->> 'group_key', m.seq, \
+                    $4 + pg_catalog.make_interval(secs => m.i / 1000000.0) \
+               FROM m ORDER BY {order} \
+             {conflict}"
+        ),
+        &[TEXTOID, JSONBOID, UUIDARRAYOID, TIMESTAMPTZOID],
+    )
+}
+
 fn batch_plans() -> Rc<BatchPlans> {
     prepared(&BATCH_PLANS, &MESSAGE_QUEUE, |table| {
-        use pg_sys::{JSONBOID, TEXTOID, TIMESTAMPTZOID, UUIDARRAYOID};
+        use pg_sys::{JSONBOID, TEXTOID, UUIDARRAYOID};
         let q = &table.ext.qualified;
         let seq = table.ext.sibling("message_queue_seq").replace('\'', "''");
         BatchPlans {
             check: WritePlan::prepare(
                 &format!(
                     "SELECT x.i - 1, x.why FROM ( \
-                       SELECT m.i, {BAD_MESSAGE} AS why FROM pg_catalog.jsonb_array_elements($1) WITH ORDINALITY m(e, i)) x \
-                      WHERE x.why IS NOT NULL ORDER BY x.i LIMIT 1"
+                       SELECT m.i, {BAD_MESSAGE} AS why, (m.e ->> 'idempotency_key') IS NOT NULL AS keyed \
+                         FROM pg_catalog.jsonb_array_elements($1) WITH ORDINALITY m(e, i)) x \
+                      WHERE x.why IS NOT NULL OR x.keyed ORDER BY x.why IS NULL, x.i LIMIT 1"
                 ),
                 &[JSONBOID],
             ),
             // seq is drawn in the order given (the CTE runs once, element by element), the rows
             // go in in key order: two batches naming the same keys in other orders wait for
             // each other instead of deadlocking on the unique index.
-            insert: WritePlan::prepare(
-                &format!(
-                    "WITH m AS MATERIALIZED ( \
-                       SELECT m.e, m.i, pg_catalog.nextval('{seq}'::pg_catalog.regclass) AS seq \
-                         FROM pg_catalog.jsonb_array_elements($2) WITH ORDINALITY m(e, i)) \
-                     INSERT INTO {q} (id, queue_name, message_type, payload, priority, scheduled_at, \
-                                      idempotency_key, group_key, seq, created_at) \
-                     SELECT $3[m.i], $1, m.e ->> 'message_type', m.e -> 'payload', \
-                            COALESCE((m.e ->> 'priority')::pg_catalog.int4, 5), \
-                            pg_catalog.now() + pg_catalog.make_interval(secs => COALESCE((m.e ->> 'delay_seconds')::pg_catalog.float8, 0)), \
-                            m.e ->> 'idempotency_key', m.e ->> 'group_key', m.seq, \
-                            $4 + pg_catalog.make_interval(secs => m.i / 1000000.0) \
-                       FROM m ORDER BY m.e ->> 'idempotency_key', m.i \
-                     ON CONFLICT (queue_name, idempotency_key) DO NOTHING"
-                ),
-                &[TEXTOID, JSONBOID, UUIDARRAYOID, TIMESTAMPTZOID],
-            ),
+            insert: batch_insert(q, &seq, true),
+            insert_unkeyed: batch_insert(q, &seq, false),
             ids: WritePlan::prepare_latest(
                 &format!(
                     "SELECT COALESCE(q.id, $3[m.i]) \
@@ -854,14 +874,26 @@ fn enqueue_messages(p_queue_name: Option<&str>, p_messages: Option<RawJsonb>) ->
     };
     let (queue, messages, n) = check().or_raise();
     let plans = batch_plans();
-    let bad = plans.check.query(&[messages.as_arg()], |row| (row.get::<i64>(0), row.get::<String>(1)));
-    if let Some((Some(i), Some(why))) = bad.into_iter().next() {
-        ContractError::invalid(format!("p_messages[{i}]"), why).raise();
-    }
+    let checked = plans.check.query(&[messages.as_arg()], |row| (row.get::<i64>(0), row.get::<String>(1)));
+    let keyed = match checked.into_iter().next() {
+        Some((Some(i), Some(why))) => ContractError::invalid(format!("p_messages[{i}]"), why).raise(),
+        found => found.is_some(),
+    };
     // Ids chosen here, in the order given, so each element knows its row.
     let ids: Vec<pgrx::Uuid> = (0..n).map(|_| new_v7()).collect();
     let at = timestamptz(backend::now());
-    let inserted = plans.insert.execute(&[queue.into(), messages.as_arg(), ids.clone().into(), at.into()]);
+    let insert = if keyed { &plans.insert } else { &plans.insert_unkeyed };
+    let inserted = insert.execute(&[queue.into(), messages.as_arg(), ids.clone().into(), at.into()]);
+    if inserted as usize != n && !keyed {
+        // Only a DBA's BEFORE trigger returning NULL (or a rule) makes an INSERT store less.
+        crate::error::raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!(
+                "{} of {n} messages were not stored: a trigger or rule on message_queue suppressed them",
+                n - inserted as usize
+            ),
+        );
+    }
     if inserted as usize == n {
         return SetOfIterator::new(ids);
     }

@@ -349,3 +349,17 @@ SELECT regress.error($$SELECT enqueue_message('suppressed', 't', '{}', 5, now(),
 DROP TRIGGER drop_row ON message_queue;
 SELECT count(*) AS stored FROM message_queue WHERE queue_name = 'suppressed';
 SELECT enqueue_message('suppressed', 't', '{}', 5, now(), 'k-1') = enqueue_message('suppressed', 't', '{}', 5, now(), 'k-1') AS keyed_replayed;
+-- A batch without keys is a plain INSERT too; suppressed rows make it fail, nothing stored.
+CREATE TRIGGER drop_row BEFORE INSERT ON message_queue FOR EACH ROW
+    WHEN (NEW.payload = '"drop"') EXECUTE FUNCTION pg_temp.drop_row();
+SELECT regress.error($$SELECT count(*) FROM enqueue_messages('suppressed-batch', '[{"message_type": "t", "payload": 1}, {"message_type": "t", "payload": "drop"}]')$$) AS unkeyed_batch;
+DROP TRIGGER drop_row ON message_queue;
+SELECT count(*) AS stored FROM message_queue WHERE queue_name = 'suppressed-batch';
+-- A batch whose keys are all JSON null has no keys; one key anywhere makes it keyed.
+SELECT count(DISTINCT id) AS distinct_ids FROM enqueue_messages('mixed-batch', '[{"message_type": "t", "payload": 1, "idempotency_key": null}, {"message_type": "t", "payload": 2}]') id;
+SELECT array_agg(id ORDER BY o) AS first_ids
+  FROM enqueue_messages('mixed-batch', '[{"message_type": "t", "payload": 1}, {"message_type": "t", "payload": 2, "idempotency_key": "mb-1"}]') WITH ORDINALITY x(id, o) \gset
+SELECT ids[1] <> (:'first_ids'::uuid[])[1] AS unkeyed_queued_again, ids[2] = (:'first_ids'::uuid[])[2] AS keyed_replayed
+  FROM (SELECT array_agg(id ORDER BY o) AS ids
+          FROM enqueue_messages('mixed-batch', '[{"message_type": "t", "payload": 1}, {"message_type": "t", "payload": 2, "idempotency_key": "mb-1"}]') WITH ORDINALITY x(id, o)) b;
+SELECT count(*) AS stored FROM message_queue WHERE queue_name = 'mixed-batch';
