@@ -107,6 +107,20 @@ impl Queue {
         }
     }
 
+    /// What an acknowledgement without provider message ids or results sets: `ack_set` with
+    /// those given as NULL (a provider message id kept, a job's result NULL).
+    fn ack_set_bare(self) -> &'static str {
+        match self {
+            Queue::Message => "status = 'completed', locked_until = NULL, completed_at = $3, updated_at = $3",
+            Queue::Job => {
+                "status = 'completed', locked_until = NULL, completed_at = $3, result = NULL, updated_at = $3"
+            }
+            Queue::WhatsApp | Queue::Notification => {
+                "status = 'sent', locked_until = NULL, sent_at = $3, updated_at = $3"
+            }
+        }
+    }
+
     /// What giving an item back sets ($3: the error, {delay}: the retry delay function), as the
     /// queue's own fail function: pending after a backoff, or its dead state past its retries.
     fn nack_set(self, delay: &str) -> String {
@@ -226,6 +240,9 @@ impl Outcome {
 /// The statements of one queue's receipts, prepared once per backend (again after its table changed).
 struct ReceiptPlans {
     ack: WritePlan,
+    /// `ack` for receipts without provider message ids or results (ack_receipts): two arrays to
+    /// unnest instead of four, two of them all NULL.
+    ack_bare: WritePlan,
     nack: WritePlan,
     extend: WritePlan,
     /// Where receipts that did nothing stand: (id, deliveries, status).
@@ -266,6 +283,14 @@ fn prepare_receipts(queue: Queue, table: &Table) -> ReceiptPlans {
                 set = queue.ack_set()
             ),
             &[UUIDARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID, TEXTARRAYOID, JSONBARRAYOID],
+        ),
+        ack_bare: WritePlan::prepare(
+            &format!(
+                "UPDATE {t} t SET {set} FROM unnest($1, $2) AS r(id, n) \
+                 WHERE {current} RETURNING t.id, t.deliveries, t.status",
+                set = queue.ack_set_bare()
+            ),
+            &[UUIDARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID],
         ),
         nack: WritePlan::prepare(
             &format!(
@@ -328,6 +353,14 @@ fn act(receipts: &[Option<Receipt>], action: &Action<'_>) -> Vec<Outcome> {
         let deliveries: Vec<i32> = mine.iter().map(|&i| receipts[i].expect("parsed").delivery).collect();
         // The items the statement changed: their delivery, status after, and what it did.
         let changed: HashMap<pgrx::Uuid, (i32, String, Outcome)> = match action {
+            Action::Ack { providers, results }
+                if providers.iter().all(Option::is_none) && results.iter().all(Option::is_none) =>
+            {
+                plans.ack_bare.query(
+                    &[ids.clone().into(), deliveries.clone().into(), timestamptz(backend::transaction_start()).into()],
+                    |row| changed_row(row, |_| Outcome::Acked),
+                )
+            }
             Action::Ack { providers, results } => {
                 let providers: Vec<Option<String>> = mine.iter().map(|&i| providers[i].clone()).collect();
                 let results: Vec<Option<&RawJsonb>> = mine.iter().map(|&i| results[i]).collect();
