@@ -66,6 +66,11 @@ impl Table {
     pub fn attnum(&self, column: usize) -> i16 {
         self.attnums[column]
     }
+
+    /// The last attribute a read of the spec's columns needs deformed.
+    fn last_attnum(&self) -> i32 {
+        i32::from(self.attnums.iter().copied().max().unwrap_or(1))
+    }
 }
 
 /// 55000, naming what is no longer as easymo created it.
@@ -318,7 +323,7 @@ pub fn lookup_by_text_key<R>(
     use pg_sys::{AccessShareLock, NoLock};
     let table = table(spec);
     let attnum = table.attnum(key_column);
-    let last = i32::from(table.attnums.iter().copied().max().unwrap_or(1));
+    let last = table.last_attnum();
     let mut scankey: pg_sys::ScanKeyData = unsafe { std::mem::zeroed() };
     // SAFETY: relations are opened and locked before use; every resource is released before
     // returning (and by transaction abort on error); attribute values are only handed to `read`
@@ -339,6 +344,10 @@ pub fn lookup_by_text_key<R>(
                     let index =
                         if table.is_current() { remembered_index(heap, oid, attnum) } else { std::ptr::null_mut() };
                     if index.is_null() {
+                        if table.is_current() {
+                            // It no longer fits: the slow path asks the relcache, not it again.
+                            table.key_index.set((0, pg_sys::Oid::INVALID));
+                        }
                         unguarded::table_close(heap, NoLock as i32);
                         return None;
                     }
@@ -367,7 +376,7 @@ pub fn lookup_by_text_key<R>(
                 if seen == Seen::Settled {
                     wait_for_key_writers(heap, index, &mut scankey, slot);
                 }
-                let last = i32::from(table.attnums.iter().copied().max().unwrap_or(1));
+                let last = table.last_attnum();
                 let (snapshot, scan, found) = guarded(|| first_match(heap, index, &mut scankey, slot, seen, last));
                 (table, Scan { heap, index, slot, snapshot, scan, found })
             }
