@@ -7,6 +7,7 @@
 //! do. Those statements name the table schema-qualified and contain no operator, cast or
 //! function call, so nothing in the caller's search_path can be resolved into them.
 
+use crate::error::raise;
 use pgrx::prelude::*;
 use std::ffi::{CStr, CString};
 
@@ -64,7 +65,12 @@ pub fn ext_table(name: &str) -> ExtTable {
     })
     .unwrap_or_else(|e| error!("looking up easymo table {name}: {e}"));
     let Some((namespace, relid, owner)) = found else {
-        error!("easymo table {name} not found: is the extension installed in this database?")
+        // A DBA renamed or dropped it (or the extension is being dropped): a state to fix, not
+        // an internal error.
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("easymo table {name} not found in the extension's schema: it was renamed or dropped, or easymo is not installed in this database"),
+        )
     };
     // SAFETY: the namespace oid came from the catalog just now; the result is palloc'd.
     let schema = unsafe { CStr::from_ptr(pg_sys::get_namespace_name(namespace)) }.to_owned();

@@ -384,16 +384,28 @@ pub fn lookup_by_text_key<R>(
         let found = open.found.then(|| read(&Row { slot: open.slot, table: &table }));
         guarded(|| {
             unguarded::ExecDropSingleTupleTableSlot(open.slot);
-            unguarded::index_endscan(open.scan);
+            if !open.scan.is_null() {
+                unguarded::index_endscan(open.scan);
+            }
             unguarded::UnregisterSnapshot(open.snapshot);
             unguarded::index_close(open.index, NoLock as i32);
             unguarded::table_close(open.heap, NoLock as i32);
         });
+        if open.scan.is_null() {
+            raise(
+                PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+                format!(
+                    "the key index of easymo table {} was rebuilt after this transaction's snapshot was taken; retry the transaction",
+                    table.ext.qualified
+                ),
+            );
+        }
         found
     }
 }
 
-/// A key lookup's open resources, and whether the scan found a row (then in `slot`).
+/// A key lookup's open resources, and whether the scan found a row (then in `slot`); no scan
+/// (NULL) when the snapshot may not use the index (`usable_by_snapshot`).
 #[derive(Clone, Copy)]
 struct Scan {
     heap: pg_sys::Relation,
@@ -446,6 +458,9 @@ unsafe fn first_match(
         } else {
             unguarded::GetActiveSnapshot()
         });
+        if !usable_by_snapshot(index) {
+            return (snapshot, std::ptr::null_mut(), false);
+        }
         let scan = unguarded::begin_index_scan(heap, index, snapshot);
         unguarded::index_rescan(scan, scankey, 1, std::ptr::null_mut(), 0);
         let found = unguarded::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
@@ -453,6 +468,21 @@ unsafe fn first_match(
             unguarded::slot_getsomeattrs_int(slot, last);
         }
         (snapshot, scan, found)
+    }
+}
+
+/// Whether this transaction's snapshots may use `index`, as the planner decides: an index built
+/// over a broken HOT chain (indcheckxmin) is not, until its pg_index row is older than the
+/// oldest snapshot: its entry for a key can lead to an older row version with another key.
+/// Unguarded call: run inside a guard, after the snapshot is taken (it sets TransactionXmin).
+unsafe fn usable_by_snapshot(index: pg_sys::Relation) -> bool {
+    // SAFETY: an open index relation; its pg_index tuple is kept by the relcache.
+    unsafe {
+        !(*(*index).rd_index).indcheckxmin
+            || unguarded::TransactionIdPrecedes(
+                pg_sys::HeapTupleHeaderGetXmin((*(*index).rd_indextuple).t_data),
+                pg_sys::TransactionXmin,
+            )
     }
 }
 
@@ -465,7 +495,7 @@ unsafe fn first_match(
 mod unguarded {
     use pgrx::pg_sys::{
         varlena, Datum, HeapTuple, IndexScanDesc, List, NumericData, Oid, Relation, ScanDirection, ScanKey, Snapshot,
-        TupleDesc, TupleTableSlot, LOCKMODE,
+        TransactionId, TupleDesc, TupleTableSlot, LOCKMODE,
     };
     use std::ffi::{c_char, c_int};
     unsafe extern "C-unwind" {
@@ -520,6 +550,7 @@ mod unguarded {
         pub fn heap_attisnull(tuple: HeapTuple, attnum: c_int, descriptor: TupleDesc) -> bool;
         pub fn pg_detoast_datum(datum: *mut varlena) -> *mut varlena;
         pub fn numeric_normalize(num: *mut NumericData) -> *mut c_char;
+        pub fn TransactionIdPrecedes(id1: TransactionId, id2: TransactionId) -> bool;
     }
 
     /// One key, no ordering; 18 added an instrumentation argument (none here).
@@ -624,8 +655,8 @@ unsafe fn remembered_index(heap: pg_sys::Relation, oid: pg_sys::Oid, attnum: i16
     }
 }
 
-/// Whether `index` is a valid, immediately checked unique btree index on exactly the text
-/// column `attnum`, with no predicate: one that promises at most one row per key at every moment. Called inside a guard (its one call
+/// Whether `index` is a valid, immediately checked unique btree index of text's own operator
+/// families on exactly the text column `attnum`, with no predicate: one that promises at most one row per key at every moment. Called inside a guard (its one call
 /// into Postgres, a bit test on the index's pg_index row, is unguarded).
 unsafe fn fits_text_key(index: pg_sys::Relation, attnum: i16) -> bool {
     // SAFETY: an open index relation.
@@ -638,6 +669,9 @@ unsafe fn fits_text_key(index: pg_sys::Relation, attnum: i16) -> bool {
             && *(*form).indkey.values.as_ptr() == attnum
             && (*(*index).rd_rel).relam == pg_sys::BTREE_AM_OID
             && *(*index).rd_opcintype == pg_sys::TEXTOID
+            // Ordered as text's own `=` (texteq, which the scan key compares with) orders: a
+            // custom operator class (case-insensitive, say) would find other keys, or none.
+            && matches!(*(*index).rd_opfamily, pg_sys::TEXT_BTREE_FAM_OID | pg_sys::TEXT_PATTERN_BTREE_FAM_OID)
             && unguarded::heap_attisnull(
                 (*index).rd_indextuple,
                 pg_sys::Anum_pg_index_indpred as i32,

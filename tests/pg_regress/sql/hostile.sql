@@ -249,3 +249,11 @@ SELECT fn, sqlstate, message FROM results WHERE sqlstate <> 'ok' ORDER BY fn;
 
 -- Malformed JSON stops at the cast.
 SELECT regress.error($$SELECT set_cache('k', '{"a": ', 60)$$) AS malformed_json;
+
+-- A renamed table is a state to fix (55000 naming it), not an internal error; renamed back, the
+-- same session reads it again.
+SELECT set_cache('renamed', '1', 60) IS NOT NULL AS cached;
+ALTER TABLE cache_entries RENAME TO cache_entries_elsewhere;
+SELECT regress.error($$SELECT get_cache('renamed')$$) AS renamed;
+ALTER TABLE cache_entries_elsewhere RENAME TO cache_entries;
+SELECT get_cache('renamed') AS read_again;

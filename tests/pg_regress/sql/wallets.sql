@@ -279,6 +279,15 @@ ALTER TABLE wallet_transfers DROP CONSTRAINT wallet_transfers_idempotency_key_ke
     ADD CONSTRAINT wallet_transfers_idempotency_key_key UNIQUE (idempotency_key) DEFERRABLE INITIALLY DEFERRED;
 SELECT pg_temp.try(format('SELECT wallet_transfer(%L, %L, 10000.00, %L)', :'world', :'rider', 'topup-1'));
 ROLLBACK;
+-- So does a unique index of another operator class (here case-insensitive): the lookup compares
+-- keys with text's own equality, which such an index does not order by.
+BEGIN;
+CREATE FUNCTION pg_temp.ci_cmp(text, text) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT bttextcmp(lower($1), lower($2))';
+CREATE OPERATOR CLASS pg_temp.ci_ops FOR TYPE text USING btree AS FUNCTION 1 pg_temp.ci_cmp(text, text);
+ALTER TABLE wallet_transfers DROP CONSTRAINT wallet_transfers_idempotency_key_key;
+CREATE UNIQUE INDEX wallet_transfers_key_ci ON wallet_transfers (idempotency_key pg_temp.ci_ops);
+SELECT pg_temp.try(format('SELECT wallet_transfer(%L, %L, 10000.00, %L)', :'world', :'rider', 'TOPUP-1'));
+ROLLBACK;
 SELECT wallet_transfer(:'world', :'rider', 10000.00, 'topup-1') = :'t1' AS replayed_again;
 SET ROLE service_role;
 -- The ledger is append-only, even for service_role.
