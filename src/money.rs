@@ -196,6 +196,8 @@ const KEY_COLUMN: usize = 0;
 /// a key committed since then is caught by the insert's conflict, and looked up fresh. A NULL
 /// where the table declares NOT NULL (altered by hand) cannot be replayed against: 55000.
 fn lookup_key(key: &str, fresh: bool) -> Option<KeyUse> {
+    // What a key was used for is told only to a role that could have used it.
+    relation::require_privilege(&KEYS, pg_sys::ACL_INSERT as pg_sys::AclMode);
     relation::lookup_by_text_key(
         &KEYS,
         KEY_COLUMN,
@@ -360,6 +362,8 @@ fn create_transaction(
             return first.replay(key, user, kind, &amount_text, currency).or_raise();
         }
     }
+    // Before the reference's nextval, whose own 25006 would name nextval().
+    backend::prevent_write(c"create_transaction()");
     // The transaction's start time, which is what now() returns.
     let created_at = timestamptz(backend::transaction_start());
     let id = new_v7();

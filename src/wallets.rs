@@ -163,6 +163,8 @@ impl FirstUse {
 
 /// The transfer a key was first used for, seen as `seen` says.
 fn lookup_key(key: &str, seen: Seen) -> Option<FirstUse> {
+    // What a key was used for is told only to a role that could have used it.
+    relation::require_privilege(&TRANSFERS, pg_sys::ACL_INSERT as pg_sys::AclMode);
     relation::lookup_by_text_key(&TRANSFERS, KEY_COLUMN, key, seen, |row| {
         fn null<T>(key: &str, i: usize) -> T {
             relation::not_as_created(

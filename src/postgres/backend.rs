@@ -41,6 +41,16 @@ pub fn current_user() -> pg_sys::Oid {
     unsafe { unguarded::GetUserId() }
 }
 
+/// 25006 if this transaction may not write (read-only, or a standby's), naming `command` as the
+/// executor names a statement; likewise in a parallel query.
+pub fn prevent_write(command: &std::ffi::CStr) {
+    // SAFETY: both raise their error, or return.
+    unsafe {
+        pg_sys::PreventCommandIfReadOnly(command.as_ptr());
+        pg_sys::PreventCommandIfParallelMode(command.as_ptr());
+    }
+}
+
 /// Whether this transaction may write: not read-only, not on a standby, not in a parallel
 /// query (where Postgres refuses writes).
 pub fn can_write() -> bool {

@@ -4,9 +4,11 @@
 use pgrx::pg_sys;
 
 type RelcacheCallback = unsafe extern "C-unwind" fn(arg: pg_sys::Datum, relid: pg_sys::Oid);
+type SyscacheCallback = unsafe extern "C-unwind" fn(arg: pg_sys::Datum, cacheid: std::ffi::c_int, hashvalue: u32);
 
 unsafe extern "C-unwind" {
     fn CacheRegisterRelcacheCallback(func: RelcacheCallback, arg: pg_sys::Datum);
+    fn CacheRegisterSyscacheCallback(cacheid: std::ffi::c_int, func: SyscacheCallback, arg: pg_sys::Datum);
     fn CacheInvalidateRelcacheByRelid(relid: pg_sys::Oid);
     fn AcceptInvalidationMessages();
 }
@@ -35,6 +37,25 @@ pub fn on_relcache_invalidation(listener: fn(pg_sys::Oid)) {
 unsafe extern "C-unwind" fn dispatch(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     // (Registered in _PG_init only, so the list is never borrowed mutably while this runs.)
     LISTENERS.with_borrow(|l| l.iter().for_each(|f| f(relid)));
+}
+
+/// Bumped by every change to a role or a role membership, in any session (seen here when
+/// invalidations are processed): privilege checks remembered under an older value are stale.
+pub static ROLES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Has `ROLES` bumped for the backend's life; call from _PG_init.
+pub fn watch_roles() {
+    unsafe extern "C-unwind" fn bump(_arg: pg_sys::Datum, _cacheid: std::ffi::c_int, _hash: u32) {
+        ROLES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    for cache in [pg_sys::SysCacheIdentifier::AUTHOID, pg_sys::SysCacheIdentifier::AUTHMEMMEMROLE] {
+        // SAFETY: called in _PG_init, where registering a callback for the backend's life is allowed.
+        unsafe {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                CacheRegisterSyscacheCallback(cache as std::ffi::c_int, bump, pg_sys::Datum::from(0))
+            })
+        };
+    }
 }
 
 /// Queues a relcache invalidation of `relid`, delivered to every backend when (and only if) the

@@ -55,6 +55,10 @@ pub struct Table {
     /// The key index the last lookup by (this attnum) used: tried first, and checked again
     /// at every use (see `key_index`). Resolved with the table, so any DDL forgets it.
     key_index: Cell<(i16, pg_sys::Oid)>,
+    /// The role, privilege and roles generation (`inval::ROLES`) `require_privilege` last
+    /// granted: GRANT and REVOKE on the table invalidate it (and so this resolution), a change
+    /// of roles or memberships bumps the generation.
+    allowed: Cell<(pg_sys::Oid, pg_sys::AclMode, u64)>,
 }
 
 impl Table {
@@ -71,6 +75,26 @@ impl Table {
     fn last_attnum(&self) -> i32 {
         i32::from(self.attnums.iter().copied().max().unwrap_or(1))
     }
+}
+
+/// 42501 unless the current role has `privilege` on `spec`'s table: a native read that answers
+/// for a writer (a replay) answers only a role that could have written. Checked once per role
+/// while neither the table's grants nor the roles change.
+pub fn require_privilege(spec: &'static TableSpec, privilege: pg_sys::AclMode) {
+    let table = table(spec);
+    let granted = (super::backend::current_user(), privilege, inval::ROLES.load(Ordering::Relaxed));
+    if table.allowed.get() == granted {
+        return;
+    }
+    // SAFETY: a catalog lookup for a relation that exists (just resolved).
+    let ok = unsafe { pg_sys::pg_class_aclcheck(table.ext.relid, granted.0, privilege) };
+    if ok != pg_sys::AclResult::ACLCHECK_OK {
+        raise(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied for table {}", spec.name.to_string_lossy()),
+        );
+    }
+    table.allowed.set(granted);
 }
 
 /// 55000, naming what is no longer as easymo created it.
@@ -138,6 +162,7 @@ fn on_relcache_invalidation(relid: pg_sys::Oid) {
 /// Called once per backend, from _PG_init.
 pub fn init() {
     inval::on_relcache_invalidation(on_relcache_invalidation);
+    inval::watch_roles();
 }
 
 thread_local! {
@@ -194,7 +219,14 @@ fn resolve(spec: &'static TableSpec) -> Table {
             attnum
         })
         .collect();
-    Table { ext, attnums, watch, generation, key_index: Cell::new((0, pg_sys::Oid::INVALID)) }
+    Table {
+        ext,
+        attnums,
+        watch,
+        generation,
+        key_index: Cell::new((0, pg_sys::Oid::INVALID)),
+        allowed: Cell::new((pg_sys::Oid::INVALID, 0, 0)),
+    }
 }
 
 fn type_name(oid: pg_sys::Oid) -> String {

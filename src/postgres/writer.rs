@@ -249,12 +249,9 @@ impl Writes {
                 if first {
                     let command =
                         if privilege == pg_sys::ACL_INSERT as pg_sys::AclMode { c"INSERT" } else { c"UPDATE" };
-                    // SAFETY: raise 25006 in a read-only transaction (a standby's included), as the
-                    // executor does for a statement that writes.
-                    unsafe {
-                        pg_sys::PreventCommandIfReadOnly(command.as_ptr());
-                        pg_sys::PreventCommandIfParallelMode(command.as_ptr());
-                    }
+                    // 25006 in a read-only transaction, as the executor raises for a statement
+                    // that writes.
+                    super::backend::prevent_write(command);
                 }
                 let open = open_target(spec);
                 if first {

@@ -42,6 +42,42 @@ SELECT regress.error($$SELECT create_transaction('00000000-0000-0000-0000-000000
 SELECT regress.error($$SELECT create_transaction('00000000-0000-0000-0000-00000000000b', 'refund', 10.5, 'USD', 'order-42')$$);
 SELECT regress.error($$SELECT create_transaction('00000000-0000-0000-0000-00000000000a', 'debit', 10.5, 'RWF', 'order-42')$$);
 SELECT * FROM counts;
+-- A read-only transaction (PostgREST runs STABLE calls read-only) replays a key; a new one, keyed
+-- or not, is 25006 naming the function.
+BEGIN READ ONLY;
+SELECT create_transaction(:a, 'payment', 10.5, 'RWF', 'order-42') = :'k1' AS replayed_read_only;
+SELECT regress.error($$SELECT create_transaction('00000000-0000-0000-0000-00000000000a', 'payment', 1, 'RWF', 'read-only')$$) AS new_key,
+       regress.error($$SELECT create_transaction('00000000-0000-0000-0000-00000000000a', 'payment', 1)$$) AS no_key;
+COMMIT;
+-- A replay answers only a role that could have made the call: one granted EXECUTE alone gets
+-- 42501, as for a new key, not the first use's id; granted INSERT on the keys, it gets the id
+-- (and, revoked again, no longer).
+CREATE ROLE regress_execute_only NOLOGIN;
+GRANT EXECUTE ON FUNCTION create_transaction TO regress_execute_only;
+SET ROLE regress_execute_only;
+SELECT regress.error($$SELECT create_transaction('00000000-0000-0000-0000-00000000000a', 'payment', 10.5, 'RWF', 'order-42')$$) AS replay,
+       regress.error($$SELECT create_transaction('00000000-0000-0000-0000-00000000000a', 'payment', 1, 'RWF', 'execute-only')$$) AS new_key;
+RESET ROLE;
+GRANT INSERT ON transaction_idempotency_keys TO regress_execute_only;
+SET ROLE regress_execute_only;
+SELECT create_transaction(:a, 'payment', 10.5, 'RWF', 'order-42') = :'k1' AS replayed_with_insert;
+RESET ROLE;
+REVOKE INSERT ON transaction_idempotency_keys FROM regress_execute_only;
+SET ROLE regress_execute_only;
+SELECT regress.error($$SELECT create_transaction('00000000-0000-0000-0000-00000000000a', 'payment', 10.5, 'RWF', 'order-42')$$) AS replay_revoked;
+RESET ROLE;
+-- Privileges through a role membership count, and its end is seen by the same session.
+GRANT service_role TO regress_execute_only;
+SET ROLE regress_execute_only;
+SELECT create_transaction(:a, 'payment', 10.5, 'RWF', 'order-42') = :'k1' AS replayed_as_member;
+RESET ROLE;
+REVOKE service_role FROM regress_execute_only;
+SET ROLE regress_execute_only;
+SELECT regress.error($$SELECT create_transaction('00000000-0000-0000-0000-00000000000a', 'payment', 10.5, 'RWF', 'order-42')$$) AS replay_no_longer_member;
+RESET ROLE;
+REVOKE ALL ON FUNCTION create_transaction FROM regress_execute_only;
+DROP ROLE regress_execute_only;
+SELECT * FROM counts;
 
 -- A key first used in one month replays the same id from the next month's partition: the key
 -- table is global. (The first use is written as it would have been a month ago.)
