@@ -128,6 +128,15 @@ impl ContractError {
 
 /// Raises an ERROR with any SQLSTATE (for errors outside the contract's list, e.g. the
 /// invalid_text_representation a bad uuid cast gives); does not return.
+/// A stored value as a message shows it: at most 64 characters, then "…" (a value a DBA wrote
+/// by hand may be of any length; a message repeats the caller's own values, which were checked).
+pub fn excerpt(value: &str) -> Cow<'_, str> {
+    match value.char_indices().nth(64) {
+        Some((end, _)) => Cow::Owned(format!("{}…", &value[..end])),
+        None => Cow::Borrowed(value),
+    }
+}
+
 pub fn raise(code: PgSqlErrorCode, message: impl Into<String>) -> ! {
     pgrx::pg_sys::panic::ErrorReport::new(code, message, function_name!()).report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
@@ -157,4 +166,15 @@ pub fn check_range(param: &'static str, value: Option<i32>, min: i32, max: i32) 
         return Err(ContractError::invalid(param, format!("must be between {min} and {max}, got {v}")));
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn excerpts_are_short() {
+        assert_eq!(super::excerpt("10.5"), "10.5");
+        let long = "9".repeat(1000);
+        assert_eq!(super::excerpt(&long), format!("{}…", "9".repeat(64)));
+        assert_eq!(super::excerpt(&"é".repeat(65)).chars().count(), 65);
+    }
 }

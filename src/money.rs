@@ -17,7 +17,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::error::{raise, required, ContractError, OrRaise};
+use crate::error::{excerpt, raise, required, ContractError, OrRaise};
 use crate::ids::new_v7;
 use crate::postgres::backend;
 use crate::postgres::catalog::{self, ext_table};
@@ -157,13 +157,13 @@ impl KeyUse {
             differences.push(format!("p_user_id ({user}, first {})", self.user_id));
         }
         if self.kind != kind {
-            differences.push(format!("p_type ({kind}, first {})", self.kind));
+            differences.push(format!("p_type ({kind}, first {})", excerpt(&self.kind)));
         }
         if self.amount != amount {
-            differences.push(format!("p_amount ({amount}, first {})", self.amount));
+            differences.push(format!("p_amount ({amount}, first {})", excerpt(&self.amount)));
         }
         if self.currency != currency {
-            differences.push(format!("p_currency ({currency}, first {})", self.currency));
+            differences.push(format!("p_currency ({currency}, first {})", excerpt(&self.currency)));
         }
         if differences.is_empty() {
             return Ok(self.transaction_id);

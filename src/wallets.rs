@@ -23,7 +23,7 @@
 
 #![forbid(unsafe_code)]
 
-use crate::error::{required, ContractError, OrRaise, Refusal};
+use crate::error::{excerpt, required, ContractError, OrRaise, Refusal};
 use crate::ids::new_v7;
 use crate::money::{check_amount, check_key};
 use crate::postgres::backend;
@@ -144,7 +144,7 @@ impl FirstUse {
             differences.push(format!("credit account ({}, first {})", leg.credit, self.credit));
         }
         if self.amount != leg.amount_text {
-            differences.push(format!("amount ({}, first {})", leg.amount_text, self.amount));
+            differences.push(format!("amount ({}, first {})", leg.amount_text, excerpt(&self.amount)));
         }
         if self.hold != leg.hold_seconds.is_some() {
             let kind = |hold| if hold { "a hold" } else { "posted at once" };
