@@ -12,7 +12,7 @@ tmp=$(mktemp -d)
 value="'{\"user\": 42, \"name\": \"user 42\"}'"
 q() { printf '%s\n%s\n' "$1" "$2" > "$tmp/$3.sql"; }
 hot='\set k random(1, 100000)'
-fresh='\set k random(1, 1000000000000)'
+fresh='\set k random(1, 9000000000000000000)'
 q "$hot" "SELECT get_cache('k:' || :k);" get_hit_native
 q "$hot" "SELECT value FROM cache_entries WHERE key = 'k:' || :k AND expires_at > now();" get_hit_floor
 q "$hot" "SELECT plpgsql_get_cache('k:' || :k);" get_hit_plpgsql

@@ -33,7 +33,7 @@ result() {
 }
 
 # median V1 V2 ...: the middle value (for alternating rounds that even out machine noise).
-median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 # latency_ms FILE SECONDS: average latency in ms, one client, prepared.
 latency_ms() {

@@ -11,15 +11,15 @@ bsql -c "VACUUM ANALYZE"
 tmp=$(mktemp -d)
 user="'00000000-0000-0000-0000-000000000001'"
 cat > "$tmp/new_native.sql" <<SQL
-\set k random(1, 1000000000000)
+\set k random(1, 9000000000000000000)
 SELECT create_transaction($user, 'payment', 100.25, 'RWF', 'new-' || :k);
 SQL
 cat > "$tmp/new_plpgsql.sql" <<SQL
-\set k random(1, 1000000000000)
+\set k random(1, 9000000000000000000)
 SELECT plpgsql_create_transaction($user, 'payment', 100.25, 'RWF', 'pl-' || :k);
 SQL
 cat > "$tmp/new_floor.sql" <<SQL
-\set k random(1, 1000000000000)
+\set k random(1, 9000000000000000000)
 INSERT INTO transactions (reference, user_id, type, amount, currency, idempotency_key) VALUES ('R-' || :k, $user, 'payment', 100.25, 'RWF', 'bare-' || :k);
 SQL
 cat > "$tmp/replay_native.sql" <<SQL

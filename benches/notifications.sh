@@ -14,7 +14,7 @@ VACUUM ANALYZE;
 SQL
 tmp=$(mktemp -d)
 user="('00000000-0000-4000-8000-' || lpad(:u::text, 12, '0'))::uuid"
-pick=$'\\set u random(1, 1000)\n\\set k random(1, 1000000000000)'
+pick=$'\\set u random(1, 1000)\n\\set k random(1, 9000000000000000000)'
 printf '%s\nSELECT send_notification(%s, %s, %s, %s, %s, %s, 5, %s);\n' "$pick" "$user" "'receipt'" "'Receipt'" \
     "'You paid 1500 RWF'" "'{\"ride\": 42}'" "ARRAY['push', 'sms', 'email']" "'n-' || :k" > "$tmp/native.sql"
 cat > "$tmp/sql.sql" <<SQL

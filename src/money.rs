@@ -22,7 +22,7 @@ use crate::ids::new_v7;
 use crate::postgres::backend;
 use crate::postgres::catalog::{self, ext_table};
 use crate::postgres::datum::timestamptz;
-use crate::postgres::datum::RawJsonb;
+use crate::postgres::datum::{RawJsonb, RawNumeric, StoredNumeric};
 use crate::postgres::plan::{prepared, PlanSlot, WritePlan};
 use crate::postgres::relation::Table;
 use crate::postgres::relation::{self, Column, TableSpec};
@@ -50,13 +50,12 @@ pub const CURRENCIES: [&str; 177] = [
     "ZWG",
 ];
 
-/// The amount, checked: > 0, <= 10^15, at most 4 decimals. Returns its normalized text (equal
+/// The amount (its normalized text), checked: > 0, <= 10^15, at most 4 decimals. Returns it (equal
 /// for equal values: "10.50" and "10.5" both give "10.5"), on which the checks are made: no
 /// numeric arithmetic on the hot path.
-pub fn check_amount(amount: &AnyNumeric) -> Result<String, ContractError> {
-    let text = amount.normalize().to_owned();
-    check_amount_text(&text)?;
-    Ok(text)
+pub fn check_amount(normalized: String) -> Result<String, ContractError> {
+    check_amount_text(&normalized)?;
+    Ok(normalized)
 }
 
 /// The checks of `check_amount` on normalized numeric text (digits, at most one '.', an
@@ -137,7 +136,7 @@ struct KeyUse {
     user_id: pgrx::Uuid,
     kind: String,
     /// Normalized (see `check_amount`).
-    amount: String,
+    amount: StoredNumeric,
     currency: String,
 }
 
@@ -159,8 +158,8 @@ impl KeyUse {
         if self.kind != kind {
             differences.push(format!("p_type ({kind}, first {})", excerpt(&self.kind)));
         }
-        if self.amount != amount {
-            differences.push(format!("p_amount ({amount}, first {})", excerpt(&self.amount)));
+        if !self.amount.equals(amount) {
+            differences.push(format!("p_amount ({amount}, first {})", excerpt(self.amount.text(amount))));
         }
         if self.currency != currency {
             differences.push(format!("p_currency ({currency}, first {})", excerpt(&self.currency)));
@@ -195,7 +194,7 @@ const KEY_COLUMN: usize = 0;
 /// seen); otherwise under the calling statement's snapshot, which is enough for the first look:
 /// a key committed since then is caught by the insert's conflict, and looked up fresh. A NULL
 /// where the table declares NOT NULL (altered by hand) cannot be replayed against: 55000.
-fn lookup_key(key: &str, fresh: bool) -> Option<KeyUse> {
+fn lookup_key(key: &str, fresh: bool, amount: &RawNumeric) -> Option<KeyUse> {
     // What a key was used for is told only to a role that could have used it.
     relation::require_privilege(&KEYS, pg_sys::ACL_INSERT as pg_sys::AclMode);
     relation::lookup_by_text_key(
@@ -217,7 +216,7 @@ fn lookup_key(key: &str, fresh: bool) -> Option<KeyUse> {
                 transaction_id: row.uuid(1).unwrap_or_else(|| null(key, 1)),
                 user_id: row.uuid(2).unwrap_or_else(|| null(key, 2)),
                 kind: row.text(3).unwrap_or_else(|| null(key, 3)),
-                amount: row.numeric_text(4).unwrap_or_else(|| null(key, 4)),
+                amount: row.numeric(4, Some(amount)).unwrap_or_else(|| null(key, 4)),
                 currency: row.text(5).unwrap_or_else(|| null(key, 5)),
             }
         },
@@ -328,7 +327,7 @@ fn reference(sequence: pg_sys::Oid, created_at: TimestampWithTimeZone) -> String
 fn create_transaction(
     p_user_id: Option<pgrx::Uuid>,
     p_type: Option<&str>,
-    p_amount: Option<AnyNumeric>,
+    p_amount: Option<RawNumeric>,
     p_currency: default!(Option<&str>, "'RWF'"),
     p_idempotency_key: default!(Option<&str>, "NULL"),
     p_metadata: default!(Option<RawJsonb>, "'{}'"),
@@ -340,7 +339,7 @@ fn create_transaction(
         let amount = required(p_amount, "p_amount")?;
         let currency = required(p_currency, "p_currency")?;
         check_type(kind)?;
-        let amount_text = check_amount(&amount)?;
+        let amount_text = check_amount(amount.normalized())?;
         check_currency(currency)?;
         if let Some(key) = p_idempotency_key {
             check_key(key)?;
@@ -358,7 +357,7 @@ fn create_transaction(
     let plans = plans();
     // A replay reads one index entry and returns: no SPI, no plan, no write.
     if let Some(key) = p_idempotency_key {
-        if let Some(first) = lookup_key(key, false) {
+        if let Some(first) = lookup_key(key, false, &amount) {
             return first.replay(key, user, kind, &amount_text, currency).or_raise();
         }
     }
@@ -376,7 +375,7 @@ fn create_transaction(
         reference(plans.reference_sequence, created_at).into(),
         user.into(),
         kind.into(),
-        amount.into(),
+        amount.as_arg(),
         currency.into(),
         p_idempotency_key.into(),
         metadata,
@@ -391,7 +390,7 @@ fn create_transaction(
     };
     if plans.create_with_key.execute(&args) == 0 {
         // A concurrent call with this key committed first: replay it.
-        let Some(first) = lookup_key(key, true) else {
+        let Some(first) = lookup_key(key, true, &amount) else {
             // Deleted again between the conflict and the look (a retention run, say).
             raise(
                 PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,

@@ -27,7 +27,7 @@ use crate::error::{excerpt, required, ContractError, OrRaise, Refusal};
 use crate::ids::new_v7;
 use crate::money::{check_amount, check_key};
 use crate::postgres::backend;
-use crate::postgres::datum::{timestamptz, RawJsonb};
+use crate::postgres::datum::{timestamptz, RawJsonb, RawNumeric, StoredNumeric};
 use crate::postgres::plan::{prepared, PlanSlot, ResultRow, WritePlan};
 use crate::postgres::relation::{self, Column, Seen, Table, TableSpec};
 use crate::postgres::writer::Writes;
@@ -129,8 +129,7 @@ struct FirstUse {
     id: Uuid,
     debit: Uuid,
     credit: Uuid,
-    /// Normalized (see `check_amount`).
-    amount: String,
+    amount: StoredNumeric,
     hold: bool,
 }
 
@@ -143,8 +142,9 @@ impl FirstUse {
         if self.credit != leg.credit {
             differences.push(format!("credit account ({}, first {})", leg.credit, self.credit));
         }
-        if self.amount != leg.amount_text {
-            differences.push(format!("amount ({}, first {})", leg.amount_text, excerpt(&self.amount)));
+        if !self.amount.equals(&leg.amount_text) {
+            let first = excerpt(self.amount.text(&leg.amount_text));
+            differences.push(format!("amount ({}, first {first})", leg.amount_text));
         }
         if self.hold != leg.hold_seconds.is_some() {
             let kind = |hold| if hold { "a hold" } else { "posted at once" };
@@ -161,8 +161,9 @@ impl FirstUse {
     }
 }
 
-/// The transfer a key was first used for, seen as `seen` says.
-fn lookup_key(key: &str, seen: Seen) -> Option<FirstUse> {
+/// The transfer a key was first used for, seen as `seen` says; its amount compared with
+/// `amount`'s (see `StoredNumeric`).
+fn lookup_key(key: &str, seen: Seen, amount: &Amount) -> Option<FirstUse> {
     // What a key was used for is told only to a role that could have used it.
     relation::require_privilege(&TRANSFERS, pg_sys::ACL_INSERT as pg_sys::AclMode);
     relation::lookup_by_text_key(&TRANSFERS, KEY_COLUMN, key, seen, |row| {
@@ -179,7 +180,7 @@ fn lookup_key(key: &str, seen: Seen) -> Option<FirstUse> {
             id: row.uuid(1).unwrap_or_else(|| null(key, 1)),
             debit: row.uuid(2).unwrap_or_else(|| null(key, 2)),
             credit: row.uuid(3).unwrap_or_else(|| null(key, 3)),
-            amount: row.numeric_text(4).unwrap_or_else(|| null(key, 4)),
+            amount: row.numeric(4, amount.given()).unwrap_or_else(|| null(key, 4)),
             hold: row.timestamptz(5).is_some(),
         }
     })
@@ -311,7 +312,7 @@ fn remember_hot(id: Uuid, hot: bool) {
 struct Leg {
     debit: Uuid,
     credit: Uuid,
-    amount: AnyNumeric,
+    amount: Amount,
     amount_text: String,
     key: Option<String>,
     hold_seconds: Option<i32>,
@@ -320,12 +321,43 @@ struct Leg {
     metadata: Option<RawJsonb>,
 }
 
+/// A leg's amount: the caller's numeric argument as given (converted only when written), or a
+/// value read from a batch's JSON.
+enum Amount {
+    Arg(RawNumeric),
+    Value(AnyNumeric),
+}
+
+impl Amount {
+    fn normalized(&self) -> String {
+        match self {
+            Amount::Arg(a) => a.normalized(),
+            Amount::Value(a) => a.normalize().to_owned(),
+        }
+    }
+
+    /// The caller's argument as given, if it is one.
+    fn given(&self) -> Option<&RawNumeric> {
+        match self {
+            Amount::Arg(a) => Some(a),
+            Amount::Value(_) => None,
+        }
+    }
+
+    fn value(&self) -> AnyNumeric {
+        match self {
+            Amount::Arg(a) => a.value(),
+            Amount::Value(a) => a.clone(),
+        }
+    }
+}
+
 impl Leg {
     #[allow(clippy::too_many_arguments)]
     fn check(
         debit: Option<Uuid>,
         credit: Option<Uuid>,
-        amount: Option<AnyNumeric>,
+        amount: Option<Amount>,
         key: Option<String>,
         hold_seconds: Option<i64>,
         transaction_id: Option<Uuid>,
@@ -341,7 +373,7 @@ impl Leg {
                 format!("p_credit_account_id must differ from the debit account, got {credit} for both"),
             ));
         }
-        let amount_text = check_amount(&amount)?;
+        let amount_text = check_amount(amount.normalized())?;
         if let Some(key) = &key {
             check_key(key)?;
         }
@@ -736,8 +768,9 @@ impl Ledger {
 }
 
 /// Runs checked legs in order, all or none; returns their ids. `batch` names the legs in
-/// messages (`p_transfers[i]`).
-fn transfer(legs: Vec<Leg>, batch: bool) -> Vec<Uuid> {
+/// messages (`p_transfers[i]`). `looked_up`: the caller found none of the keys under the
+/// statement's snapshot already.
+fn transfer(legs: Vec<Leg>, batch: bool, looked_up: bool) -> Vec<Uuid> {
     let in_leg = |i: usize, e: ContractError| -> ContractError {
         if !batch {
             return e;
@@ -752,7 +785,11 @@ fn transfer(legs: Vec<Leg>, batch: bool) -> Vec<Uuid> {
     // A replay of a committed key reads one index entry: no lock, no write.
     let mut ids: Vec<Option<Uuid>> = Vec::with_capacity(legs.len());
     for (i, leg) in legs.iter().enumerate() {
-        let first = leg.key.as_deref().and_then(|k| lookup_key(k, Seen::Statement).map(|f| (k, f)));
+        let first = leg
+            .key
+            .as_deref()
+            .filter(|_| !looked_up)
+            .and_then(|k| lookup_key(k, Seen::Statement, &leg.amount).map(|f| (k, f)));
         ids.push(first.map(|(k, f)| f.replay(k, leg).map_err(|e| in_leg(i, e)).or_raise()));
     }
     if ids.iter().all(Option::is_some) {
@@ -785,7 +822,9 @@ fn transfer(legs: Vec<Leg>, batch: bool) -> Vec<Uuid> {
     keyed.sort_by(|&a, &b| legs[a].key.cmp(&legs[b].key));
     let mut taken: Vec<(usize, FirstUse)> = keyed
         .into_iter()
-        .filter_map(|i| lookup_key(legs[i].key.as_deref().expect("keyed"), Seen::Settled).map(|f| (i, f)))
+        .filter_map(|i| {
+            lookup_key(legs[i].key.as_deref().expect("keyed"), Seen::Settled, &legs[i].amount).map(|f| (i, f))
+        })
         .collect();
     taken.sort_by_key(|(i, _)| *i);
     for (i, first) in taken {
@@ -798,6 +837,7 @@ fn transfer(legs: Vec<Leg>, batch: bool) -> Vec<Uuid> {
     for &i in &todo {
         let leg = &legs[i];
         let id = new_v7();
+        let amount = leg.amount.value();
         let check = |ledger: &Ledger| -> Result<(), ContractError> {
             let (debit, credit) = (ledger.account(leg.debit), ledger.account(leg.credit));
             if debit.currency != credit.currency {
@@ -817,7 +857,7 @@ fn transfer(legs: Vec<Leg>, batch: bool) -> Vec<Uuid> {
             id,
             debit: leg.debit,
             credit: leg.credit,
-            amount: leg.amount.clone(),
+            amount: amount.clone(),
             status: if leg.hold_seconds.is_some() { PENDING } else { POSTED },
             expires_at: leg.hold_seconds.map(|s| timestamptz(now.saturating_add(i64::from(s) * 1_000_000))),
             pending_id: None,
@@ -825,7 +865,7 @@ fn transfer(legs: Vec<Leg>, batch: bool) -> Vec<Uuid> {
             transaction_id: leg.transaction_id,
             metadata: leg.metadata.clone(),
         });
-        apply(&mut ledger, leg, id).map_err(|e| in_leg(i, e)).or_raise();
+        apply(&mut ledger, leg, id, &amount).map_err(|e| in_leg(i, e)).or_raise();
         run.push((i, id));
     }
     ledger.write();
@@ -835,12 +875,12 @@ fn transfer(legs: Vec<Leg>, batch: bool) -> Vec<Uuid> {
     ids.into_iter().map(|id| id.expect("every leg ran")).collect()
 }
 
-/// What leg `leg` (transfer `id`) does to the locked accounts.
-fn apply(ledger: &mut Ledger, leg: &Leg, id: Uuid) -> Result<(), ContractError> {
+/// What leg `leg` (transfer `id`, of `amount`) does to the locked accounts.
+fn apply(ledger: &mut Ledger, leg: &Leg, id: Uuid, amount: &AnyNumeric) -> Result<(), ContractError> {
     if leg.hold_seconds.is_some() {
-        ledger.hold(leg.debit, leg.credit, &leg.amount)
+        ledger.hold(leg.debit, leg.credit, amount)
     } else {
-        ledger.post(id, leg.debit, leg.credit, &leg.amount)
+        ledger.post(id, leg.debit, leg.credit, amount)
     }
 }
 
@@ -849,7 +889,7 @@ fn apply(ledger: &mut Ledger, leg: &Leg, id: Uuid) -> Result<(), ContractError> 
 fn wallet_transfer(
     p_debit_account_id: Option<Uuid>,
     p_credit_account_id: Option<Uuid>,
-    p_amount: Option<AnyNumeric>,
+    p_amount: Option<RawNumeric>,
     p_idempotency_key: default!(Option<&str>, "NULL"),
     p_hold_seconds: default!(Option<i32>, "NULL"),
     p_transaction_id: default!(Option<Uuid>, "NULL"),
@@ -860,7 +900,7 @@ fn wallet_transfer(
     let leg = Leg::check(
         p_debit_account_id,
         p_credit_account_id,
-        p_amount,
+        p_amount.map(Amount::Arg),
         p_idempotency_key.map(str::to_owned),
         p_hold_seconds.map(i64::from),
         p_transaction_id,
@@ -868,7 +908,13 @@ fn wallet_transfer(
         is_object,
     )
     .or_raise();
-    transfer(vec![leg], false)[0]
+    // A replay: one index read, nothing else built.
+    if let Some(key) = leg.key.as_deref() {
+        if let Some(first) = lookup_key(key, Seen::Statement, &leg.amount) {
+            return first.replay(key, &leg).or_raise();
+        }
+    }
+    transfer(vec![leg], false, true)[0]
 }
 
 /// Several transfers in one call, all or none, ids in input order.
@@ -923,12 +969,12 @@ fn wallet_transfer_batch(p_transfers: Option<RawJsonb>) -> SetOfIterator<'static
             }
             let is_object = metadata.as_ref().is_none_or(|m| m.0.is_object());
             let metadata = metadata.map(RawJsonb::from_jsonb);
-            Leg::check(debit, credit, amount, key, hold, transaction, metadata, is_object)
+            Leg::check(debit, credit, amount.map(Amount::Value), key, hold, transaction, metadata, is_object)
                 .map_err(|e| e.in_element("p_transfers", i))
         };
         legs.push(check().or_raise());
     }
-    SetOfIterator::new(transfer(legs, true))
+    SetOfIterator::new(transfer(legs, true, false))
 }
 
 enum Resolution {
@@ -1063,7 +1109,7 @@ fn resolve_locked(
 #[pg_extern(volatile, parallel_unsafe)]
 fn post_wallet_hold(p_transfer_id: Option<Uuid>, p_amount: default!(Option<AnyNumeric>, "NULL")) -> Uuid {
     let id = required(p_transfer_id, "p_transfer_id").or_raise();
-    let amount = p_amount.map(|a| check_amount(&a).map(|text| (a, text))).transpose().or_raise();
+    let amount = p_amount.map(|a| check_amount(a.normalize().to_owned()).map(|text| (a, text))).transpose().or_raise();
     resolve(id, Resolution::Post(amount)).or_raise().expect("a post returns its id")
 }
 

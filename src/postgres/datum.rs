@@ -50,6 +50,127 @@ unsafe impl SqlTranslatable for RawJsonb {
     }
 }
 
+/// A numeric argument as the caller's datum: its normalized text is read without the copy
+/// pgrx's `AnyNumeric` makes of every argument; converted only where arithmetic needs it.
+#[derive(Clone)]
+pub struct RawNumeric(pg_sys::Datum);
+
+impl FromDatum for RawNumeric {
+    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+        (!is_null).then_some(RawNumeric(datum))
+    }
+}
+
+unsafe impl<'fcx> ArgAbi<'fcx> for RawNumeric {
+    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+        unsafe { arg.unbox_arg_using_from_datum().expect("checked for NULL by the caller") }
+    }
+
+    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+        unsafe { arg.unbox_arg_using_from_datum().into() }
+    }
+}
+
+unsafe impl SqlTranslatable for RawNumeric {
+    fn argument_sql() -> Result<SqlMapping, ArgumentError> {
+        Ok(SqlMapping::literal("numeric"))
+    }
+    fn return_sql() -> Result<Returns, ReturnsError> {
+        Ok(Returns::One(SqlMapping::literal("numeric")))
+    }
+}
+
+impl RawNumeric {
+    /// The normalized text ("10.50" gives "10.5"; equal values, equal texts).
+    pub fn normalized(&self) -> String {
+        // SAFETY: a non-null numeric datum of the call.
+        unsafe { numeric_text(self.0) }
+    }
+
+    /// The value's bytes (after the varlena header): equal bytes, equal values.
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: a non-null numeric datum, alive as long as the wrapper.
+        unsafe { pgrx::varlena::varlena_to_byte_slice(packed(self.0)) }
+    }
+
+    /// The value, for arithmetic (a copy).
+    pub fn value(&self) -> AnyNumeric {
+        // SAFETY: a non-null numeric datum.
+        unsafe { AnyNumeric::from_datum(self.0, false) }.expect("not null")
+    }
+
+    /// The datum itself, to pass on to a statement as numeric.
+    pub fn as_arg(&self) -> DatumWithOid<'_> {
+        // SAFETY: the datum is a valid numeric for as long as the call that received it.
+        unsafe { DatumWithOid::new(self.0, pg_sys::NUMERICOID) }
+    }
+}
+
+/// A stored numeric as a replay compares it with the caller's: byte for byte the caller's value
+/// (a retry sends what the first call sent, and that is what was stored), or else its
+/// normalized text. The bytes are compared in place: no call into Postgres, no copy.
+pub enum StoredNumeric {
+    SameAsGiven,
+    Text(String),
+}
+
+impl StoredNumeric {
+    /// Reads `datum`, a valid non-null numeric, against `given`.
+    ///
+    /// # Safety
+    /// `datum` must be a valid, non-null numeric datum.
+    pub unsafe fn read(datum: pg_sys::Datum, given: Option<&RawNumeric>) -> StoredNumeric {
+        // SAFETY: the caller's.
+        unsafe {
+            match given {
+                Some(g) if pgrx::varlena::varlena_to_byte_slice(packed(datum)) == g.bytes() => {
+                    StoredNumeric::SameAsGiven
+                }
+                _ => StoredNumeric::Text(numeric_text(datum)),
+            }
+        }
+    }
+
+    /// Whether it equals the value whose normalized text is `normalized` (the given one's).
+    pub fn equals(&self, normalized: &str) -> bool {
+        match self {
+            StoredNumeric::SameAsGiven => true,
+            StoredNumeric::Text(t) => t == normalized,
+        }
+    }
+
+    /// Its normalized text (`given_normalized`: the given value's).
+    pub fn text<'a>(&'a self, given_normalized: &'a str) -> &'a str {
+        match self {
+            StoredNumeric::SameAsGiven => given_normalized,
+            StoredNumeric::Text(t) => t,
+        }
+    }
+}
+
+/// The normalized text of a numeric datum: detoasted (to the 4-byte header the numeric code
+/// reads) and normalized in one guard, nothing Rust in between.
+///
+/// # Safety
+/// `datum` must be a valid, non-null numeric datum.
+pub unsafe fn numeric_text(datum: pg_sys::Datum) -> String {
+    mod unguarded {
+        use pgrx::pg_sys::{varlena, NumericData};
+        // The same symbols as pgrx's bindings, without the per-call guard (run inside one).
+        unsafe extern "C-unwind" {
+            pub fn pg_detoast_datum(datum: *mut varlena) -> *mut varlena;
+            pub fn numeric_normalize(num: *mut NumericData) -> *mut std::ffi::c_char;
+        }
+    }
+    // SAFETY: the caller's; the result is a palloc'd C string.
+    unsafe {
+        let text = pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            unguarded::numeric_normalize(unguarded::pg_detoast_datum(datum.cast_mut_ptr()).cast())
+        });
+        std::ffi::CStr::from_ptr(text).to_string_lossy().into_owned()
+    }
+}
+
 /// A varlena datum readable in place (`VARDATA_ANY`): itself when it is stored inline and
 /// uncompressed, which is nearly always on the hot paths, so no call into Postgres is made;
 /// otherwise detoasted (a copy in the current memory context), as pg_detoast_datum_packed does.

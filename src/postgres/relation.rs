@@ -276,16 +276,10 @@ impl Row<'_> {
         self.datum(column).map(|d| d.value() as pg_sys::TimestampTz)
     }
 
-    /// The normalized text of a numeric column ("10.50" gives "10.5").
-    pub fn numeric_text(&self, column: usize) -> Option<String> {
-        // SAFETY: checked to be numeric; detoasted (to a 4-byte header, which the numeric code
-        // reads) before numeric_normalize reads it; both in one guard, nothing Rust in between.
-        self.datum(column).map(|d| unsafe {
-            let text = pg_sys::ffi::pg_guard_ffi_boundary(|| {
-                unguarded::numeric_normalize(unguarded::pg_detoast_datum(d.cast_mut_ptr()).cast())
-            });
-            CStr::from_ptr(text).to_string_lossy().into_owned()
-        })
+    /// A numeric column's value as compared with `given` (see `StoredNumeric`).
+    pub fn numeric(&self, column: usize, given: Option<&datum::RawNumeric>) -> Option<datum::StoredNumeric> {
+        // SAFETY: checked to be numeric.
+        self.datum(column).map(|d| unsafe { datum::StoredNumeric::read(d, given) })
     }
 
     /// A jsonb column's value, copied (detoasted) into the current memory context.
@@ -526,8 +520,8 @@ unsafe fn usable_by_snapshot(index: pg_sys::Relation) -> bool {
 /// the frames it skips hold no value with a destructor.
 mod unguarded {
     use pgrx::pg_sys::{
-        varlena, Datum, HeapTuple, IndexScanDesc, List, NumericData, Oid, Relation, ScanDirection, ScanKey, Snapshot,
-        TransactionId, TupleDesc, TupleTableSlot, LOCKMODE,
+        Datum, HeapTuple, IndexScanDesc, List, Oid, Relation, ScanDirection, ScanKey, Snapshot, TransactionId,
+        TupleDesc, TupleTableSlot, LOCKMODE,
     };
     use std::ffi::{c_char, c_int};
     unsafe extern "C-unwind" {
@@ -580,8 +574,6 @@ mod unguarded {
         pub fn try_relation_open(relation_id: Oid, lockmode: LOCKMODE) -> Relation;
         pub fn try_table_open(relation_id: Oid, lockmode: LOCKMODE) -> Relation;
         pub fn heap_attisnull(tuple: HeapTuple, attnum: c_int, descriptor: TupleDesc) -> bool;
-        pub fn pg_detoast_datum(datum: *mut varlena) -> *mut varlena;
-        pub fn numeric_normalize(num: *mut NumericData) -> *mut c_char;
         pub fn TransactionIdPrecedes(id1: TransactionId, id2: TransactionId) -> bool;
     }
 
