@@ -126,8 +126,6 @@ impl ContractError {
     }
 }
 
-/// Raises an ERROR with any SQLSTATE (for errors outside the contract's list, e.g. the
-/// invalid_text_representation a bad uuid cast gives); does not return.
 /// A stored value as a message shows it: at most 64 characters, then "…" (a value a DBA wrote
 /// by hand may be of any length; a message repeats the caller's own values, which were checked).
 pub fn excerpt(value: &str) -> Cow<'_, str> {
@@ -137,6 +135,8 @@ pub fn excerpt(value: &str) -> Cow<'_, str> {
     }
 }
 
+/// Raises an ERROR with any SQLSTATE (for errors outside the contract's list, e.g. the
+/// invalid_text_representation a bad uuid cast gives); does not return.
 pub fn raise(code: PgSqlErrorCode, message: impl Into<String>) -> ! {
     pgrx::pg_sys::panic::ErrorReport::new(code, message, function_name!()).report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")

@@ -135,7 +135,7 @@ struct KeyUse {
     transaction_id: pgrx::Uuid,
     user_id: pgrx::Uuid,
     kind: String,
-    /// Normalized (see `check_amount`).
+    /// Compared with the caller's (see `StoredNumeric`).
     amount: StoredNumeric,
     currency: String,
 }

@@ -408,6 +408,9 @@ pub fn lookup_by_text_key<R>(
             }
         };
         let found = open.found.then(|| read(&Row { slot: open.slot, table: &table }));
+        // Not usable by this snapshot: whether it never will be in this transaction (created by
+        // it), or will be after a retry.
+        let unusable = open.scan.is_null().then(|| pg_sys::TransactionIdIsCurrentTransactionId(index_xmin(open.index)));
         guarded(|| {
             unguarded::ExecDropSingleTupleTableSlot(open.slot);
             if !open.scan.is_null() {
@@ -417,16 +420,23 @@ pub fn lookup_by_text_key<R>(
             unguarded::index_close(open.index, NoLock as i32);
             unguarded::table_close(open.heap, NoLock as i32);
         });
-        if open.scan.is_null() {
-            raise(
-                PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+        match unusable {
+            Some(true) => raise(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!(
-                    "the key index of easymo table {} was rebuilt after this transaction's snapshot was taken; retry the transaction",
+                    "the key index of easymo table {} was created in this transaction over rows that older snapshots still see; it can be used once this transaction has committed",
                     table.ext.qualified
                 ),
-            );
+            ),
+            Some(false) => raise(
+                PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+                format!(
+                    "the key index of easymo table {} was created after this transaction's snapshot was taken; retry the transaction",
+                    table.ext.qualified
+                ),
+            ),
+            None => found,
         }
-        found
     }
 }
 
@@ -484,7 +494,7 @@ unsafe fn first_match(
         } else {
             unguarded::GetActiveSnapshot()
         });
-        if !usable_by_snapshot(index) {
+        if !usable_by_snapshot(index, snapshot) {
             return (snapshot, std::ptr::null_mut(), false);
         }
         let scan = unguarded::begin_index_scan(heap, index, snapshot);
@@ -497,19 +507,24 @@ unsafe fn first_match(
     }
 }
 
-/// Whether this transaction's snapshots may use `index`, as the planner decides: an index built
-/// over a broken HOT chain (indcheckxmin) is not, until its pg_index row is older than the
-/// oldest snapshot: its entry for a key can lead to an older row version with another key.
-/// Unguarded call: run inside a guard, after the snapshot is taken (it sets TransactionXmin).
-unsafe fn usable_by_snapshot(index: pg_sys::Relation) -> bool {
-    // SAFETY: an open index relation; its pg_index tuple is kept by the relcache.
+/// Whether `snapshot` may use `index`: an index created over broken HOT chains (indcheckxmin)
+/// lacks entries for row versions that only snapshots older than it still see, and its entry
+/// for a key can lead to such an older version with another key. The planner skips it until
+/// its pg_index row is older than every snapshot of the transaction; one scan under one
+/// snapshot needs only that snapshot's xmin to be newer (the creating transaction ended before
+/// it was taken). Unguarded call: run inside a guard.
+unsafe fn usable_by_snapshot(index: pg_sys::Relation, snapshot: pg_sys::Snapshot) -> bool {
+    // SAFETY: an open index relation (its pg_index tuple is kept by the relcache); a
+    // registered snapshot.
     unsafe {
-        !(*(*index).rd_index).indcheckxmin
-            || unguarded::TransactionIdPrecedes(
-                pg_sys::HeapTupleHeaderGetXmin((*(*index).rd_indextuple).t_data),
-                pg_sys::TransactionXmin,
-            )
+        !(*(*index).rd_index).indcheckxmin || unguarded::TransactionIdPrecedes(index_xmin(index), (*snapshot).xmin)
     }
+}
+
+/// The transaction that created `index`'s pg_index row. Safe to call anywhere (reads only).
+unsafe fn index_xmin(index: pg_sys::Relation) -> pg_sys::TransactionId {
+    // SAFETY: an open index relation.
+    unsafe { pg_sys::HeapTupleHeaderGetXmin((*(*index).rd_indextuple).t_data) }
 }
 
 /// The functions of a key lookup, declared again without pgrx's per-call guard (the same
