@@ -32,6 +32,25 @@ result() {
     printf '  %-62s %12s   (goal: %s)\n' "$2" "$3" "$4" >&2
 }
 
+# alternate_tps CLIENTS SECONDS ROUNDS FILE...: each file's median TPS over ROUNDS rounds, one
+# line per file in the order given. Odd rounds run the files in that order, even rounds in
+# reverse, so no file always runs right after the same one (a run pays for the autovacuum and
+# checkpoint work the run before it left).
+alternate_tps() {
+    local clients="$1" seconds="$2" rounds="$3"; shift 3
+    local files=("$@") tps=() r k i
+    for ((r = 1; r <= rounds; r++)); do
+        for ((k = 0; k < ${#files[@]}; k++)); do
+            if ((r % 2)); then i=$k; else i=$((${#files[@]} - 1 - k)); fi
+            tps[i]+="$(pgbench_tps "${files[i]}" "$clients" "$seconds") "
+        done
+    done
+    for ((i = 0; i < ${#files[@]}; i++)); do
+        # shellcheck disable=SC2086 # the TPS values, one word each
+        median ${tps[i]}
+    done
+}
+
 # median V1 V2 ...: the middle value (for alternating rounds that even out machine noise).
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {if (NR % 2) print v[(NR + 1) / 2]; else printf "%.0f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 

@@ -41,27 +41,18 @@ SQL
 
 for clients in 1 8; do
     # Three alternating rounds, medians (the tables grow as the runs go, which both sides see alike).
-    rn=(); rp=(); hn=(); hp=(); pn=(); pf=()
+    rn=(); rp=(); hn=(); hp=()
     for round in 1 2 3; do
         rn+=("$(pgbench_tps "$tmp/random_native.sql" "$clients" 5)")
         rp+=("$(pgbench_tps "$tmp/random_plpgsql.sql" "$clients" 5)")
         hn+=("$(pgbench_tps "$tmp/hot_native.sql" "$clients" 5)")
         hp+=("$(pgbench_tps "$tmp/hot_plpgsql.sql" "$clients" 5)")
     done
-    # Replays read only: measured apart from the writing runs, after a checkpoint and a vacuum
+    rn=$(median "${rn[@]}"); rp=$(median "${rp[@]}"); hn=$(median "${hn[@]}"); hp=$(median "${hp[@]}")
+    # Replays read only: measured apart from the writing runs, after a vacuum and a checkpoint
     # (the writes' aftermath would land on whichever side ran first), in alternating order.
     bsql -q -c "VACUUM (ANALYZE) wallet_transfers" -c "CHECKPOINT"
-    for round in 1 2 3 4; do
-        if [ $((round % 2)) = 1 ]; then
-            pn+=("$(pgbench_tps "$tmp/replay_native.sql" "$clients" 5)")
-            pf+=("$(pgbench_tps "$tmp/replay_floor.sql" "$clients" 5)")
-        else
-            pf+=("$(pgbench_tps "$tmp/replay_floor.sql" "$clients" 5)")
-            pn+=("$(pgbench_tps "$tmp/replay_native.sql" "$clients" 5)")
-        fi
-    done
-    rn=$(median "${rn[@]}"); rp=$(median "${rp[@]}"); hn=$(median "${hn[@]}"); hp=$(median "${hp[@]}")
-    pn=$(median "${pn[@]}"); pf=$(median "${pf[@]}")
+    { read -r pn; read -r pf; } < <(alternate_tps "$clients" 5 4 "$tmp/replay_native.sql" "$tmp/replay_floor.sql")
     result wallets "$clients client(s), random accounts: native / plpgsql TPS" "$rn/$rp" ""
     result wallets "$clients client(s), random accounts: native / plpgsql" "$(ratio "$rn" "$rp")" ">= 1.5"
     result wallets "$clients client(s), one hot credit account: native / plpgsql TPS" "$hn/$hp" ""
