@@ -14,6 +14,37 @@ use pgrx::pgrx_sql_entity_graph::metadata::{ArgumentError, Returns, ReturnsError
 use pgrx::prelude::*;
 use serde_json::Value;
 
+/// The argument conversions of a type that is the caller's datum itself (`$name(Datum)`):
+/// no copy, no conversion; NULL is None.
+macro_rules! datum_argument {
+    ($name:ident, $sql:literal) => {
+        impl FromDatum for $name {
+            unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
+                (!is_null).then_some($name(datum))
+            }
+        }
+
+        unsafe impl<'fcx> ArgAbi<'fcx> for $name {
+            unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
+                unsafe { arg.unbox_arg_using_from_datum().expect("checked for NULL by the caller") }
+            }
+
+            unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
+                unsafe { arg.unbox_arg_using_from_datum().into() }
+            }
+        }
+
+        unsafe impl SqlTranslatable for $name {
+            fn argument_sql() -> Result<SqlMapping, ArgumentError> {
+                Ok(SqlMapping::literal($sql))
+            }
+            fn return_sql() -> Result<Returns, ReturnsError> {
+                Ok(Returns::One(SqlMapping::literal($sql)))
+            }
+        }
+    };
+}
+
 /// (Cloning copies the pointer: the value stays where it is, valid as long as the original.)
 #[derive(Clone)]
 pub struct RawJsonb(pg_sys::Datum);
@@ -25,60 +56,14 @@ unsafe impl BoxRet for RawJsonb {
     }
 }
 
-impl FromDatum for RawJsonb {
-    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
-        (!is_null).then_some(RawJsonb(datum))
-    }
-}
-
-unsafe impl<'fcx> ArgAbi<'fcx> for RawJsonb {
-    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-        unsafe { arg.unbox_arg_using_from_datum().expect("checked for NULL by the caller") }
-    }
-
-    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
-        unsafe { arg.unbox_arg_using_from_datum().into() }
-    }
-}
-
-unsafe impl SqlTranslatable for RawJsonb {
-    fn argument_sql() -> Result<SqlMapping, ArgumentError> {
-        Ok(SqlMapping::literal("jsonb"))
-    }
-    fn return_sql() -> Result<Returns, ReturnsError> {
-        Ok(Returns::One(SqlMapping::literal("jsonb")))
-    }
-}
+datum_argument!(RawJsonb, "jsonb");
 
 /// A numeric argument as the caller's datum: its normalized text is read without the copy
 /// pgrx's `AnyNumeric` makes of every argument; converted only where arithmetic needs it.
 #[derive(Clone)]
 pub struct RawNumeric(pg_sys::Datum);
 
-impl FromDatum for RawNumeric {
-    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
-        (!is_null).then_some(RawNumeric(datum))
-    }
-}
-
-unsafe impl<'fcx> ArgAbi<'fcx> for RawNumeric {
-    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-        unsafe { arg.unbox_arg_using_from_datum().expect("checked for NULL by the caller") }
-    }
-
-    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
-        unsafe { arg.unbox_arg_using_from_datum().into() }
-    }
-}
-
-unsafe impl SqlTranslatable for RawNumeric {
-    fn argument_sql() -> Result<SqlMapping, ArgumentError> {
-        Ok(SqlMapping::literal("numeric"))
-    }
-    fn return_sql() -> Result<Returns, ReturnsError> {
-        Ok(Returns::One(SqlMapping::literal("numeric")))
-    }
-}
+datum_argument!(RawNumeric, "numeric");
 
 impl RawNumeric {
     /// The normalized text ("10.50" gives "10.5"; equal values, equal texts).
@@ -304,30 +289,7 @@ pub fn timestamptz(t: pg_sys::TimestampTz) -> TimestampWithTimeZone {
 /// A text[] argument as the caller's datum.
 pub struct RawTextArray(pg_sys::Datum);
 
-impl FromDatum for RawTextArray {
-    unsafe fn from_polymorphic_datum(datum: pg_sys::Datum, is_null: bool, _: pg_sys::Oid) -> Option<Self> {
-        (!is_null).then_some(RawTextArray(datum))
-    }
-}
-
-unsafe impl<'fcx> ArgAbi<'fcx> for RawTextArray {
-    unsafe fn unbox_arg_unchecked(arg: Arg<'_, 'fcx>) -> Self {
-        unsafe { arg.unbox_arg_using_from_datum().expect("checked for NULL by the caller") }
-    }
-
-    unsafe fn unbox_nullable_arg(arg: Arg<'_, 'fcx>) -> Nullable<Self> {
-        unsafe { arg.unbox_arg_using_from_datum().into() }
-    }
-}
-
-unsafe impl SqlTranslatable for RawTextArray {
-    fn argument_sql() -> Result<SqlMapping, ArgumentError> {
-        Ok(SqlMapping::literal("text[]"))
-    }
-    fn return_sql() -> Result<Returns, ReturnsError> {
-        Ok(Returns::One(SqlMapping::literal("text[]")))
-    }
-}
+datum_argument!(RawTextArray, "text[]");
 
 impl RawTextArray {
     /// Whether the array has no element (read from its header).
