@@ -65,7 +65,7 @@ fn check_amount_text(text: &str) -> Result<(), ContractError> {
         return Err(ContractError::invalid("p_amount", "must be a number, got NaN"));
     }
     if text.starts_with('-') || text == "0" {
-        return Err(ContractError::invalid("p_amount", format!("must be greater than 0, got {text}")));
+        return Err(ContractError::invalid("p_amount", format!("must be greater than 0, got {}", excerpt(text))));
     }
     let (integer, decimals) = text.split_once('.').unwrap_or((text, ""));
     // 10^15 has 16 digits; any 16-digit integer part above it is larger, and so is Infinity.
@@ -73,10 +73,16 @@ fn check_amount_text(text: &str) -> Result<(), ContractError> {
         || integer.len() > 16
         || (integer.len() == 16 && (integer != "1000000000000000" || !decimals.is_empty()));
     if too_large {
-        return Err(ContractError::invalid("p_amount", format!("must be at most 1000000000000000, got {text}")));
+        return Err(ContractError::invalid(
+            "p_amount",
+            format!("must be at most 1000000000000000, got {}", excerpt(text)),
+        ));
     }
     if decimals.len() > 4 {
-        return Err(ContractError::invalid("p_amount", format!("must have at most 4 decimal places, got {text}")));
+        return Err(ContractError::invalid(
+            "p_amount",
+            format!("must have at most 4 decimal places, got {}", excerpt(text)),
+        ));
     }
     Ok(())
 }

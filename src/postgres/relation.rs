@@ -590,6 +590,7 @@ mod unguarded {
         pub fn try_table_open(relation_id: Oid, lockmode: LOCKMODE) -> Relation;
         pub fn heap_attisnull(tuple: HeapTuple, attnum: c_int, descriptor: TupleDesc) -> bool;
         pub fn TransactionIdPrecedes(id1: TransactionId, id2: TransactionId) -> bool;
+        pub fn get_collation_isdeterministic(colloid: Oid) -> bool;
     }
 
     /// One key, no ordering; 18 added an instrumentation argument (none here).
@@ -695,8 +696,10 @@ unsafe fn remembered_index(heap: pg_sys::Relation, oid: pg_sys::Oid, attnum: i16
 }
 
 /// Whether `index` is a valid, immediately checked unique btree index of text's own operator
-/// families on exactly the text column `attnum`, with no predicate: one that promises at most one row per key at every moment. Called inside a guard (its one call
-/// into Postgres, a bit test on the index's pg_index row, is unguarded).
+/// families, under a deterministic collation, on exactly the text column `attnum`, with no
+/// predicate: one that promises at most one row per key at every moment. Called inside a guard
+/// (its calls into Postgres, a bit test on the index's pg_index row and, for a collation other
+/// than "C" or the default, a syscache lookup, are unguarded).
 unsafe fn fits_text_key(index: pg_sys::Relation, attnum: i16) -> bool {
     // SAFETY: an open index relation.
     unsafe {
@@ -711,6 +714,11 @@ unsafe fn fits_text_key(index: pg_sys::Relation, attnum: i16) -> bool {
             // Ordered as text's own `=` (texteq, which the scan key compares with) orders: a
             // custom operator class (case-insensitive, say) would find other keys, or none.
             && matches!(*(*index).rd_opfamily, pg_sys::TEXT_BTREE_FAM_OID | pg_sys::TEXT_PATTERN_BTREE_FAM_OID)
+            // Keys equal only byte for byte: under a nondeterministic collation ("abc" = "ABC")
+            // another key's row would answer. (Ours are "C"; a database's default collation is
+            // always deterministic; any other is asked of the syscache.)
+            && (matches!(*(*index).rd_indcollation, pg_sys::C_COLLATION_OID | pg_sys::DEFAULT_COLLATION_OID)
+                || unguarded::get_collation_isdeterministic(*(*index).rd_indcollation))
             && unguarded::heap_attisnull(
                 (*index).rd_indextuple,
                 pg_sys::Anum_pg_index_indpred as i32,
