@@ -524,7 +524,7 @@ unsafe fn usable_by_snapshot(index: pg_sys::Relation, snapshot: pg_sys::Snapshot
 /// The transaction that created `index`'s pg_index row. Safe to call anywhere (reads only).
 unsafe fn index_xmin(index: pg_sys::Relation) -> pg_sys::TransactionId {
     // SAFETY: an open index relation.
-    unsafe { pg_sys::HeapTupleHeaderGetXmin((*(*index).rd_indextuple).t_data) }
+    unsafe { pg_sys::submodules::htup::HeapTupleHeaderGetXmin((*(*index).rd_indextuple).t_data) }
 }
 
 /// The functions of a key lookup, declared again without pgrx's per-call guard (the same
