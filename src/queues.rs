@@ -17,8 +17,9 @@ use crate::ids::new_v7;
 use crate::postgres::backend;
 use crate::postgres::datum::{timestamptz, RawJsonb, RowOf, TableRowType};
 use crate::postgres::plan::{prepared, PlanSlot, WritePlan};
-use crate::postgres::relation::{Table, TableSpec};
+use crate::postgres::relation::{Column, Table, TableSpec};
 use crate::postgres::wait;
+use crate::postgres::writer::Writes;
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -158,6 +159,22 @@ static MESSAGE_QUEUE: TableSpec = TableSpec { name: c"message_queue", columns: &
 static WHATSAPP_QUEUE: TableSpec = TableSpec { name: c"whatsapp_message_queue", columns: &[] };
 static JOBS: TableSpec = TableSpec { name: c"background_jobs", columns: &[] };
 static DELIVERIES: TableSpec = TableSpec { name: c"notification_deliveries", columns: &[] };
+
+/// The columns of message_queue a producer gives; the others take their defaults (seq drawn
+/// row by row, in the order the rows are written).
+static MESSAGE_ROW: TableSpec = TableSpec {
+    name: c"message_queue",
+    columns: &[
+        Column::new(c"id", pg_sys::UUIDOID),
+        Column::new(c"queue_name", pg_sys::TEXTOID),
+        Column::new(c"message_type", pg_sys::TEXTOID),
+        Column::new(c"payload", pg_sys::JSONBOID),
+        Column::new(c"priority", pg_sys::INT4OID),
+        Column::new(c"scheduled_at", pg_sys::TIMESTAMPTZOID),
+        Column::new(c"group_key", pg_sys::TEXTOID),
+        Column::new(c"created_at", pg_sys::TIMESTAMPTZOID),
+    ],
+};
 
 /// message_queue's row type, which read_messages returns.
 pub struct MessageQueue;
@@ -736,9 +753,13 @@ fn enqueue_message(
         Ok((queue, kind, payload, priority, at, key, group))
     };
     let (queue, kind, payload, priority, at, key, group) = check().or_raise();
-    let plans = enqueue_plans();
     let Some(key) = key else {
-        return plans
+        let id = new_v7();
+        let message = NewMessage { kind, payload: payload.datum(), priority, scheduled_at: at.into_inner(), group };
+        if write_messages(queue, &[id], &[message], backend::now()) {
+            return id;
+        }
+        return enqueue_plans()
             .insert_unkeyed
             .query(&[queue.into(), kind.into(), payload.as_arg(), priority.into(), at.into(), group.into()], |row| {
                 row.get::<pgrx::Uuid>(0)
@@ -754,6 +775,7 @@ fn enqueue_message(
                 )
             });
     };
+    let plans = enqueue_plans();
     let inserted = plans.insert.query(
         &[queue.into(), kind.into(), payload.as_arg(), priority.into(), at.into(), key.into(), group.into()],
         |row| row.get::<pgrx::Uuid>(0),
@@ -843,7 +865,7 @@ fn batch_insert(q: &str, seq: &str, keyed: bool) -> WritePlan {
              INSERT INTO {q} (id, queue_name, message_type, payload, priority, scheduled_at, \
                               idempotency_key, group_key, seq, created_at) \
              SELECT $3[m.i], $1, m.e ->> 'message_type', m.e -> 'payload', \
-                    COALESCE((m.e ->> 'priority')::pg_catalog.int4, 5), \
+                    COALESCE((m.e ->> 'priority')::pg_catalog.numeric::pg_catalog.int4, 5), \
                     pg_catalog.now() + pg_catalog.make_interval(secs => COALESCE((m.e ->> 'delay_seconds')::pg_catalog.float8, 0)), \
                     m.e ->> 'idempotency_key', m.e ->> 'group_key', m.seq, \
                     $4 + pg_catalog.make_interval(secs => m.i / 1000000.0) \
@@ -906,15 +928,22 @@ fn enqueue_messages(p_queue_name: Option<&str>, p_messages: Option<RawJsonb>) ->
         Ok((queue, messages, n))
     };
     let (queue, messages, n) = check().or_raise();
+    // Ids chosen here, in the order given, so each element knows its row.
+    let ids: Vec<pgrx::Uuid> = (0..n).map(|_| new_v7()).collect();
+    let at = backend::now();
+    let text = messages.text();
+    if let Some(plain) = text.to_str().ok().and_then(plain_messages) {
+        if write_messages(queue, &ids, &plain, at) {
+            return SetOfIterator::new(ids);
+        }
+    }
     let plans = batch_plans();
     let checked = plans.check.query(&[messages.as_arg()], |row| (row.get::<i64>(0), row.get::<String>(1)));
     let keyed = match checked.into_iter().next() {
         Some((Some(i), Some(why))) => ContractError::invalid(format!("p_messages[{i}]"), why).raise(),
         found => found.is_some(),
     };
-    // Ids chosen here, in the order given, so each element knows its row.
-    let ids: Vec<pgrx::Uuid> = (0..n).map(|_| new_v7()).collect();
-    let at = timestamptz(backend::now());
+    let at = timestamptz(at);
     let insert = if keyed { &plans.insert } else { &plans.insert_unkeyed };
     let inserted = insert.execute(&[queue.into(), messages.as_arg(), ids.clone().into(), at.into()]);
     if inserted as usize != n && !keyed {
@@ -939,6 +968,95 @@ fn enqueue_messages(p_queue_name: Option<&str>, p_messages: Option<RawJsonb>) ->
         .flatten()
         .collect();
     SetOfIterator::new(found)
+}
+
+/// A message to write: what its row takes from the call (the rest is `write_messages`').
+struct NewMessage<'a> {
+    kind: &'a str,
+    payload: pg_sys::Datum,
+    priority: i32,
+    scheduled_at: pg_sys::TimestampTz,
+    group: Option<&'a str>,
+}
+
+/// Writes messages without keys row by row through the table (src/postgres/writer.rs), each
+/// with its id, created_at `at` plus a microsecond per position from 1: the rows an INSERT
+/// statement would store, without the statement's set-up (its plan, the nine CHECK constraints
+/// built from their text, the executor). False, with nothing written, when a statement must
+/// insert them instead: row-level security applies to the caller, or a BEFORE ROW or
+/// transition-table trigger could change what is stored.
+fn write_messages(queue: &str, ids: &[pgrx::Uuid], messages: &[NewMessage<'_>], at: pg_sys::TimestampTz) -> bool {
+    let mut w = Writes::new();
+    if !w.inserts_as_statement(&MESSAGE_ROW) {
+        w.finish();
+        return false;
+    }
+    let queue = queue.into_datum();
+    for (i, (id, m)) in ids.iter().zip(messages).enumerate() {
+        w.insert(
+            &MESSAGE_ROW,
+            &[
+                id.into_datum(),
+                queue,
+                m.kind.into_datum(),
+                Some(m.payload),
+                m.priority.into_datum(),
+                timestamptz(m.scheduled_at).into_datum(),
+                m.group.into_datum(),
+                timestamptz(at + i as i64 + 1).into_datum(),
+            ],
+        );
+    }
+    w.finish();
+    true
+}
+
+/// An element of enqueue_messages' array as JSON text, its values unread.
+type Element<'a> = HashMap<&'a str, &'a serde_json::value::RawValue>;
+
+/// The messages of enqueue_messages' array (its jsonb output text) when every element is a
+/// plain message without a key: an object of the known fields, message_type a string of 1 to
+/// 255 characters, a payload, priority and delay_seconds whole numbers in range (as jsonb
+/// writes them), group_key NULL or a string of 1 to 255 characters. None for anything else:
+/// the statement path checks those (BAD_MESSAGE, whose error a bad element gets) and inserts
+/// messages with keys. Payloads are read back from their text, which is the jsonb's own.
+fn plain_messages(text: &str) -> Option<Vec<NewMessage<'_>>> {
+    fn string(raw: &serde_json::value::RawValue) -> Option<&str> {
+        // Only a string without escapes is read in place; others go by the statement.
+        let s: &str = serde_json::from_str(raw.get()).ok()?;
+        (1..=255).contains(&s.chars().count()).then_some(s)
+    }
+    let elements: Vec<Element<'_>> = serde_json::from_str(text).ok()?;
+    let now = backend::transaction_start();
+    elements
+        .into_iter()
+        .map(|e| {
+            const FIELDS: [&str; 6] =
+                ["message_type", "payload", "priority", "delay_seconds", "idempotency_key", "group_key"];
+            if !e.keys().all(|k| FIELDS.contains(k)) {
+                return None;
+            }
+            let number = |field: &str, default: i32, range: std::ops::RangeInclusive<i32>| match e.get(field) {
+                None => Some(default),
+                Some(raw) => raw.get().parse::<i32>().ok().filter(|n| range.contains(n)),
+            };
+            let delay = number("delay_seconds", 0, 0..=31_536_000)?;
+            let group = match e.get("group_key").map(|g| g.get()) {
+                None | Some("null") => None,
+                Some(_) => Some(string(e["group_key"])?),
+            };
+            if !matches!(e.get("idempotency_key").map(|k| k.get()), None | Some("null")) {
+                return None;
+            }
+            Some(NewMessage {
+                kind: string(e.get("message_type")?)?,
+                payload: RawJsonb::parse(e.get("payload")?.get()).datum(),
+                priority: number("priority", 5, 1..=10)?,
+                scheduled_at: now + i64::from(delay) * 1_000_000,
+                group,
+            })
+        })
+        .collect()
 }
 
 /// Statement trigger on message_queue (after INSERT): the transaction's commit wakes the reads

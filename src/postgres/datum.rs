@@ -216,7 +216,7 @@ impl RawJsonb {
 
     /// The value's text, from Postgres's own output function (no depth limit; palloc'd in the
     /// current memory context).
-    fn text(&self) -> &std::ffi::CStr {
+    pub fn text(&self) -> &std::ffi::CStr {
         // SAFETY: jsonb_out of a valid jsonb datum returns a NUL-terminated C string.
         unsafe {
             let out = pgrx::fcinfo::direct_function_call_as_datum(pg_sys::jsonb_out, &[Some(self.0)])
@@ -248,6 +248,18 @@ impl RawJsonb {
     /// The datum itself, to write into a jsonb column (valid as long as the wrapper is).
     pub fn datum(&self) -> pg_sys::Datum {
         self.0
+    }
+
+    /// The jsonb of a JSON text (Postgres's own input function, palloc'd in the current memory
+    /// context). Text that jsonb's output function wrote reads back as the same value, the
+    /// scale of its numbers and all.
+    pub fn parse(text: &str) -> RawJsonb {
+        let text = std::ffi::CString::new(text).expect("JSON text has no NUL byte");
+        // SAFETY: jsonb_in reads a NUL-terminated string and returns a new jsonb (or raises).
+        let datum = unsafe {
+            pgrx::fcinfo::direct_function_call_as_datum(pg_sys::jsonb_in, &[Some(pg_sys::Datum::from(text.as_ptr()))])
+        };
+        RawJsonb(datum.expect("jsonb_in returns a value"))
     }
 
     /// A value made here (a conversion from serde_json, palloc'd in the current memory context).

@@ -92,6 +92,9 @@ struct Open {
     rel: pg_sys::Relation,
     insert_checked: bool,
     update_checked: bool,
+    /// Rows were inserted by this call: its INSERT statement triggers fire (BEFORE at the
+    /// first row, AFTER at `finish`), as for one INSERT statement.
+    inserting: bool,
 }
 
 /// One call's writes. Rows written are visible to the call's later statements after `finish`
@@ -116,6 +119,11 @@ impl Writes {
     pub fn insert(&mut self, spec: &'static TableSpec, values: &[Option<pg_sys::Datum>]) {
         assert_eq!(values.len(), spec.columns.len(), "a value for every column of the spec");
         let open = self.open(spec, pg_sys::ACL_INSERT as pg_sys::AclMode);
+        if !open.inserting {
+            open.inserting = true;
+            // SAFETY: the target's executor state, inside the call's after-trigger query level.
+            unsafe { pg_sys::ExecBSInsertTriggers(open.target.estate, open.target.rri) };
+        }
         let t = &open.target;
         // SAFETY: the target was built for this relation, which is open and locked; the slot
         // has the table's descriptor and gets a value (or NULL) for every attribute; per-row
@@ -212,6 +220,9 @@ impl Writes {
         // released once, and only then handed back for the next call. A trigger that fails
         // here leaves them in `self`, whose drop marks them for rebuilding.
         unsafe {
+            for o in self.open.iter().filter(|o| o.inserting) {
+                pg_sys::ExecASInsertTriggers(o.target.estate, o.target.rri, std::ptr::null_mut());
+            }
             // No estate of ours: the trigger machinery makes one of its own for firing (and
             // frees it), instead of adding a result relation to a kept one at every call.
             pg_sys::AfterTriggerEndQuery(std::ptr::null_mut());
@@ -237,6 +248,26 @@ impl Writes {
                 TARGETS.with_borrow_mut(|t| t.push(target));
             }
             pg_sys::CommandCounterIncrement();
+        }
+    }
+
+    /// Whether rows inserted into `spec`'s table here are the rows an INSERT statement of the
+    /// calling role would store: no row-level security policy applies to the role, no BEFORE
+    /// ROW trigger may change or suppress a row, no trigger reads a transition table (which
+    /// only a statement fills). Opens the table for inserting (42501 without the privilege).
+    /// When false, the caller inserts with a statement instead.
+    pub fn inserts_as_statement(&mut self, spec: &'static TableSpec) -> bool {
+        let open = self.open(spec, pg_sys::ACL_INSERT as pg_sys::AclMode);
+        // SAFETY: reads the open relation's trigger descriptor; check_enable_rls reads the
+        // catalogs (and raises, as a statement would, when row_security is off and policies
+        // would apply).
+        unsafe {
+            let triggers = (*open.rel).trigdesc;
+            let plain_triggers =
+                triggers.is_null() || !((*triggers).trig_insert_before_row || (*triggers).trig_insert_new_table);
+            plain_triggers
+                && pg_sys::check_enable_rls((*open.rel).rd_id, pg_sys::InvalidOid, false)
+                    != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
         }
     }
 
@@ -339,7 +370,7 @@ fn open_target(spec: &'static TableSpec) -> Open {
             (*info).ii_Context = pg_sys::CurrentMemoryContext;
         }
     }
-    Open { target, rel, insert_checked: false, update_checked: false }
+    Open { target, rel, insert_checked: false, update_checked: false, inserting: false }
 }
 
 /// Opens (and locks) the target's indexes again for this call, as ExecOpenIndices did.

@@ -363,3 +363,66 @@ SELECT ids[1] <> (:'first_ids'::uuid[])[1] AS unkeyed_queued_again, ids[2] = (:'
   FROM (SELECT array_agg(id ORDER BY o) AS ids
           FROM enqueue_messages('mixed-batch', '[{"message_type": "t", "payload": 1}, {"message_type": "t", "payload": 2, "idempotency_key": "mb-1"}]') WITH ORDINALITY x(id, o)) b;
 SELECT count(*) AS stored FROM message_queue WHERE queue_name = 'mixed-batch';
+-- Messages without keys are written row by row through the table (src/postgres/writer.rs) when
+-- nothing needs the INSERT statement, by a statement otherwise: the rows are the same. Payloads
+-- as given (numbers keep their scale and size), order, priority, delay and group; an element
+-- the row writer does not read (a priority written 5.0) sends the batch to the statement
+-- (which once refused 5.0 with 22P02 after its check had let it through).
+CREATE TEMP TABLE batch AS SELECT jsonb_array AS m FROM (VALUES
+    ('[{"message_type": "t", "payload": {"amount": 1.10, "tiny": 1e-3, "big": 123456789012345678901234567890.50, "s": "é\n"}},
+       {"message_type": "t", "payload": [1, 2.50], "priority": 1, "delay_seconds": 60, "group_key": "g"},
+       {"message_type": "t", "payload": null, "group_key": null, "idempotency_key": null}]'::jsonb),
+    ('[{"message_type": "t", "payload": 1}, {"message_type": "t", "payload": 2, "priority": 5.0}]'::jsonb)) v(jsonb_array);
+SELECT count(*) FROM batch b, enqueue_messages('written', b.m);
+SELECT enqueue_message('written', 't', '{"one": 1.0}', 2, now() + interval '1 hour', NULL, 'g2') IS NOT NULL AS single;
+CREATE FUNCTION pg_temp.pass() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER pass BEFORE INSERT ON message_queue FOR EACH ROW EXECUTE FUNCTION pg_temp.pass();
+SELECT count(*) FROM batch b, enqueue_messages('by-statement', b.m);
+SELECT enqueue_message('by-statement', 't', '{"one": 1.0}', 2, now() + interval '1 hour', NULL, 'g2') IS NOT NULL AS single;
+DROP TRIGGER pass ON message_queue;
+SELECT payload::text, priority, round(extract(epoch FROM scheduled_at - created_at)) AS delay_s, group_key, status, deliveries, receipt
+  FROM message_queue WHERE queue_name = 'written' ORDER BY seq;
+SELECT (SELECT array_agg(row(message_type, payload::text, priority, round(extract(epoch FROM scheduled_at - created_at)), group_key, status,
+                             retry_count, max_retries, deliveries, receipt, idempotency_key) ORDER BY seq)
+          FROM message_queue WHERE queue_name = 'written')
+     = (SELECT array_agg(row(message_type, payload::text, priority, round(extract(epoch FROM scheduled_at - created_at)), group_key, status,
+                             retry_count, max_retries, deliveries, receipt, idempotency_key) ORDER BY seq)
+          FROM message_queue WHERE queue_name = 'by-statement') AS same_rows,
+       (SELECT bool_and(id::text ~ '^.{14}7') FROM message_queue WHERE queue_name = 'written') AS time_ordered_ids,
+       (SELECT array_agg(payload ORDER BY created_at) = array_agg(payload ORDER BY seq)
+          FROM message_queue WHERE queue_name = 'written') AS created_in_order;
+-- A DBA's statement triggers fire once per call, BEFORE and AFTER, as for one INSERT; a trigger
+-- reading the new rows as a transition table sees every message of the call.
+CREATE TEMP TABLE stmt_seen (what text);
+CREATE FUNCTION pg_temp.stmt_seen() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO stmt_seen VALUES (TG_WHEN || ' ' || TG_OP); RETURN NULL; END $$;
+CREATE TRIGGER stmt_before BEFORE INSERT ON message_queue FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.stmt_seen();
+CREATE TRIGGER stmt_after AFTER INSERT ON message_queue FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.stmt_seen();
+SELECT count(*) FROM enqueue_messages('stmt', '[{"message_type": "t", "payload": 1}, {"message_type": "t", "payload": 2}]');
+SELECT enqueue_message('stmt', 't', '3') IS NOT NULL AS single;
+SELECT what, count(*) FROM stmt_seen GROUP BY what ORDER BY what;
+DROP TRIGGER stmt_before ON message_queue;
+DROP TRIGGER stmt_after ON message_queue;
+CREATE FUNCTION pg_temp.count_new() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO stmt_seen SELECT 'new rows: ' || count(*) FROM new_rows; RETURN NULL; END $$;
+CREATE TRIGGER count_new AFTER INSERT ON message_queue REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.count_new();
+TRUNCATE stmt_seen;
+SELECT count(*) FROM enqueue_messages('stmt', '[{"message_type": "t", "payload": 1}, {"message_type": "t", "payload": 2}]');
+SELECT * FROM stmt_seen;
+DROP TRIGGER count_new ON message_queue;
+-- Row-level security applies to a role without BYPASSRLS: granted INSERT but under no policy,
+-- its messages are refused as its own INSERT would be (42501), nothing stored.
+CREATE ROLE regress_queue_writer NOLOGIN;
+GRANT INSERT, SELECT ON message_queue TO regress_queue_writer;
+GRANT USAGE ON SEQUENCE message_queue_seq TO regress_queue_writer;
+GRANT EXECUTE ON FUNCTION enqueue_message, enqueue_messages TO regress_queue_writer;
+SET ROLE regress_queue_writer;
+SELECT regress.error($$SELECT enqueue_message('rls', 't', '1')$$) AS single,
+       regress.error($$SELECT count(*) FROM enqueue_messages('rls', '[{"message_type": "t", "payload": 1}]')$$) AS batch;
+RESET ROLE;
+SELECT count(*) AS stored FROM message_queue WHERE queue_name = 'rls';
+REVOKE ALL ON message_queue FROM regress_queue_writer;
+REVOKE ALL ON SEQUENCE message_queue_seq FROM regress_queue_writer;
+REVOKE ALL ON FUNCTION enqueue_message, enqueue_messages FROM regress_queue_writer;
+DROP ROLE regress_queue_writer;
