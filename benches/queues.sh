@@ -36,14 +36,15 @@ done
 
 for clients in 1 4; do
     for batch in 1 10; do
-        # Five rounds, medians, in alternating order. Every run starts from a vacuumed table: the
-        # acknowledged rows a run leaves in the indexes (what every claim walks past until a
-        # vacuum) would otherwise slow the run after it, and autovacuum's minute decide which.
+        # Seven rounds, medians, in alternating order. Every run starts from a vacuumed table
+        # and a checkpoint: the acknowledged rows a run leaves in the indexes (what every claim
+        # walks past until a vacuum) and the full-page images after a checkpoint would
+        # otherwise slow whichever run comes after them.
         n=(); s=()
-        for round in 1 2 3 4 5; do
+        for round in 1 2 3 4 5 6 7; do
             for side in native sql; do
                 ((round % 2)) || side=$([ "$side" = native ] && echo sql || echo native)
-                bsql -c "VACUUM message_queue"
+                bsql -c "VACUUM message_queue" -c "CHECKPOINT"
                 if [ "$side" = native ]; then
                     n+=("$(pgbench_tps "$tmp/native_$batch.sql" "$clients" 4)")
                 else

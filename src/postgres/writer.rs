@@ -1,7 +1,8 @@
 //! Writing rows without a statement: inserts and updates through the table access method, the
 //! way logical replication's apply worker writes (ExecSimpleRelationInsert/Update): the
-//! table's BEFORE and AFTER row triggers, NOT NULL and CHECK constraints, every index, unique
-//! checks that wait for an in-flight inserter, column defaults for the columns not given.
+//! table's BEFORE and AFTER row triggers (and, for inserts, its INSERT statement triggers, once
+//! per call), NOT NULL and CHECK constraints, every index, unique checks that wait for an
+//! in-flight inserter, column defaults for the columns not given.
 //!
 //! Why: an SQL statement rebuilds at every execution what does not change between calls — the
 //! CHECK constraints parsed from their catalog text and planned (13 on wallet_accounts), the
@@ -15,8 +16,10 @@
 //!
 //! What a statement would do and this does not: row-level security policies (the writers are
 //! the ledger's rules, run by service_role; the caller's INSERT/UPDATE privilege on the table is
-//! checked), rules (a table with rules is refused), and, for updates, stored generated columns
-//! and column-specific (UPDATE OF) triggers (refused: an update here names no columns).
+//! checked; `inserts_as_statement` tells a caller when they would apply), transition tables
+//! for triggers that read them, rules (a table with rules is refused), and, for updates, stored
+//! generated columns and column-specific (UPDATE OF) triggers (refused: an update here names no
+//! columns).
 
 use super::relation::{self, not_as_created, Table, TableSpec};
 use crate::error::raise;
