@@ -688,24 +688,25 @@ thread_local! {
 
 fn enqueue_plans() -> Rc<EnqueuePlans> {
     prepared(&ENQUEUE_PLANS, &MESSAGE_QUEUE, |table| {
-        use pg_sys::{INT4OID, JSONBOID, TEXTOID, TIMESTAMPTZOID};
+        use pg_sys::{INT4OID, JSONBOID, TEXTOID, TIMESTAMPTZOID, UUIDOID};
         let q = &table.ext.qualified;
+        // Ids are chosen by the caller (time-ordered, as the row writer's and the batches').
         EnqueuePlans {
             // created_at from the clock: messages queued by one transaction keep their order.
             insert: WritePlan::prepare(
                 &format!(
-                    "INSERT INTO {q} (queue_name, message_type, payload, priority, scheduled_at, idempotency_key, group_key, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.clock_timestamp()) \
+                    "INSERT INTO {q} (queue_name, message_type, payload, priority, scheduled_at, idempotency_key, group_key, id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, pg_catalog.clock_timestamp()) \
                      ON CONFLICT (queue_name, idempotency_key) DO NOTHING RETURNING id"
                 ),
-                &[TEXTOID, TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TEXTOID, TEXTOID],
+                &[TEXTOID, TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TEXTOID, TEXTOID, UUIDOID],
             ),
             insert_unkeyed: WritePlan::prepare(
                 &format!(
-                    "INSERT INTO {q} (queue_name, message_type, payload, priority, scheduled_at, group_key, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, pg_catalog.clock_timestamp()) RETURNING id"
+                    "INSERT INTO {q} (queue_name, message_type, payload, priority, scheduled_at, group_key, id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.clock_timestamp()) RETURNING id"
                 ),
-                &[TEXTOID, TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TEXTOID],
+                &[TEXTOID, TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TEXTOID, UUIDOID],
             ),
             existing: WritePlan::prepare_latest(
                 &format!("SELECT id FROM {q} WHERE queue_name = $1 AND idempotency_key = $2"),
@@ -753,17 +754,18 @@ fn enqueue_message(
         Ok((queue, kind, payload, priority, at, key, group))
     };
     let (queue, kind, payload, priority, at, key, group) = check().or_raise();
+    let id = new_v7();
     let Some(key) = key else {
-        let id = new_v7();
         let message = NewMessage { kind, payload: payload.datum(), priority, scheduled_at: at.into_inner(), group };
         if write_messages(queue, &[id], &[message], backend::now()) {
             return id;
         }
         return enqueue_plans()
             .insert_unkeyed
-            .query(&[queue.into(), kind.into(), payload.as_arg(), priority.into(), at.into(), group.into()], |row| {
-                row.get::<pgrx::Uuid>(0)
-            })
+            .query(
+                &[queue.into(), kind.into(), payload.as_arg(), priority.into(), at.into(), group.into(), id.into()],
+                |row| row.get::<pgrx::Uuid>(0),
+            )
             .into_iter()
             .flatten()
             .next()
@@ -777,7 +779,7 @@ fn enqueue_message(
     };
     let plans = enqueue_plans();
     let inserted = plans.insert.query(
-        &[queue.into(), kind.into(), payload.as_arg(), priority.into(), at.into(), key.into(), group.into()],
+        &[queue.into(), kind.into(), payload.as_arg(), priority.into(), at.into(), key.into(), group.into(), id.into()],
         |row| row.get::<pgrx::Uuid>(0),
     );
     if let Some(id) = inserted.into_iter().flatten().next() {
@@ -866,7 +868,7 @@ fn batch_insert(q: &str, seq: &str, keyed: bool) -> WritePlan {
                               idempotency_key, group_key, seq, created_at) \
              SELECT $3[m.i], $1, m.e ->> 'message_type', m.e -> 'payload', \
                     COALESCE((m.e ->> 'priority')::pg_catalog.numeric::pg_catalog.int4, 5), \
-                    pg_catalog.now() + pg_catalog.make_interval(secs => COALESCE((m.e ->> 'delay_seconds')::pg_catalog.float8, 0)), \
+                    pg_catalog.now() + pg_catalog.make_interval(secs => COALESCE(pg_catalog.round((m.e ->> 'delay_seconds')::pg_catalog.numeric, 6)::pg_catalog.float8, 0)), \
                     m.e ->> 'idempotency_key', m.e ->> 'group_key', m.seq, \
                     $4 + pg_catalog.make_interval(secs => m.i / 1000000.0) \
                FROM m ORDER BY {order} \

@@ -257,21 +257,29 @@ impl Writes {
     /// Whether rows inserted into `spec`'s table here are the rows an INSERT statement of the
     /// calling role would store: no row-level security policy applies to the role, no BEFORE
     /// ROW trigger may change or suppress a row, no trigger reads a transition table (which
-    /// only a statement fills). Opens the table for inserting (42501 without the privilege).
-    /// When false, the caller inserts with a statement instead.
+    /// only a statement fills), no rule rewrites the insert. When true, the table is open for
+    /// inserting (42501 without the privilege); when false, the caller inserts with a statement
+    /// instead, which applies (or refuses) what this writer does not.
     pub fn inserts_as_statement(&mut self, spec: &'static TableSpec) -> bool {
-        let open = self.open(spec, pg_sys::ACL_INSERT as pg_sys::AclMode);
-        // SAFETY: reads the open relation's trigger descriptor; check_enable_rls reads the
-        // catalogs (and raises, as a statement would, when row_security is off and policies
-        // would apply).
-        unsafe {
-            let triggers = (*open.rel).trigdesc;
+        let (_, rel) = relation::open_current(spec, pg_sys::RowExclusiveLock, "written");
+        // SAFETY: reads the open relation's descriptors; check_enable_rls reads the catalogs
+        // (and raises, as a statement would, when row_security is off and policies would
+        // apply). The lock is kept to the end of the transaction, as a statement's.
+        let alike = unsafe {
+            let triggers = (*rel).trigdesc;
             let plain_triggers =
                 triggers.is_null() || !((*triggers).trig_insert_before_row || (*triggers).trig_insert_new_table);
-            plain_triggers
-                && pg_sys::check_enable_rls((*open.rel).rd_id, pg_sys::InvalidOid, false)
-                    != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32
+            let alike = plain_triggers
+                && !(*(*rel).rd_rel).relhasrules
+                && pg_sys::check_enable_rls((*rel).rd_id, pg_sys::InvalidOid, false)
+                    != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32;
+            pg_sys::table_close(rel, pg_sys::NoLock as i32);
+            alike
+        };
+        if alike {
+            self.open(spec, pg_sys::ACL_INSERT as pg_sys::AclMode);
         }
+        alike
     }
 
     /// `spec`'s table opened for this call (once), with `privilege` checked.

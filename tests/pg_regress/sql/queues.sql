@@ -367,12 +367,14 @@ SELECT count(*) AS stored FROM message_queue WHERE queue_name = 'mixed-batch';
 -- nothing needs the INSERT statement, by a statement otherwise: the rows are the same. Payloads
 -- as given (numbers keep their scale and size), order, priority, delay and group; an element
 -- the row writer does not read (a priority written 5.0) sends the batch to the statement
--- (which once refused 5.0 with 22P02 after its check had let it through).
+-- (which once refused 5.0 with 22P02 after its check had let it through, and a delay of
+-- 1e-400 seconds with 22003). Ids are time-ordered on both ways.
 CREATE TEMP TABLE batch AS SELECT jsonb_array AS m FROM (VALUES
     ('[{"message_type": "t", "payload": {"amount": 1.10, "tiny": 1e-3, "big": 123456789012345678901234567890.50, "s": "é\n"}},
        {"message_type": "t", "payload": [1, 2.50], "priority": 1, "delay_seconds": 60, "group_key": "g"},
        {"message_type": "t", "payload": null, "group_key": null, "idempotency_key": null}]'::jsonb),
-    ('[{"message_type": "t", "payload": 1}, {"message_type": "t", "payload": 2, "priority": 5.0}]'::jsonb)) v(jsonb_array);
+    ('[{"message_type": "t", "payload": 1}, {"message_type": "t", "payload": 2, "priority": 5.0},
+       {"message_type": "t", "payload": 3, "delay_seconds": 1e-400}]'::jsonb)) v(jsonb_array);
 SELECT count(*) FROM batch b, enqueue_messages('written', b.m);
 SELECT enqueue_message('written', 't', '{"one": 1.0}', 2, now() + interval '1 hour', NULL, 'g2') IS NOT NULL AS single;
 CREATE FUNCTION pg_temp.pass() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
@@ -388,7 +390,7 @@ SELECT (SELECT array_agg(row(message_type, payload::text, priority, round(extrac
      = (SELECT array_agg(row(message_type, payload::text, priority, round(extract(epoch FROM scheduled_at - created_at)), group_key, status,
                              retry_count, max_retries, deliveries, receipt, idempotency_key) ORDER BY seq)
           FROM message_queue WHERE queue_name = 'by-statement') AS same_rows,
-       (SELECT bool_and(id::text ~ '^.{14}7') FROM message_queue WHERE queue_name = 'written') AS time_ordered_ids,
+       (SELECT bool_and(id::text ~ '^.{14}7') FROM message_queue WHERE queue_name IN ('written', 'by-statement')) AS time_ordered_ids,
        (SELECT array_agg(payload ORDER BY created_at) = array_agg(payload ORDER BY seq)
           FROM message_queue WHERE queue_name = 'written') AS created_in_order;
 -- A DBA's statement triggers fire once per call, BEFORE and AFTER, as for one INSERT; a trigger
@@ -426,3 +428,9 @@ REVOKE ALL ON message_queue FROM regress_queue_writer;
 REVOKE ALL ON SEQUENCE message_queue_seq FROM regress_queue_writer;
 REVOKE ALL ON FUNCTION enqueue_message, enqueue_messages FROM regress_queue_writer;
 DROP ROLE regress_queue_writer;
+-- A rule on message_queue: the statement inserts, and refuses it (0A000) as before the writer.
+BEGIN;
+CREATE RULE also_notify AS ON INSERT TO message_queue DO ALSO NOTIFY queue_rule;
+SELECT regress.error($$SELECT enqueue_message('rule', 't', '1')$$) AS single,
+       regress.error($$SELECT count(*) FROM enqueue_messages('rule', '[{"message_type": "t", "payload": 1}]')$$) AS batch;
+ROLLBACK;
