@@ -985,8 +985,9 @@ struct NewMessage<'a> {
 /// with its id, created_at `at` plus a microsecond per position from 1: the rows an INSERT
 /// statement would store, without the statement's set-up (its plan, the nine CHECK constraints
 /// built from their text, the executor). False, with nothing written, when a statement must
-/// insert them instead: row-level security applies to the caller, or a BEFORE ROW or
-/// transition-table trigger could change what is stored.
+/// insert them instead (`Writes::inserts_as_statement`: row-level security applies to the
+/// caller, or a BEFORE ROW trigger, a transition-table trigger or a rule could change what is
+/// stored).
 fn write_messages(queue: &str, ids: &[pgrx::Uuid], messages: &[NewMessage<'_>], at: pg_sys::TimestampTz) -> bool {
     let mut w = Writes::new();
     if !w.inserts_as_statement(&MESSAGE_ROW) {
