@@ -34,6 +34,8 @@ pub const MAX_VISIBILITY_SECONDS: i32 = 43_200;
 /// while it runs its claim (src/postgres/wait.rs), and a message due later (a backoff) wakes
 /// nobody.
 const LOOK_AGAIN_MS: i64 = 100;
+/// The error a message's lease leaves when it passes without an acknowledgement.
+const LEASE_PASSED: &str = "visibility timeout passed without an acknowledgement";
 
 // ---------------------------------------------------------------------------------------------
 // The four queues, as a receipt names them.
@@ -176,6 +178,31 @@ static MESSAGE_ROW: TableSpec = TableSpec {
     ],
 };
 
+/// The columns of message_queue a claim changes (`claim_through_writer`).
+static MESSAGE_CLAIM: TableSpec = TableSpec {
+    name: c"message_queue",
+    columns: &[
+        Column::new(c"retry_count", pg_sys::INT4OID),
+        Column::new(c"deliveries", pg_sys::INT4OID),
+        Column::new(c"status", pg_sys::TEXTOID),
+        Column::new(c"locked_until", pg_sys::TIMESTAMPTZOID),
+        Column::new(c"last_error", pg_sys::TEXTOID),
+        Column::new(c"dead_lettered_at", pg_sys::TIMESTAMPTZOID),
+        Column::new(c"updated_at", pg_sys::TIMESTAMPTZOID),
+    ],
+};
+
+/// The columns of message_queue an acknowledgement changes (`ack_through_writer`).
+static MESSAGE_ACK: TableSpec = TableSpec {
+    name: c"message_queue",
+    columns: &[
+        Column::new(c"status", pg_sys::TEXTOID),
+        Column::new(c"locked_until", pg_sys::TIMESTAMPTZOID),
+        Column::new(c"completed_at", pg_sys::TIMESTAMPTZOID),
+        Column::new(c"updated_at", pg_sys::TIMESTAMPTZOID),
+    ],
+};
+
 /// message_queue's row type, which read_messages returns.
 pub struct MessageQueue;
 impl TableRowType for MessageQueue {
@@ -264,6 +291,9 @@ struct ReceiptPlans {
     extend: WritePlan,
     /// Where receipts that did nothing stand: (id, deliveries, status).
     lookup: WritePlan,
+    /// The items of receipts that act, locked (FOR NO KEY UPDATE), for `ack_through_writer`:
+    /// (ctid, id, deliveries).
+    lock: WritePlan,
 }
 
 thread_local! {
@@ -327,6 +357,13 @@ fn prepare_receipts(queue: Queue, table: &Table) -> ReceiptPlans {
             &format!("SELECT t.id, t.deliveries, t.status FROM {t} t WHERE t.id = ANY ($1)"),
             &[UUIDARRAYOID],
         ),
+        lock: WritePlan::prepare(
+            &format!(
+                "SELECT t.ctid, t.id, t.deliveries FROM {t} t, unnest($1, $2) AS r(id, n) \
+                 WHERE {current} FOR NO KEY UPDATE OF t"
+            ),
+            &[UUIDARRAYOID, INT4ARRAYOID],
+        ),
     }
 }
 
@@ -370,6 +407,10 @@ fn act(receipts: &[Option<Receipt>], action: &Action<'_>) -> Vec<Outcome> {
         let deliveries: Vec<i32> = mine.iter().map(|&i| receipts[i].expect("parsed").delivery).collect();
         // The items the statement changed: their delivery, status after, and what it did.
         let changed: HashMap<pgrx::Uuid, (i32, String, Outcome)> = match action {
+            // A message's acknowledgement takes no provider message id or result.
+            Action::Ack { .. } if queue == Queue::Message && Writes::updates_as_statement(&MESSAGE_ACK) => {
+                ack_through_writer(&plans.lock, &ids, &deliveries)
+            }
             Action::Ack { providers, results }
                 if providers.iter().all(Option::is_none) && results.iter().all(Option::is_none) =>
             {
@@ -439,6 +480,32 @@ fn act(receipts: &[Option<Receipt>], action: &Action<'_>) -> Vec<Outcome> {
         }
     }
     outcomes.into_iter().map(|o| o.expect("every receipt has an outcome")).collect()
+}
+
+/// The acknowledgement of messages as `lock` finds and locks the ones whose receipt is
+/// current and the writer updates them (what `ack_set` does, without the UPDATE statement's
+/// set-up; see `claim_through_writer`). The items changed, as `act` takes them.
+fn ack_through_writer(
+    lock: &WritePlan,
+    ids: &[pgrx::Uuid],
+    deliveries: &[i32],
+) -> Vec<Option<(pgrx::Uuid, (i32, String, Outcome))>> {
+    let locked = lock.query(&[ids.to_vec().into(), deliveries.to_vec().into()], |row| {
+        Some((row.get::<pg_sys::ItemPointerData>(0)?, row.get::<pgrx::Uuid>(1)?, row.get::<i32>(2)?))
+    });
+    let at = timestamptz(backend::transaction_start()).into_datum();
+    let mut w = Writes::new();
+    let mut changed = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    // A receipt named twice joins its row twice: updated once.
+    for (tid, id, delivery) in locked.into_iter().flatten().filter(|(_, id, _)| seen.insert(*id)) {
+        let changes = [(0, Queue::Message.done().into_datum()), (1, None), (2, at), (3, at)];
+        if w.try_update(&MESSAGE_ACK, tid, &changes).is_some() {
+            changed.push(Some((id, (delivery, Queue::Message.done().to_owned(), Outcome::Acked))));
+        }
+    }
+    w.finish();
+    changed
 }
 
 fn parse_all(receipts: &[Option<String>]) -> Vec<Option<Receipt>> {
@@ -563,6 +630,10 @@ struct ClaimPlans {
     claim: WritePlan,
     /// On a snapshot of its own (a waiting read looking again sees what committed meanwhile).
     claim_latest: WritePlan,
+    /// The due messages locked (FOR UPDATE SKIP LOCKED), for `claim_through_writer`: the
+    /// same choice as `claim`'s, and what the claim's changes depend on.
+    lock: WritePlan,
+    lock_latest: WritePlan,
     relid: pg_sys::Oid,
 }
 
@@ -580,19 +651,20 @@ fn claim_plans() -> Rc<ClaimPlans> {
         // $1 queue, $2 batch, $3 now (the clock: a waiting read's now moves), $4 lease end.
         // (The claimed ids as an array: a generic plan guesses a LIMIT $2 at a tenth of the
         // queue and would join them by hashing the whole table.)
+        let due = format!(
+            "FROM {q} q \
+             WHERE q.queue_name = $1 AND q.status IN ('pending', 'processing') \
+               AND CASE q.status WHEN 'pending' THEN q.scheduled_at <= $3 ELSE q.locked_until <= $3 END \
+               AND (q.group_key IS NULL OR NOT EXISTS ( \
+                     SELECT 1 FROM {q} g \
+                      WHERE g.queue_name = q.queue_name AND g.group_key = q.group_key \
+                        AND g.status IN ('pending', 'processing') AND g.seq < q.seq)) \
+             ORDER BY q.priority, q.created_at, q.id \
+             LIMIT $2 \
+               FOR UPDATE SKIP LOCKED"
+        );
         let sql = format!(
-            "WITH due AS ( \
-               SELECT q.id FROM {q} q \
-                WHERE q.queue_name = $1 AND q.status IN ('pending', 'processing') \
-                  AND CASE q.status WHEN 'pending' THEN q.scheduled_at <= $3 ELSE q.locked_until <= $3 END \
-                  AND (q.group_key IS NULL OR NOT EXISTS ( \
-                        SELECT 1 FROM {q} g \
-                         WHERE g.queue_name = q.queue_name AND g.group_key = q.group_key \
-                           AND g.status IN ('pending', 'processing') AND g.seq < q.seq)) \
-                ORDER BY q.priority, q.created_at, q.id \
-                LIMIT $2 \
-                  FOR UPDATE SKIP LOCKED \
-             ), claimed AS ( \
+            "WITH due AS (SELECT q.id {due}), claimed AS ( \
                UPDATE {q} t \
                   SET retry_count = t.retry_count + (t.status = 'processing')::int, \
                       deliveries = t.deliveries + 1, \
@@ -600,7 +672,7 @@ fn claim_plans() -> Rc<ClaimPlans> {
                                     THEN 'dead_letter' ELSE 'processing' END, \
                       locked_until = $4, \
                       last_error = CASE WHEN t.status = 'processing' \
-                                        THEN 'visibility timeout passed without an acknowledgement' ELSE t.last_error END, \
+                                        THEN '{LEASE_PASSED}' ELSE t.last_error END, \
                       dead_lettered_at = CASE WHEN t.status = 'processing' AND t.retry_count + 1 > t.max_retries \
                                               THEN $3 END, \
                       updated_at = $3 \
@@ -609,10 +681,16 @@ fn claim_plans() -> Rc<ClaimPlans> {
              ) \
              SELECT r FROM claimed WHERE s = 'processing' ORDER BY p, c, i"
         );
+        // The locked version's ctid (FOR UPDATE follows a row updated since the snapshot to
+        // its newest version, checked again).
+        let lock = format!("SELECT q.ctid, q.status, q.retry_count, q.max_retries, q.deliveries {due}");
+        let lock_types = [TEXTOID, INT4OID, TIMESTAMPTZOID];
         let types = [TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID];
         ClaimPlans {
             claim: WritePlan::prepare(&sql, &types),
             claim_latest: WritePlan::prepare_latest(&sql, &types),
+            lock: WritePlan::prepare(&lock, &lock_types),
+            lock_latest: WritePlan::prepare_latest(&lock, &lock_types),
             relid: table.ext.relid,
         }
     })
@@ -637,6 +715,7 @@ fn read_messages(
     };
     let (queue, batch, lease, wait_ms) = check().or_raise();
     let plans = claim_plans();
+    let through_writer = Writes::updates_as_statement(&MESSAGE_CLAIM);
     let start = backend::now();
     let deadline = start + i64::from(wait_ms) * 1000;
     let mut latest = false;
@@ -651,9 +730,13 @@ fn read_messages(
             timestamptz(now).into(),
             timestamptz(now + i64::from(lease) * 1_000_000).into(),
         ];
-        let plan = if latest { &plans.claim_latest } else { &plans.claim };
-        let rows: Vec<RowOf<MessageQueue>> =
-            plan.query(&args, |row| row.row::<MessageQueue>(0, plans.relid)).into_iter().flatten().collect();
+        let rows: Vec<RowOf<MessageQueue>> = if through_writer {
+            let lock = if latest { &plans.lock_latest } else { &plans.lock };
+            claim_through_writer(lock, queue, batch, now, now + i64::from(lease) * 1_000_000)
+        } else {
+            let plan = if latest { &plans.claim_latest } else { &plans.claim };
+            plan.query(&args, |row| row.row::<MessageQueue>(0, plans.relid)).into_iter().flatten().collect()
+        };
         let now = backend::now();
         if !rows.is_empty() || now >= deadline {
             if latest {
@@ -666,6 +749,63 @@ fn read_messages(
         }
         latest = true;
     }
+}
+
+/// The claim of `read_messages` as `lock` chooses and locks the messages and the writer
+/// updates them: what the claim statement does, without its UPDATE's set-up (its plan and
+/// executor, the nine CHECK constraints built from their text at every execution). The claimed rows, in the claim's order (a message
+/// whose lease passed too often goes to dead_letter and is not among them).
+fn claim_through_writer(
+    lock: &WritePlan,
+    queue: &str,
+    batch: i32,
+    now: pg_sys::TimestampTz,
+    until: pg_sys::TimestampTz,
+) -> Vec<RowOf<MessageQueue>> {
+    struct Due {
+        tid: pg_sys::ItemPointerData,
+        redelivery: bool,
+        retry_count: i32,
+        max_retries: i32,
+        deliveries: i32,
+    }
+    let due = lock.query(&[queue.into(), batch.into(), timestamptz(now).into()], |row| {
+        Some(Due {
+            tid: row.get(0)?,
+            redelivery: row.get::<String>(1)? == "processing",
+            retry_count: row.get(2)?,
+            max_retries: row.get(3)?,
+            deliveries: row.get(4)?,
+        })
+    });
+    let (now, until) = (timestamptz(now).into_datum(), timestamptz(until).into_datum());
+    let mut w = Writes::new();
+    let mut rows = Vec::new();
+    for d in due.into_iter().flatten() {
+        let dead = d.redelivery && i64::from(d.retry_count) + 1 > i64::from(d.max_retries);
+        let mut changes = vec![
+            (0, i32_plus(d.retry_count, i32::from(d.redelivery)).into_datum()),
+            (1, i32_plus(d.deliveries, 1).into_datum()),
+            (2, if dead { "dead_letter" } else { "processing" }.into_datum()),
+            (3, until),
+            (5, if dead { now } else { None }),
+            (6, now),
+        ];
+        if d.redelivery {
+            changes.push((4, LEASE_PASSED.into_datum()));
+        }
+        let written = w.update_returning::<MessageQueue>(&MESSAGE_CLAIM, d.tid, &changes);
+        rows.extend(written.filter(|_| !dead));
+    }
+    w.finish();
+    rows
+}
+
+/// `a + b`, or 22003 as SQL's int4 addition raises.
+fn i32_plus(a: i32, b: i32) -> i32 {
+    a.checked_add(b).unwrap_or_else(|| {
+        crate::error::raise(PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE, "integer out of range")
+    })
 }
 
 // ---------------------------------------------------------------------------------------------

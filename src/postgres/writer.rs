@@ -17,10 +17,12 @@
 //! What a statement would do and this does not: row-level security policies (the writers are
 //! the ledger's rules, run by service_role; the caller's INSERT/UPDATE privilege on the table is
 //! checked; `inserts_as_statement` tells a caller when they would apply), transition tables
-//! for triggers that read them, rules (a table with rules is refused), and, for updates, stored
-//! generated columns and column-specific (UPDATE OF) triggers (refused: an update here names no
-//! columns).
+//! for triggers that read them, rules (a table with rules is refused), and, for updates, UPDATE
+//! statement triggers and column-specific (UPDATE OF) triggers (refused: an update here names no
+//! columns; `updates_as_statement` tells a caller when any of these apply). Stored generated
+//! columns are computed again on every update, from all the columns.
 
+use super::datum::{RowOf, TableRowType};
 use super::relation::{self, not_as_created, Table, TableSpec};
 use crate::error::raise;
 use pgrx::prelude::*;
@@ -46,6 +48,10 @@ struct Target {
     rri: *mut pg_sys::ResultRelInfo,
     index_oids: Vec<pg_sys::Oid>,
     fill: Vec<Fill>,
+    /// The stored generated columns (attribute index) and their expressions, computed again by
+    /// every update: with no range table, an update names no columns, and 15 would compute
+    /// none of them unless a BEFORE UPDATE trigger exists (16 and later compute all).
+    generated: Vec<(usize, *mut pg_sys::ExprState)>,
     /// Virtual slots for the row written, and a slot of the table's kind for the row updated.
     new_slot: *mut pg_sys::TupleTableSlot,
     old_slot: *mut pg_sys::TupleTableSlot,
@@ -162,13 +168,56 @@ impl Writes {
     ///
     /// The caller must hold the row locked (FOR [NO KEY] UPDATE) and `tid` must be the version
     /// it locked (the newest): with no plan to re-check, a row changed by another transaction
-    /// under a BEFORE trigger could not be followed (EvalPlanQual has nothing to run).
+    /// under a BEFORE trigger could not be followed (EvalPlanQual has nothing to run). A BEFORE
+    /// UPDATE trigger that suppresses the update is an error here (55000): the callers' rows
+    /// (balances) must change together or not at all.
     pub fn update(
         &mut self,
         spec: &'static TableSpec,
         tid: pg_sys::ItemPointerData,
         changes: &[(usize, Option<pg_sys::Datum>)],
     ) -> pg_sys::ItemPointerData {
+        self.try_update(spec, tid, changes)
+            .unwrap_or_else(|| not_as_created(spec.name, "a BEFORE UPDATE trigger suppressed an update of its rows"))
+    }
+
+    /// As `update`; None when a BEFORE UPDATE trigger suppressed the update (nothing changed).
+    pub fn try_update(
+        &mut self,
+        spec: &'static TableSpec,
+        tid: pg_sys::ItemPointerData,
+        changes: &[(usize, Option<pg_sys::Datum>)],
+    ) -> Option<pg_sys::ItemPointerData> {
+        self.update_with(spec, tid, changes, |slot| {
+            // SAFETY: the slot the update wrote from.
+            unsafe { (*slot).tts_tid }
+        })
+    }
+
+    /// As `update`, returning the new version as a composite datum of the table's row type (as
+    /// `RETURNING t`), in the current memory context; None when a BEFORE UPDATE trigger
+    /// suppressed the update (nothing changed).
+    pub fn update_returning<T: TableRowType>(
+        &mut self,
+        spec: &'static TableSpec,
+        tid: pg_sys::ItemPointerData,
+        changes: &[(usize, Option<pg_sys::Datum>)],
+    ) -> Option<RowOf<T>> {
+        assert_eq!(spec.name.to_bytes(), T::NAME.as_bytes(), "a row of the table updated");
+        self.update_with(spec, tid, changes, |slot| {
+            // SAFETY: the slot holds the row written, with a copy of the table's descriptor (its
+            // row type); the datum is a copy in the current context.
+            unsafe { RowOf::from_datum_unchecked(pg_sys::ExecFetchSlotHeapTupleDatum(slot)) }
+        })
+    }
+
+    fn update_with<R>(
+        &mut self,
+        spec: &'static TableSpec,
+        tid: pg_sys::ItemPointerData,
+        changes: &[(usize, Option<pg_sys::Datum>)],
+        written: impl FnOnce(*mut pg_sys::TupleTableSlot) -> R,
+    ) -> Option<R> {
         let open = self.open(spec, pg_sys::ACL_UPDATE as pg_sys::AclMode);
         let rel = open.rel;
         let t = &open.target;
@@ -177,7 +226,7 @@ impl Writes {
         // SAFETY: as in `insert`; the old version is fetched by its tid (any visibility: it is
         // the version the caller locked) into a slot that pins its buffer until cleared, and
         // the new row copies its values (the update copies them into the new tuple before the
-        // pin is released).
+        // pin is released). Generated values are computed in per-row memory, reset after.
         unsafe {
             let (old, new) = (t.old_slot, t.new_slot);
             clear(old);
@@ -202,14 +251,30 @@ impl Writes {
                 *(*new).tts_isnull.add(i) = value.is_none();
             }
             pg_sys::ExecStoreVirtualTuple(new);
+            let econtext = pg_sys::MakePerTupleExprContext(t.estate);
+            if !t.generated.is_empty() {
+                (*econtext).ecxt_scantuple = new;
+                let old_cxt = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
+                for &(i, state) in &t.generated {
+                    let mut null = false;
+                    let value = (*state).evalfunc.expect("a compiled expression")(state, econtext, &mut null);
+                    *(*new).tts_values.add(i) = value;
+                    *(*new).tts_isnull.add(i) = null;
+                }
+                pg_sys::MemoryContextSwitchTo(old_cxt);
+                (*econtext).ecxt_scantuple = std::ptr::null_mut();
+            }
             let mut epq: pg_sys::EPQState = std::mem::zeroed();
             epq_init(&mut epq, t.estate);
             pg_sys::ExecSimpleRelationUpdate(t.rri, t.estate, &mut epq, old, new);
             pg_sys::EvalPlanQualEnd(&mut epq);
-            let written = (*new).tts_tid;
+            // The new version's tid is set by the update; a BEFORE trigger that returned NULL
+            // left the slot as it was (a virtual slot has no tid).
+            let done = pgrx::itemptr::item_pointer_is_valid(&raw const (*new).tts_tid);
+            let result = done.then(|| written(new));
             clear(old);
-            pg_sys::MemoryContextReset((*pg_sys::MakePerTupleExprContext(t.estate)).ecxt_per_tuple_memory);
-            written
+            pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+            result
         }
     }
 
@@ -280,6 +345,34 @@ impl Writes {
             self.open(spec, pg_sys::ACL_INSERT as pg_sys::AclMode);
         }
         alike
+    }
+
+    /// Whether updates of `spec`'s table here do what an UPDATE statement of the calling role
+    /// would: no row-level security policy applies to the role, the role may update the whole
+    /// table (not only some columns), no rule rewrites the update, and no trigger needs what
+    /// only a statement gives (UPDATE statement triggers, UPDATE OF columns, transition
+    /// tables). When false, the caller updates with a statement instead. The table is not
+    /// opened for this call.
+    pub fn updates_as_statement(spec: &'static TableSpec) -> bool {
+        let (_, rel) = relation::open_current(spec, pg_sys::RowExclusiveLock, "written");
+        // SAFETY: as in `inserts_as_statement`.
+        unsafe {
+            let triggers = (*rel).trigdesc;
+            let plain_triggers = triggers.is_null()
+                || !((*triggers).trig_update_before_statement
+                    || (*triggers).trig_update_after_statement
+                    || (*triggers).trig_update_old_table
+                    || (*triggers).trig_update_new_table
+                    || (0..(*triggers).numtriggers as usize).any(|i| (*(*triggers).triggers.add(i)).tgnattr > 0));
+            let alike = plain_triggers
+                && !(*(*rel).rd_rel).relhasrules
+                && pg_sys::pg_class_aclcheck((*rel).rd_id, pg_sys::GetUserId(), pg_sys::ACL_UPDATE as pg_sys::AclMode)
+                    == pg_sys::AclResult::ACLCHECK_OK
+                && pg_sys::check_enable_rls((*rel).rd_id, pg_sys::InvalidOid, false)
+                    != pg_sys::CheckEnableRlsResult::RLS_ENABLED as i32;
+            pg_sys::table_close(rel, pg_sys::NoLock as i32);
+            alike
+        }
     }
 
     /// `spec`'s table opened for this call (once), with `privilege` checked.
@@ -457,22 +550,30 @@ unsafe fn build(spec: &'static TableSpec, table: Rc<Table>, rel: pg_sys::Relatio
                 Fill::Default(pg_sys::ExecInitExpr(planned, std::ptr::null_mut()))
             })
             .collect();
+        let generated = (0..attrs.len())
+            .filter(|&i| {
+                let att = attrs.get(i).expect("an attribute");
+                !att.attisdropped && att.attgenerated == pg_sys::ATTRIBUTE_GENERATED_STORED as std::ffi::c_char
+            })
+            .map(|i| {
+                // The generation expression, its Vars reading the row being written.
+                let expr = pg_sys::build_column_default(rel, i as i32 + 1);
+                assert!(!expr.is_null(), "a generated column has its expression");
+                (i, pg_sys::ExecPrepareExpr(expr.cast(), estate))
+            })
+            .collect();
         std::mem::forget(attrs);
         pg_sys::MemoryContextSwitchTo(old);
         ORPHANS.with_borrow_mut(|o| o.retain(|&c| c != cxt));
-        Target { spec, table, cxt, estate, rri, index_oids, fill, new_slot, old_slot, in_use: false }
+        Target { spec, table, cxt, estate, rri, index_oids, fill, generated, new_slot, old_slot, in_use: false }
     }
 }
 
-/// An update here names no columns (no range table entry): a stored generated column would
-/// not be computed again, nor an UPDATE OF trigger fired. Such a table is refused (55000).
+/// An update here names no columns (no range table entry): an UPDATE OF trigger would not be
+/// fired. Such a table is refused (55000).
 unsafe fn check_updatable(spec: &'static TableSpec, rel: pg_sys::Relation) {
     // SAFETY: an open relation.
     unsafe {
-        let constr = (*(*rel).rd_att).constr;
-        if !constr.is_null() && (*constr).has_generated_stored {
-            not_as_created(spec.name, "it has a stored generated column, which easymo's native updates do not compute");
-        }
         let triggers = (*rel).trigdesc;
         if !triggers.is_null() {
             for i in 0..(*triggers).numtriggers as usize {

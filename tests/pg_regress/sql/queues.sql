@@ -319,8 +319,9 @@ SELECT queue, depth, due, in_flight, dead, oldest_due_seconds >= 0 AS has_oldest
 
 -- No JIT inside our statements: their plans are generic, and a generic LIMIT $n is costed at a
 -- tenth of the table, which once crossed jit_above_cost on every claim (15 ms of LLVM for a
--- 10-row read). A trigger sees the setting while our INSERT and claim run; the session's own
--- setting is back afterwards, after an error inside our statement too.
+-- 10-row read). A trigger sees the setting while our INSERT runs; the claim's rows are written
+-- without a statement (through the row writer), so its trigger sees the session's own setting,
+-- which is back after our statements, after an error inside one too.
 CREATE TEMP TABLE jit_seen (during text);
 CREATE FUNCTION pg_temp.record_jit() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -434,3 +435,74 @@ CREATE RULE also_notify AS ON INSERT TO message_queue DO ALSO NOTIFY queue_rule;
 SELECT regress.error($$SELECT enqueue_message('rule', 't', '1')$$) AS single,
        regress.error($$SELECT count(*) FROM enqueue_messages('rule', '[{"message_type": "t", "payload": 1}]')$$) AS batch;
 ROLLBACK;
+-- Claims and acknowledgements of messages are written through the row writer when nothing
+-- needs the UPDATE statement, by the statement otherwise (an UPDATE statement trigger, an
+-- UPDATE OF trigger, a transition table, a rule, row-level security, a role with only column
+-- privileges): the same rows either way. The story: two messages claimed with a lease of 0 s;
+-- claimed again, the first is redelivered (counted, its error set, a new receipt) and the
+-- second, past its max_retries of 0, goes to dead_letter and is not returned; the first
+-- acknowledged, again (already_acked), and with its old receipt (stale).
+CREATE FUNCTION pg_temp.claim_story(q text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE r text;
+BEGIN
+    PERFORM enqueue_message(q, 't', '1', 1);
+    PERFORM enqueue_message(q, 't', '2', 2);
+    UPDATE message_queue SET max_retries = 0 WHERE queue_name = q AND payload = '2';
+    RETURN QUERY SELECT 'first: ' || row(m.payload::text, m.status, m.retry_count, m.deliveries,
+                                         m.receipt = 'm:' || m.id || ':1', m.last_error)::text
+                   FROM read_messages(q, 10, 0) m;
+    RETURN QUERY SELECT 'again: ' || row(m.payload::text, m.status, m.retry_count, m.deliveries,
+                                         m.receipt = 'm:' || m.id || ':2', m.last_error)::text
+                   FROM read_messages(q, 10, 30) m;
+    SELECT receipt INTO r FROM message_queue WHERE queue_name = q AND payload = '1';
+    RETURN QUERY SELECT 'acks: ' || string_agg(a.outcome, ', ') FROM ack_receipts(ARRAY[r, r, replace(r, ':2', ':1')]) a;
+    RETURN QUERY SELECT 'rows: ' || string_agg(row(m.payload::text, m.status, m.retry_count, m.deliveries, m.receipt IS NOT NULL,
+                                                   m.locked_until IS NULL, m.completed_at IS NOT NULL,
+                                                   m.dead_lettered_at IS NOT NULL, m.last_error)::text, '; ' ORDER BY m.seq)
+                   FROM message_queue m WHERE m.queue_name = q;
+END $$;
+SELECT pg_temp.claim_story('by-writer');
+CREATE TABLE regress_updates_seen (n int);
+CREATE FUNCTION pg_temp.update_seen() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO regress_updates_seen VALUES (1); RETURN NULL; END $$;
+CREATE TRIGGER update_seen AFTER UPDATE ON message_queue FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.update_seen();
+SELECT pg_temp.claim_story('by-update');
+SELECT count(*) > 0 AS statements_ran FROM regress_updates_seen;
+DROP TRIGGER update_seen ON message_queue;
+SELECT (SELECT array_agg(s) FROM pg_temp.claim_story('by-writer-2') s) IS NOT DISTINCT FROM
+       (SELECT array_agg(s) FROM pg_temp.claim_story('by-update-2') s) AS same_without_trigger;
+-- A BEFORE UPDATE trigger that suppresses the update: nothing is claimed or acknowledged,
+-- either way (the acknowledgement's receipt is then stale: the message is still in flight).
+CREATE FUNCTION pg_temp.suppress() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RETURN CASE WHEN NEW.payload = '"keep"' THEN NULL ELSE NEW END; END $$;
+SELECT enqueue_message('update-suppressed', 't', '"keep"') IS NOT NULL AS queued;
+CREATE TRIGGER suppress BEFORE UPDATE ON message_queue FOR EACH ROW EXECUTE FUNCTION pg_temp.suppress();
+SELECT count(*) AS claimed_by_writer FROM read_messages('update-suppressed', 10, 30);
+CREATE TRIGGER update_seen AFTER UPDATE ON message_queue FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.update_seen();
+SELECT count(*) AS claimed_by_statement FROM read_messages('update-suppressed', 10, 30);
+DROP TRIGGER update_seen ON message_queue;
+DROP TRIGGER suppress ON message_queue;
+SELECT status, deliveries FROM message_queue WHERE queue_name = 'update-suppressed';
+SELECT receipt AS kept_receipt FROM read_messages('update-suppressed', 10, 30) \gset
+CREATE TRIGGER suppress BEFORE UPDATE ON message_queue FOR EACH ROW EXECUTE FUNCTION pg_temp.suppress();
+SELECT outcome AS by_writer FROM ack_receipts(ARRAY[:'kept_receipt']);
+CREATE TRIGGER update_seen AFTER UPDATE ON message_queue FOR EACH STATEMENT EXECUTE FUNCTION pg_temp.update_seen();
+SELECT outcome AS by_statement FROM ack_receipts(ARRAY[:'kept_receipt']);
+DROP TRIGGER update_seen ON message_queue;
+DROP TRIGGER suppress ON message_queue;
+SELECT status FROM message_queue WHERE queue_name = 'update-suppressed';
+-- A role with UPDATE on some columns only: the statements claim, as its own UPDATE would.
+CREATE ROLE regress_queue_columns NOLOGIN BYPASSRLS;
+GRANT SELECT, UPDATE (retry_count, deliveries, status, locked_until, last_error, dead_lettered_at, updated_at, completed_at)
+    ON message_queue TO regress_queue_columns;
+GRANT EXECUTE ON FUNCTION read_messages, ack_receipts TO regress_queue_columns;
+SELECT enqueue_message('columns', 't', '1') IS NOT NULL AS queued;
+SET ROLE regress_queue_columns;
+SELECT receipt AS column_receipt FROM read_messages('columns', 10, 30) \gset
+SELECT outcome FROM ack_receipts(ARRAY[:'column_receipt']);
+RESET ROLE;
+SELECT status FROM message_queue WHERE queue_name = 'columns';
+REVOKE ALL ON message_queue FROM regress_queue_columns;
+REVOKE ALL ON FUNCTION read_messages, ack_receipts FROM regress_queue_columns;
+DROP ROLE regress_queue_columns;
+DROP TABLE regress_updates_seen;
