@@ -158,6 +158,12 @@ ALTER TABLE wallet_accounts DISABLE TRIGGER USER;
 UPDATE wallet_accounts SET posted = posted + 1 WHERE id = :'driver';
 SELECT * FROM reconcile_wallets();
 ROLLBACK;
+-- A BEFORE UPDATE trigger that suppresses a balance update: refused (55000), nothing written.
+BEGIN;
+CREATE FUNCTION pg_temp.skip_update() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+CREATE TRIGGER skip_update BEFORE UPDATE ON wallet_accounts FOR EACH ROW EXECUTE FUNCTION pg_temp.skip_update();
+SELECT pg_temp.try($$SELECT wallet_transfer(pg_temp.acct('world'), pg_temp.acct('rider'), 1)$$);
+ROLLBACK;
 
 -- Frozen and closed accounts: no transfer in or out (EW002); freezing and unfreezing, closing
 -- only an empty account, and closed is final.
