@@ -382,11 +382,11 @@ enum Action<'a> {
     },
 }
 
-/// (id, delivery, status after) of a row a receipt statement changed, and what it did.
-fn changed_row(
-    row: &crate::postgres::plan::ResultRow,
-    outcome: impl Fn(&str) -> Outcome,
-) -> Option<(pgrx::Uuid, (i32, String, Outcome))> {
+/// An item a receipt changed: its id, and (its delivery, status after, what was done).
+type Changed = (pgrx::Uuid, (i32, String, Outcome));
+
+/// The item a receipt statement changed, from its row (id, delivery, status after).
+fn changed_row(row: &crate::postgres::plan::ResultRow, outcome: impl Fn(&str) -> Outcome) -> Option<Changed> {
     let status = row.get::<String>(2)?;
     let done = outcome(&status);
     Some((row.get::<pgrx::Uuid>(0)?, (row.get::<i32>(1)?, status, done)))
@@ -485,11 +485,7 @@ fn act(receipts: &[Option<Receipt>], action: &Action<'_>) -> Vec<Outcome> {
 /// The acknowledgement of messages as `lock` finds and locks the ones whose receipt is
 /// current and the writer updates them (what `ack_set` does, without the UPDATE statement's
 /// set-up; see `claim_through_writer`). The items changed, as `act` takes them.
-fn ack_through_writer(
-    lock: &WritePlan,
-    ids: &[pgrx::Uuid],
-    deliveries: &[i32],
-) -> Vec<Option<(pgrx::Uuid, (i32, String, Outcome))>> {
+fn ack_through_writer(lock: &WritePlan, ids: &[pgrx::Uuid], deliveries: &[i32]) -> Vec<Option<Changed>> {
     let locked = lock.query(&[ids.to_vec().into(), deliveries.to_vec().into()], |row| {
         Some((row.get::<pg_sys::ItemPointerData>(0)?, row.get::<pgrx::Uuid>(1)?, row.get::<i32>(2)?))
     });
