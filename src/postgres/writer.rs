@@ -550,7 +550,7 @@ unsafe fn build(spec: &'static TableSpec, table: Rc<Table>, rel: pg_sys::Relatio
                 Fill::Default(pg_sys::ExecInitExpr(planned, std::ptr::null_mut()))
             })
             .collect();
-        let generated = (0..attrs.len())
+        let generated: Vec<(usize, *mut pg_sys::ExprState)> = (0..attrs.len())
             .filter(|&i| {
                 let att = attrs.get(i).expect("an attribute");
                 !att.attisdropped && att.attgenerated == pg_sys::ATTRIBUTE_GENERATED_STORED as std::ffi::c_char
@@ -563,6 +563,22 @@ unsafe fn build(spec: &'static TableSpec, table: Rc<Table>, rel: pg_sys::Relatio
             })
             .collect();
         std::mem::forget(attrs);
+        // Which indexes an update here leaves logically unchanged: none of their key columns
+        // among those it may change (the spec's and the generated ones), as a statement's
+        // index_unchanged_by_update tells from its updated columns. Left to it, with no range
+        // table it finds no column changed and hints every index, and btree then tries a
+        // bottom-up deletion (a visit to the heap, a sort) before splitting a page of an
+        // index whose keys did change: 3 % of a claim of ten's CPU, 1 % for the statement.
+        let changed: Vec<i16> = (0..spec.columns.len())
+            .map(|c| table.attnum(c))
+            .chain(generated.iter().map(|&(i, _)| i as i16 + 1))
+            .collect();
+        for i in 0..(*rri).ri_NumIndices as usize {
+            let info = *(*rri).ri_IndexRelationInfo.add(i);
+            let keys = &(&(*info).ii_IndexAttrNumbers)[..(*info).ii_NumIndexKeyAttrs as usize];
+            (*info).ii_IndexUnchanged = keys.iter().all(|&k| k != 0 && !changed.contains(&k));
+            (*info).ii_CheckedUnchanged = true;
+        }
         pg_sys::MemoryContextSwitchTo(old);
         ORPHANS.with_borrow_mut(|o| o.retain(|&c| c != cxt));
         Target { spec, table, cxt, estate, rri, index_oids, fill, generated, new_slot, old_slot, in_use: false }
