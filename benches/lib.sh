@@ -59,3 +59,21 @@ latency_ms() {
     "$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared \
         -c 1 -T "$2" -f "$1" "$BENCH_DB" 2>&1 | awk '/^latency average = / {print $4}'
 }
+
+# mixed_latencies CLIENTS SECONDS FILE...: one pgbench run in which every transaction runs one of
+# the files, chosen at random with equal weights; prints each file's average latency per
+# transaction in ms, one line per file in the order given. The sides share the run's every
+# moment, so a change in the machine's speed (the same script's CPU per transaction moved by
+# 1.6x between two runs here) weighs on both alike, which separate runs cannot promise.
+mixed_latencies() {
+    local clients="$1" seconds="$2"; shift 2
+    local args=() f out
+    for f in "$@"; do args+=(-f "$f@1"); done
+    out=$("$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared \
+        -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$seconds" "${args[@]}" "$BENCH_DB" 2>&1) || true
+    if grep -q 'error' <<<"$out" || [ "$(grep -c '^ - latency average = ' <<<"$out")" != "$#" ]; then
+        printf '%s\n' "$out" | grep -m 5 -i 'error' >&2
+        die "pgbench failed on $*"
+    fi
+    awk '/^ - latency average = / {print $5}' <<<"$out"
+}

@@ -506,3 +506,14 @@ REVOKE ALL ON message_queue FROM regress_queue_columns;
 REVOKE ALL ON FUNCTION read_messages, ack_receipts FROM regress_queue_columns;
 DROP ROLE regress_queue_columns;
 DROP TABLE regress_updates_seen;
+-- Receipts are matched to their message pairwise: two in flight at deliveries 1 and 2, each
+-- named with the other's delivery, are both stale and stay in flight.
+SELECT count(*) FROM enqueue_messages('pairs', '[{"message_type": "t", "payload": "a"}, {"message_type": "t", "payload": "b"}]');
+SELECT count(*) AS claimed FROM read_messages('pairs', 1, 0);
+SELECT count(*) AS claimed FROM read_messages('pairs', 2, 30);
+SELECT payload #>> '{}' AS payload, deliveries FROM message_queue WHERE queue_name = 'pairs' ORDER BY payload;
+SELECT string_agg(a.outcome, ', ') AS outcomes
+  FROM ack_receipts((SELECT array_agg('m:' || id || ':' || (3 - deliveries) ORDER BY seq) FROM message_queue WHERE queue_name = 'pairs')) a;
+SELECT payload #>> '{}' AS payload, status FROM message_queue WHERE queue_name = 'pairs' ORDER BY payload;
+SELECT string_agg(a.outcome, ', ') AS outcomes
+  FROM ack_receipts((SELECT array_agg(receipt ORDER BY seq) FROM message_queue WHERE queue_name = 'pairs')) a;
