@@ -358,12 +358,15 @@ fn prepare_receipts(queue: Queue, table: &Table) -> ReceiptPlans {
             &[UUIDARRAYOID],
         ),
         // The ids and deliveries as two sets, not joined pairwise: one index scan instead of
-        // one per receipt (30 µs less for ten); `ack_through_writer` pairs them.
+        // one per receipt (30 µs less for ten); `ack_through_writer` pairs them. In id order:
+        // two calls acknowledging overlapping sets lock in the same order, and the plan is an
+        // index scan, which marks the versions it finds dead in the index (a bitmap scan does
+        // not, and btree then cleans its pages by visiting the heap: 27 µs a call of ten).
         lock: WritePlan::prepare(
             &format!(
                 "SELECT t.ctid, t.id, t.deliveries FROM {t} t \
                  WHERE t.id = ANY ($1) AND t.deliveries = ANY ($2) AND t.status = '{claimed}' COLLATE \"C\" \
-                 FOR NO KEY UPDATE"
+                 ORDER BY t.id FOR NO KEY UPDATE"
             ),
             &[UUIDARRAYOID, INT4ARRAYOID],
         ),
