@@ -758,8 +758,9 @@ fn read_messages(
 
 /// The claim of `read_messages` as `lock` chooses and locks the messages and the writer
 /// updates them: what the claim statement does, without its UPDATE's set-up (its plan and
-/// executor, the nine CHECK constraints built from their text at every execution). The claimed rows, in the claim's order (a message
-/// whose lease passed too often goes to dead_letter and is not among them).
+/// executor, the nine CHECK constraints built from their text at every execution). The
+/// claimed rows, in the claim's order (a message whose lease passed too often goes to
+/// dead_letter and is not among them).
 fn claim_through_writer(
     lock: &WritePlan,
     queue: &str,
