@@ -18,9 +18,9 @@
 //! the ledger's rules, run by service_role; the caller's INSERT/UPDATE privilege on the table is
 //! checked; `inserts_as_statement` tells a caller when they would apply), transition tables
 //! for triggers that read them, rules (a table with rules is refused), and, for updates, UPDATE
-//! statement triggers and column-specific (UPDATE OF) triggers (refused: an update here names no
-//! columns; `updates_as_statement` tells a caller when any of these apply). Stored generated
-//! columns are computed again on every update, from all the columns.
+//! statement triggers (not fired) and column-specific (UPDATE OF) triggers (refused: an update
+//! here names no columns); `updates_as_statement` tells a caller when any of these apply. Stored
+//! generated columns are computed again on every update, from all the columns.
 
 use super::datum::{RowOf, TableRowType};
 use super::relation::{self, not_as_created, Table, TableSpec};
@@ -351,8 +351,8 @@ impl Writes {
     /// would: no row-level security policy applies to the role, the role may update the whole
     /// table (not only some columns), no rule rewrites the update, and no trigger needs what
     /// only a statement gives (UPDATE statement triggers, UPDATE OF columns, transition
-    /// tables). When false, the caller updates with a statement instead. The table is not
-    /// opened for this call.
+    /// tables). When false, the caller updates with a statement instead. The table is opened
+    /// and locked to look, and closed again (the lock kept, as a statement's).
     pub fn updates_as_statement(spec: &'static TableSpec) -> bool {
         let (_, rel) = relation::open_current(spec, pg_sys::RowExclusiveLock, "written");
         // SAFETY: as in `inserts_as_statement`.
