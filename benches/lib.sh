@@ -64,16 +64,43 @@ latency_ms() {
 # the files, chosen at random with equal weights; prints each file's average latency per
 # transaction in ms, one line per file in the order given. The sides share the run's every
 # moment, so a change in the machine's speed (the same script's CPU per transaction moved by
-# 1.6x between two runs here) weighs on both alike, which separate runs cannot promise.
+# 1.6x between two runs here) weighs on both alike, which separate runs cannot promise. The
+# averages come from pgbench's per-transaction log (microseconds): its summary prints them to
+# the microsecond only, 2.5 % of a 40-microsecond call.
 mixed_latencies() {
     local clients="$1" seconds="$2"; shift 2
-    local args=() f out
+    local args=() f out logs
+    logs=$(mktemp -d)
     for f in "$@"; do args+=(-f "$f@1"); done
-    out=$("$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared \
-        -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$seconds" "${args[@]}" "$BENCH_DB" 2>&1) || true
+    out=$(cd "$logs" && "$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared \
+        -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$seconds" -l --log-prefix=tx "${args[@]}" "$BENCH_DB" 2>&1) || true
     if grep -q 'error' <<<"$out" || [ "$(grep -c '^ - latency average = ' <<<"$out")" != "$#" ]; then
         printf '%s\n' "$out" | grep -m 5 -i 'error' >&2
+        rm -rf "$logs"
         die "pgbench failed on $*"
     fi
-    awk '/^ - latency average = / {print $5}' <<<"$out"
+    # Log lines: client, transaction, latency in microseconds, script number (from 0), ...
+    cat "$logs"/tx.* | awk -v n="$#" '{ sum[$4] += $3; count[$4]++ }
+        END { for (i = 0; i < n; i++) printf "%.4f\n", sum[i] / count[i] / 1000 }'
+    rm -rf "$logs"
 }
+
+# mixed_medians CLIENTS SECONDS RUNS BEFORE FILE...: RUNS runs of mixed_latencies (RUNS odd);
+# before each, the shell command BEFORE when not empty (a vacuum, a checkpoint). Prints each
+# file's median latency in ms, one line per file in the order given.
+mixed_medians() {
+    local clients="$1" seconds="$2" runs="$3" before="$4"; shift 4
+    local lat=() r i line
+    for ((r = 1; r <= runs; r++)); do
+        [ -z "$before" ] || eval "$before"
+        i=0
+        while read -r line; do lat[i]+="$line "; i=$((i + 1)); done < <(mixed_latencies "$clients" "$seconds" "$@")
+    done
+    for ((i = 0; i < $#; i++)); do
+        # shellcheck disable=SC2086 # the latencies, one word each
+        printf '%s\n' ${lat[i]} | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'
+    done
+}
+
+# tps_of CLIENTS LATENCY_MS: the transactions per second CLIENTS clients make at that latency.
+tps_of() { awk -v c="$1" -v l="$2" 'BEGIN { printf "%.0f", c * 1000 / l }'; }

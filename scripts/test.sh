@@ -66,7 +66,7 @@ SUFFIX=""; [ "$PG_MAJOR" = 15 ] || SUFFIX="-pg$PG_MAJOR"
 # SQL is checked on the other three versions.
 NOT_HERE=()
 [ "$PG_MAJOR" = 16 ] && NOT_HERE=(plpgsql_check)
-OPS_TESTS=(backup standby pooler sqlsmith)
+OPS_TESTS=(backup standby pooler sqlsmith cache_copies_race)
 
 # PostGIS is for the cross-check of the nearby search only; the extension never requires it.
 # pgbouncer and sqlsmith for the ops tests (a transaction pooler, random queries); plpgsql_check
@@ -232,14 +232,15 @@ crashed() {
 crashed
 
 # 6. The same cluster restarted with easymo in shared_preload_libraries (shared-memory counters,
-#    the background worker): the suites of tests/pg_regress/schedule_preloaded.
+#    the background worker, the shared copies of cache entries): the suites of
+#    tests/pg_regress/schedule_preloaded and the specs of tests/isolation/schedule_preloaded.
 #    The maintenance worker runs in a database of its own (pg_regress drops and re-creates its
 #    database, which a connected worker would prevent), every second.
 #    A second one is still at 0.1.0, which has no run_maintenance(), until the suite updates it.
 preloaded=0
 while read -r name; do
     [ "$name" != setup ] && selected "$name" && preloaded=1
-done < <(sed -n 's/^test: //p' tests/pg_regress/schedule_preloaded)
+done < <(sed -n 's/^test: //p' tests/pg_regress/schedule_preloaded tests/isolation/schedule_preloaded)
 if [ "$preloaded" -eq 1 ]; then
     cpsql -q -d postgres -c "DROP DATABASE IF EXISTS easymo_worker" -c "CREATE DATABASE easymo_worker" \
         -c "DROP DATABASE IF EXISTS easymo_worker_old" -c "CREATE DATABASE easymo_worker_old"
@@ -255,6 +256,8 @@ CONF
     cluster_start test "$PORT"
     run_suites pg_regress_preloaded "$PGXS_TEST/regress/pg_regress" tests/pg_regress tests/pg_regress/schedule_preloaded \
         --dbname=easymo_regress
+    run_suites isolation_preloaded "$PGXS_TEST/isolation/pg_isolation_regress" tests/isolation tests/isolation/schedule_preloaded \
+        --dbname=easymo_isolation --load-extension=easymo
     crashed
 fi
 

@@ -30,6 +30,16 @@ CREATE INDEX cache_entries_tags_idx ON @extschema@.cache_entries USING gin (tags
 COMMENT ON TABLE @extschema@.cache_entries IS
     'General-purpose key-value cache: jsonb values with a TTL (expires_at, checked on every read), a cache type and tags for bulk invalidation. Use set_cache(), get_cache(), delete_cache(), invalidate_cache_by_tag(), cleanup_expired_cache().';
 
+-- get_cache answers from copies in shared memory when easymo is preloaded (src/cache/shared.rs);
+-- this trigger drops a key's copies at every update and delete. ENABLE ALWAYS: it fires whatever
+-- the session's session_replication_role (logical replication, restores). Without it enabled
+-- ALWAYS, get_cache reads the table.
+CREATE TRIGGER cache_entries_shared_copies AFTER UPDATE OR DELETE ON @extschema@.cache_entries
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._cache_entry_changed();
+ALTER TABLE @extschema@.cache_entries ENABLE ALWAYS TRIGGER cache_entries_shared_copies;
+COMMENT ON FUNCTION @extschema@._cache_entry_changed() IS
+    'Internal trigger (after UPDATE or DELETE on cache_entries, per row, enabled always): drops the shared-memory copies of the key changed, which get_cache answers from when easymo is preloaded.';
+
 -- Hits and misses, when easymo is not in shared_preload_libraries: each backend counts in its
 -- own memory and hands its counts to a short-lived background worker, which adds them here in a
 -- transaction of its own (src/stats.rs), so a read never writes in the caller's transaction.
@@ -56,6 +66,8 @@ COMMENT ON FUNCTION @extschema@.cleanup_expired_cache() IS
     'Deletes every expired entry, walking the table in page batches; returns how many.';
 COMMENT ON FUNCTION @extschema@.cache_hit_counters() IS
     'Hits and misses per cache type since counting began (shared memory when easymo is preloaded, plus the counters table, plus the calling session''s counts not yet handed on); cache_type NULL counts keys that had no entry the caller could read. What cache_stats reports.';
+COMMENT ON FUNCTION @extschema@.cache_shared_stats() IS
+    'The shared-memory copies get_cache answers from when easymo is preloaded (easymo.cache_shared_memory): the server''s slots, how many hold a copy, and the copies made and answers given from them since the server started. Zeros without them.';
 COMMENT ON FUNCTION @extschema@._flush_stats() IS
     'Internal: hands the calling session''s cache and flag counts on now (shared memory, or the flush worker, waiting until it has stored them); false when that is not possible now (the counts are kept). Sessions do this by themselves every easymo.stats_flush_interval seconds and when they end.';
 

@@ -42,6 +42,8 @@ pub static MAINTENANCE_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(300);
 pub static MAINTENANCE_DATABASES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 /// After how long a stopped maintenance worker is started again (preloaded only).
 pub static MAINTENANCE_RESTART_INTERVAL: GucSetting<i32> = GucSetting::<i32>::new(60);
+/// Shared memory for copies of cache entries that get_cache answers from (preloaded only).
+pub static CACHE_SHARED_MEMORY: GucSetting<i32> = GucSetting::<i32>::new(32);
 
 /// Defines every setting; called first from _PG_init.
 pub fn init() {
@@ -132,6 +134,16 @@ pub fn init() {
             24 * 3600,
             GucContext::Postmaster,
             GucFlags::UNIT_S,
+        );
+        GucRegistry::define_int_guc(
+            c"easymo.cache_shared_memory",
+            c"Shared memory for copies of cache entries that get_cache answers from without reading cache_entries; 0: none.",
+            c"In 256-byte slots, 4 per key hash; an entry whose key, cache type and value take over 192 bytes is not copied. Copies are exact: any change to an entry drops its copy, and get_cache checks each copy against the caller's snapshot and rights. A change needs a restart. Exists only when easymo is in shared_preload_libraries.",
+            &CACHE_SHARED_MEMORY,
+            0,
+            64 * 1024,
+            GucContext::Postmaster,
+            GucFlags::UNIT_MB,
         );
     }
     backend::reserve_guc_prefix(c"easymo");

@@ -28,6 +28,7 @@ mod wallets;
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    cache::init();
     postgres::relation::init();
     postgres::wait::init();
     stats::init();
@@ -89,6 +90,8 @@ extension_sql_file!(
         cache::invalidate_cache_by_tag,
         cache::cleanup_expired_cache,
         cache::cache_hit_counters,
+        cache::_cache_entry_changed,
+        cache::cache_shared_stats,
         stats::flush_stats
     ]
 );

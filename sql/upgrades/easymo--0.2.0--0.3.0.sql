@@ -562,6 +562,30 @@ ALTER TABLE @extschema@.cache_entries
     ADD COLUMN visibility text NOT NULL DEFAULT 'service' CHECK (visibility IN ('service', 'authenticated', 'owner')),
     ADD COLUMN owner_user_id uuid,
     ADD CONSTRAINT cache_entries_owner_check CHECK (visibility <> 'owner' OR owner_user_id IS NOT NULL);
+CREATE FUNCTION @extschema@._cache_entry_changed()
+    RETURNS TRIGGER
+    LANGUAGE c
+    AS 'MODULE_PATHNAME', '_cache_entry_changed_wrapper';
+-- get_cache answers from copies in shared memory when easymo is preloaded (src/cache/shared.rs);
+-- this trigger drops a key's copies at every update and delete. ENABLE ALWAYS: it fires whatever
+-- the session's session_replication_role (logical replication, restores). Without it enabled
+-- ALWAYS, get_cache reads the table.
+CREATE TRIGGER cache_entries_shared_copies AFTER UPDATE OR DELETE ON @extschema@.cache_entries
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._cache_entry_changed();
+ALTER TABLE @extschema@.cache_entries ENABLE ALWAYS TRIGGER cache_entries_shared_copies;
+COMMENT ON FUNCTION @extschema@._cache_entry_changed() IS
+    'Internal trigger (after UPDATE or DELETE on cache_entries, per row, enabled always): drops the shared-memory copies of the key changed, which get_cache answers from when easymo is preloaded.';
+CREATE FUNCTION @extschema@.cache_shared_stats() RETURNS TABLE (
+	"slots" bigint,
+	"copies" bigint,
+	"copies_made" bigint,
+	"answers_from_copies" bigint
+)
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'cache_shared_stats_wrapper';
+COMMENT ON FUNCTION @extschema@.cache_shared_stats() IS
+    'The shared-memory copies get_cache answers from when easymo is preloaded (easymo.cache_shared_memory): the server''s slots, how many hold a copy, and the copies made and answers given from them since the server started. Zeros without them.';
 DROP FUNCTION @extschema@.set_cache(text, jsonb, integer, text, text[]);
 CREATE FUNCTION @extschema@.set_cache(
     p_key text,

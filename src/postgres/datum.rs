@@ -239,6 +239,24 @@ impl RawJsonb {
             .map_err(|e| ContractError::invalid(param, format!("cannot be read: {e} (at most 128 levels of nesting)")))
     }
 
+    /// The value's bytes after the varlena header: equal bytes, the same jsonb.
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: a non-null jsonb datum, alive as long as the wrapper.
+        unsafe { pgrx::varlena::varlena_to_byte_slice(packed(self.0)) }
+    }
+
+    /// A jsonb made of bytes that `bytes` returned (palloc'd in the current memory context).
+    pub fn from_bytes(bytes: &[u8]) -> RawJsonb {
+        // SAFETY: a new varlena of the right length, its header set, the bytes copied after it.
+        unsafe {
+            let total = pg_sys::VARHDRSZ + bytes.len();
+            let ptr = pg_sys::palloc(total).cast::<u8>();
+            pgrx::varlena::set_varsize_4b(ptr.cast(), total as i32);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), ptr.add(pg_sys::VARHDRSZ), bytes.len());
+            RawJsonb(pg_sys::Datum::from(ptr))
+        }
+    }
+
     /// The datum itself, to pass on to a statement as jsonb.
     pub fn as_arg(&self) -> DatumWithOid<'_> {
         // SAFETY: the datum is a valid jsonb for as long as the call that received it.

@@ -236,6 +236,88 @@ fn type_name(oid: pg_sys::Oid) -> String {
 
 /// A row being read, with its NULL flags: column getters take the position in the spec's
 /// `columns`, and copy the value out of the buffer.
+/// HEAP_XMAX_IS_LOCKED_ONLY: the xmax only locks the version (the second form is a lock
+/// written by PostgreSQL 9.2 and before, kept by pg_upgrade).
+fn locked_only(infomask: u32) -> bool {
+    infomask & pg_sys::HEAP_XMAX_LOCK_ONLY != 0
+        || infomask & (pg_sys::HEAP_XMAX_IS_MULTI | pg_sys::HEAP_LOCK_MASK) == pg_sys::HEAP_XMAX_EXCL_LOCK
+}
+
+/// FrozenTransactionId: committed before every snapshot.
+const FROZEN_XID: u32 = 2;
+
+/// What copies of `spec`'s rows kept elsewhere depend on besides the rows themselves, as this
+/// backend's relcache has it now: the table's file (TRUNCATE, VACUUM FULL and rewrites change
+/// it), the attribute numbers of the spec's columns, and the oid and raw xmin of the trigger
+/// `trigger` (disabling or enabling it writes a new pg_trigger row version; the raw xmin, unlike
+/// the xmin column, survives freezing). None unless that trigger is enabled ALWAYS (fired
+/// whatever a session's session_replication_role), of exactly the type `tgtype`
+/// (pg_trigger.tgtype bits), on every column and without a WHEN condition.
+pub fn form(spec: &'static TableSpec, trigger: &std::ffi::CStr, tgtype: u32) -> Option<Vec<u8>> {
+    let (table, heap) = open_current(spec, pg_sys::AccessShareLock, "read");
+    // SAFETY: the relation is open and locked; its trigger descriptor, when there is one, has
+    // numtriggers entries with NUL-terminated names; pg_trigger is opened, scanned by its oid
+    // index with the catalog snapshot, and closed; the row found is read while the scan holds it.
+    unsafe {
+        #[cfg(feature = "pg15")]
+        let file = u32::from((*heap).rd_node.relNode);
+        #[cfg(not(feature = "pg15"))]
+        let file = u32::from((*heap).rd_locator.relNumber);
+        let desc = (*heap).trigdesc;
+        let tgoid = (!desc.is_null())
+            .then(|| {
+                (0..(*desc).numtriggers as usize).map(|i| &*(*desc).triggers.add(i)).find(|t| {
+                    std::ffi::CStr::from_ptr(t.tgname) == trigger
+                        && t.tgenabled as u8 == pg_sys::TRIGGER_FIRES_ALWAYS
+                        && u32::from(t.tgtype as u16) == tgtype
+                        && t.tgnattr == 0
+                        && t.tgqual.is_null()
+                })
+            })
+            .flatten()
+            .map(|t| t.tgoid);
+        pg_sys::table_close(heap, pg_sys::NoLock as i32);
+        let tgoid = tgoid?;
+        let catalog = pg_sys::table_open(pg_sys::TriggerRelationId, pg_sys::AccessShareLock as i32);
+        let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+        pg_sys::ScanKeyInit(
+            &mut key,
+            pg_sys::Anum_pg_trigger_oid as pg_sys::AttrNumber,
+            pg_sys::BTEqualStrategyNumber as u16,
+            pg_sys::Oid::from(pg_sys::F_OIDEQ),
+            pg_sys::Datum::from(tgoid),
+        );
+        let scan = pg_sys::systable_beginscan(
+            catalog,
+            pg_sys::Oid::from(pg_sys::TriggerOidIndexId),
+            true,
+            std::ptr::null_mut(),
+            1,
+            &mut key,
+        );
+        let row = pg_sys::systable_getnext(scan);
+        let xmin = (!row.is_null()).then(|| u32::from((*(*row).t_data).t_choice.t_heap.t_xmin));
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(catalog, pg_sys::AccessShareLock as i32);
+        let mut form = Vec::with_capacity(64);
+        form.extend_from_slice(&file.to_ne_bytes());
+        for column in 0..spec.columns.len() {
+            form.extend_from_slice(&table.attnum(column).to_ne_bytes());
+        }
+        form.extend_from_slice(&u32::from(tgoid).to_ne_bytes());
+        form.extend_from_slice(&xmin?.to_ne_bytes());
+        Some(form)
+    }
+}
+
+/// A row version as `Row::version` reads it.
+#[derive(Clone, Copy, Debug)]
+pub struct Version {
+    pub xmin: u32,
+    pub latest: bool,
+    pub own: bool,
+}
+
 pub struct Row<'a> {
     slot: *mut pg_sys::TupleTableSlot,
     table: &'a Table,
@@ -283,6 +365,32 @@ impl Row<'_> {
     }
 
     /// A jsonb column's value, copied (detoasted) into the current memory context.
+    /// Which version of its row this is: its inserting transaction, whether nobody has
+    /// updated or deleted it (its xmax is unset, aborted or only a lock, which INSERT ... ON
+    /// CONFLICT DO UPDATE leaves on the version it writes: it is the row's latest version), and
+    /// whether the current transaction inserted it.
+    pub fn version(&self) -> Version {
+        // SAFETY: the slot holds a heap row fetched from a pinned buffer (a heap table's slot);
+        // its header is read without the buffer's content lock, each field once, with volatile
+        // aligned reads: a concurrent writer sets xmax and infomask under that lock, and a
+        // caller that must not miss it orders its reads after its own (src/cache/shared.rs).
+        unsafe {
+            let tuple = pg_sys::ffi::pg_guard_ffi_boundary(|| {
+                pg_sys::ExecFetchSlotHeapTuple(self.slot, false, std::ptr::null_mut())
+            });
+            let header = (*tuple).t_data;
+            let infomask = u32::from(std::ptr::read_volatile(&raw const (*header).t_infomask));
+            let xmin = std::ptr::read_volatile(&raw const (*header).t_choice.t_heap.t_xmin);
+            let xmax = std::ptr::read_volatile(&raw const (*header).t_choice.t_heap.t_xmax);
+            let frozen = infomask & pg_sys::HEAP_XMIN_FROZEN == pg_sys::HEAP_XMIN_FROZEN;
+            Version {
+                xmin: if frozen { FROZEN_XID } else { u32::from(xmin) },
+                latest: u32::from(xmax) == 0 || infomask & pg_sys::HEAP_XMAX_INVALID != 0 || locked_only(infomask),
+                own: !frozen && pg_sys::TransactionIdIsCurrentTransactionId(xmin),
+            }
+        }
+    }
+
     pub fn jsonb(&self, column: usize) -> Option<RawJsonb> {
         // SAFETY: checked to be jsonb; the copy outlives the buffer.
         self.datum(column).map(|d| unsafe {

@@ -3,7 +3,7 @@
 
 use pgrx::prelude::*;
 use pgrx::{PGRXSharedMemory, PgLwLock};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use xxhash_rust::xxh3::xxh3_64;
 
 const SLOTS: usize = 1024;
@@ -91,4 +91,72 @@ pub fn snapshot() -> Vec<(Vec<u8>, u64)> {
         out.push((key, *n));
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------------
+// The region of the shared cache (src/cache/shared.rs decides what it holds): words the size
+// of easymo.cache_shared_memory, zeroed at server start, reached by every backend through the
+// pointer the postmaster set before forking them.
+
+static REGION: AtomicPtr<AtomicU64> = AtomicPtr::new(std::ptr::null_mut());
+static REGION_WORDS: AtomicUsize = AtomicUsize::new(0);
+static mut PREV_REQUEST_HOOK: pg_sys::shmem_request_hook_type = None;
+static mut PREV_STARTUP_HOOK: pg_sys::shmem_startup_hook_type = None;
+
+/// Requests `bytes` of shared memory for the cache region; called from _PG_init while
+/// preloading, after the settings are defined. Zero requests nothing.
+pub fn init_cache_region(bytes: usize) {
+    if bytes == 0 {
+        return;
+    }
+    REGION_WORDS.store(bytes / 8, Ordering::Relaxed);
+    // SAFETY: _PG_init of a preloaded library runs in the postmaster, once, before these hooks
+    // are called; the previous hooks are kept and called first.
+    unsafe {
+        PREV_REQUEST_HOOK = pg_sys::shmem_request_hook;
+        pg_sys::shmem_request_hook = Some(request_region);
+        PREV_STARTUP_HOOK = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(start_region);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn request_region() {
+    // SAFETY: called by the postmaster in its shmem request phase, where requests are allowed.
+    unsafe {
+        if let Some(prev) = PREV_REQUEST_HOOK {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| prev());
+        }
+        pg_sys::RequestAddinShmemSpace(REGION_WORDS.load(Ordering::Relaxed) * 8);
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn start_region() {
+    // SAFETY: called at shared memory creation, under AddinShmemInitLock as every extension
+    // does (its index in MainLWLockArray is 21 in every supported version); the region was
+    // requested with this size, and the words are zeroed before any backend exists.
+    unsafe {
+        if let Some(prev) = PREV_STARTUP_HOOK {
+            pg_sys::ffi::pg_guard_ffi_boundary(|| prev());
+        }
+        let lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock;
+        pg_sys::LWLockAcquire(lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        let words = REGION_WORDS.load(Ordering::Relaxed);
+        let mut found = false;
+        let ptr = pg_sys::ShmemInitStruct(c"easymo_cache".as_ptr(), words * 8, &mut found).cast::<AtomicU64>();
+        if !found {
+            std::ptr::write_bytes(ptr, 0, words);
+        }
+        REGION.store(ptr, Ordering::Relaxed);
+        pg_sys::LWLockRelease(lock);
+    }
+}
+
+/// The cache region, when easymo was preloaded with easymo.cache_shared_memory above zero.
+pub fn cache_region() -> Option<&'static [AtomicU64]> {
+    let ptr = REGION.load(Ordering::Relaxed);
+    // SAFETY: set once at server start to shared memory of REGION_WORDS words that lives as
+    // long as the server; only ever accessed through atomics.
+    (!ptr.is_null()).then(|| unsafe { std::slice::from_raw_parts(ptr, REGION_WORDS.load(Ordering::Relaxed)) })
 }

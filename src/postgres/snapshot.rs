@@ -13,3 +13,17 @@ pub fn with_latest_snapshot<R>(f: impl FnOnce() -> R) -> R {
     unsafe { pg_sys::PopActiveSnapshot() };
     result
 }
+
+/// Whether the statement's snapshot sees what transaction `xid`, known to have committed,
+/// wrote; None when there is no MVCC snapshot to ask.
+pub fn sees_committed(xid: u32) -> Option<bool> {
+    // SAFETY: the active snapshot, when one is set, lives at least as long as this call.
+    unsafe {
+        if !pg_sys::ActiveSnapshotSet() {
+            return None;
+        }
+        let snapshot = pg_sys::GetActiveSnapshot();
+        ((*snapshot).snapshot_type == pg_sys::SnapshotType::SNAPSHOT_MVCC)
+            .then(|| !pg_sys::XidInMVCCSnapshot(pg_sys::TransactionId::from(xid), snapshot))
+    }
+}

@@ -9,11 +9,13 @@
 #![forbid(unsafe_code)]
 
 use crate::error::{required, ContractError, OrRaise};
+use crate::gucs;
 use crate::postgres::catalog::ExtTable;
 use crate::postgres::datum::{timestamptz, RawJsonb, RawTextArray};
 use crate::postgres::identity::as_owner;
 use crate::postgres::plan::{prepared, PlanSlot, WritePlan};
 use crate::postgres::relation::{self, Column, TableSpec};
+use crate::postgres::{backend, inval, shmem, snapshot};
 use crate::postgres::{caller_has_role, caller_is_service};
 use crate::session::request_user_id;
 use crate::stats::{self, Kind};
@@ -23,6 +25,9 @@ use pgrx::PgOid;
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
+
+mod shared;
+use shared::Shared;
 
 pub const MAX_KEY_BYTES: usize = 512;
 pub const MAX_TTL_SECONDS: i32 = 365 * 24 * 3600;
@@ -103,6 +108,15 @@ impl Visibility {
     fn parse(s: &str) -> Option<Visibility> {
         VISIBILITIES.iter().find(|(name, _)| *name == s).map(|(_, v)| *v)
     }
+
+    /// A small number for shared memory (0: a visibility this version does not know).
+    fn code(v: Option<Visibility>) -> u8 {
+        v.map_or(0, |v| v as u8 + 1)
+    }
+
+    fn from_code(code: u8) -> Option<Visibility> {
+        VISIBILITIES.get(usize::from(code).checked_sub(1)?).map(|(_, v)| *v)
+    }
 }
 
 fn check_visibility(visibility: Option<&str>, owner: Option<pgrx::Uuid>) -> Result<Visibility, ContractError> {
@@ -158,24 +172,24 @@ const OWNER_USER_ID: usize = 5;
 /// characters).
 pub const NO_ENTRY: &str = "";
 
+/// What a read of an entry answers the caller: None when there is no entry; else the cache
+/// type it is counted under (NO_ENTRY when the caller may not read it) and the value when live
+/// (a NULL in a column the table declares NOT NULL, altered by hand, reads as what it says: no
+/// expiry is no entry, no value is a NULL value).
+type Answer = Option<(String, Option<Option<RawJsonb>>)>;
+
 /// The value cached under `p_key`, or NULL when there is none, it has expired, or the caller
 /// may not read it.
 #[pg_extern(stable, parallel_restricted)]
 fn get_cache(p_key: Option<&str>) -> Option<RawJsonb> {
     let key = check_key(p_key).or_raise();
+    let copies = shared_copies();
     let table = relation::table(&ENTRIES);
     let owner = table.ext.owner;
-    // (cache type, value if live and readable). A NULL in a column the table declares NOT NULL
-    // (altered by hand) reads as what it says: no expiry is no entry, no value is a NULL value.
-    let found = relation::lookup_by_text_key(&ENTRIES, KEY, key, relation::Seen::Statement, |row| {
-        let readable =
-            may_read(row.text(VISIBILITY).as_deref().and_then(Visibility::parse), row.uuid(OWNER_USER_ID), owner);
-        let live = row.timestamptz(EXPIRES_AT).is_some_and(|e| e > now());
-        match (readable, live) {
-            (false, _) => (NO_ENTRY.to_owned(), None),
-            (true, live) => (row.text(CACHE_TYPE).unwrap_or_default(), live.then(|| row.jsonb(VALUE))),
-        }
-    });
+    let found = match copies.as_ref().and_then(|c| answer_from_copy(c, key, owner)) {
+        Some(answer) => answer,
+        None => read_entry(copies.as_ref(), key, owner),
+    };
     match found {
         Some((cache_type, Some(value))) => {
             stats::add(Kind::CacheHit, &[&cache_type], 1);
@@ -189,6 +203,148 @@ fn get_cache(p_key: Option<&str>) -> Option<RawJsonb> {
             stats::add(Kind::CacheMiss, &[NO_ENTRY], 1);
             None
         }
+    }
+}
+
+/// The answer of `key`'s copy in shared memory, when it has one the statement's snapshot sees.
+fn answer_from_copy(copies: &Shared, key: &str, owner: pg_sys::Oid) -> Option<Answer> {
+    let copy = copies.copy(key.as_bytes())?;
+    if snapshot::sees_committed(copy.xmin()) != Some(true) {
+        return None;
+    }
+    let readable = may_read(Visibility::from_code(copy.visibility()), copy.owner().map(pgrx::Uuid::from_bytes), owner);
+    let cache_type = std::str::from_utf8(copy.cache_type()).ok()?;
+    copies.answered();
+    Some(Some(match readable {
+        false => (NO_ENTRY.to_owned(), None),
+        true => (cache_type.to_owned(), (copy.expires_at() > now()).then(|| Some(RawJsonb::from_bytes(copy.value())))),
+    }))
+}
+
+/// The answer read from cache_entries by its primary key; copied to shared memory when the row
+/// read is its latest committed version and the caller could read it live.
+fn read_entry(copies: Option<&Shared>, key: &str, owner: pg_sys::Oid) -> Answer {
+    let ticket = copies.and_then(|c| c.ticket(key.as_bytes()));
+    let mut copyable = None;
+    let found = relation::lookup_by_text_key(&ENTRIES, KEY, key, relation::Seen::Statement, |row| {
+        let visibility = row.text(VISIBILITY).as_deref().and_then(Visibility::parse);
+        let owner_user_id = row.uuid(OWNER_USER_ID);
+        let expires_at = row.timestamptz(EXPIRES_AT);
+        let readable = may_read(visibility, owner_user_id, owner);
+        let live = expires_at.is_some_and(|e| e > now());
+        match (readable, live) {
+            (false, _) => (NO_ENTRY.to_owned(), None),
+            (true, live) => {
+                let cache_type = row.text(CACHE_TYPE).unwrap_or_default();
+                let value = live.then(|| row.jsonb(VALUE));
+                if ticket.is_some() {
+                    let version = row.version();
+                    if let (Some(Some(_)), Some(expires_at), true, false) =
+                        (&value, expires_at, version.latest, version.own)
+                    {
+                        copyable = Some((version.xmin, expires_at, visibility, owner_user_id));
+                    }
+                }
+                (cache_type, value)
+            }
+        }
+    });
+    if let (
+        Some(copies),
+        Some(ticket),
+        Some((xmin, expires_at, visibility, owner_user_id)),
+        Some((cache_type, Some(Some(value)))),
+    ) = (copies, ticket, copyable, &found)
+    {
+        copies.fill(
+            ticket,
+            key.as_bytes(),
+            &shared::Entry {
+                xmin,
+                expires_at,
+                visibility: Visibility::code(visibility),
+                owner: owner_user_id.map(|u| *u.as_bytes()),
+                cache_type: cache_type.as_bytes(),
+                value: value.bytes(),
+            },
+        );
+    }
+    found
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shared copies (src/cache/shared.rs): when they may be used.
+
+/// The row trigger that drops a key's copies on every update and delete (sql/cache.sql), and
+/// its pg_trigger.tgtype: ROW | DELETE | UPDATE, AFTER.
+const COPIES_TRIGGER: &std::ffi::CStr = c"cache_entries_shared_copies";
+const COPIES_TRIGGER_TYPE: u32 = pg_sys::TRIGGER_TYPE_ROW | pg_sys::TRIGGER_TYPE_DELETE | pg_sys::TRIGGER_TYPE_UPDATE;
+
+/// The resolution of cache_entries this backend last described, and the copies it may use
+/// with it (None: the trigger does not fire always, copies are not used).
+struct Described {
+    table: Rc<relation::Table>,
+    copies: Option<Shared>,
+}
+
+thread_local! {
+    static DESCRIBED: RefCell<Option<Described>> = const { RefCell::new(None) };
+}
+
+/// The shared copies this call may use: None without a region, in recovery, or when the
+/// trigger that keeps them exact is not enabled ALWAYS.
+fn shared_copies() -> Option<Shared> {
+    if shmem::cache_region().is_none() || backend::in_recovery() {
+        return None;
+    }
+    // Changes to the table committed by other sessions (DDL, the trigger disabled) are seen
+    // before a copy is trusted: with nothing queued, one unlocked flag test.
+    inval::accept_invalidation_messages();
+    let table = relation::table(&ENTRIES);
+    if let Some(known) =
+        DESCRIBED.with_borrow(|d| d.as_ref().filter(|d| Rc::ptr_eq(&d.table, &table)).map(|d| d.copies))
+    {
+        return known;
+    }
+    let form = relation::form(&ENTRIES, COPIES_TRIGGER, COPIES_TRIGGER_TYPE);
+    let copies = form.and_then(|f| Shared::new(u32::from(table.ext.relid), Some(&f)));
+    // Opening the table may have resolved it again: remember the form with what is current.
+    DESCRIBED.set(Some(Described { table: relation::table(&ENTRIES), copies }));
+    copies
+}
+
+/// Row trigger on cache_entries, AFTER UPDATE OR DELETE (enabled ALWAYS): drops the copies of
+/// the key changed, so that no session answers from them again.
+#[pg_trigger]
+fn _cache_entry_changed<'a>(
+    trigger: &'a pgrx::PgTrigger<'a>,
+) -> Result<Option<PgHeapTuple<'a, pgrx::AllocatedByPostgres>>, pgrx::PgTriggerError> {
+    let relid = trigger.relation()?.oid();
+    if let (Some(copies), Some(old)) = (Shared::new(u32::from(relid), None), trigger.old()) {
+        // A key the table cannot hold (a DBA's change of type) has no copy.
+        if let Ok(Some(key)) = old.get_by_name::<&str>("key") {
+            copies.drop_key(key.as_bytes());
+        }
+    }
+    Ok(None)
+}
+
+/// The shared copies get_cache answers from (easymo preloaded): the server's slots, how many hold
+/// a copy, and the copies made and answers given from them since the server started.
+#[pg_extern(volatile, parallel_safe)]
+fn cache_shared_stats() -> TableIterator<
+    'static,
+    (name!(slots, i64), name!(copies, i64), name!(copies_made, i64), name!(answers_from_copies, i64)),
+> {
+    let [slots, copies, made, answers] = shared::counts();
+    TableIterator::once((slots, copies, made, answers))
+}
+
+/// Requests the shared memory of the copies; from _PG_init while preloading.
+pub fn init() {
+    if backend::preloading() {
+        let mb = usize::try_from(gucs::CACHE_SHARED_MEMORY.get()).unwrap_or(0);
+        shmem::init_cache_region(mb * 1024 * 1024);
     }
 }
 

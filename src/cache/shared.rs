@@ -1,0 +1,313 @@
+//! Copies of cache entries in shared memory (easymo preloaded, easymo.cache_shared_memory), so
+//! that a hit reads no table: a cache read then costs little more than the round trip.
+//!
+//! A copy is exact or unused. Its rules, and why they hold:
+//! - **Only the row's latest committed version is copied.** The reader takes a ticket (the
+//!   slot's sequence number) *before* reading the row, and copies the row only when another
+//!   transaction inserted it and nobody has updated, deleted or locked it (its xmax is unset or
+//!   aborted); the copy is written only if the slot's sequence is still the ticket's.
+//! - **Every change drops the copies of its key.** An AFTER UPDATE OR DELETE row trigger
+//!   (`cache_entries_shared_copies`, enabled ALWAYS, so it fires whatever the session's
+//!   session_replication_role) moves the sequence of every slot of the key's bucket on; it runs
+//!   after the row's xmax is set. So a reader whose ticket is older than the change fails to
+//!   copy, and one whose ticket is newer sees the xmax and does not copy. The bucket depends on
+//!   the database, the table and the key only, so every writer finds it.
+//! - **A hit still answers for the caller's snapshot and rights.** A copy holds its version's
+//!   inserting transaction and is used only when the statement's snapshot sees it (then, with
+//!   nothing changed since, it is the version that snapshot sees); visibility, owner and expiry
+//!   are checked as for a row read.
+//! - **Changes no trigger sees make every copy unusable.** A copy is made and used under the
+//!   table's *form* (`Shared::new`): its file (TRUNCATE, VACUUM FULL and rewrites give a new
+//!   one), its columns, and the trigger's oid and version (disabling and enabling it again
+//!   gives a new version, so copies from before writes it missed are never used). A backend
+//!   learns of such a change from the relcache invalidation, which it reads before each hit;
+//!   without the trigger enabled ALWAYS it reads the table. No copies are used in recovery (a
+//!   standby's changes come from WAL, without triggers).
+//!
+//! Layout: a header of 8 words (two counters), then slots of 32 words in buckets of 4. A slot is a seqlock:
+//! readers copy its words and check its sequence did not move (a slot being written is a miss);
+//! writers take it by moving its sequence to odd, and release it two steps on.
+
+#![forbid(unsafe_code)]
+
+use crate::postgres::{backend, shmem};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+const HEADER_WORDS: usize = 8;
+// The header's words: counts since the server started.
+const COPIES_MADE: usize = 0;
+const ANSWERS: usize = 1;
+const SLOT_WORDS: usize = 32;
+const WAYS: usize = 4;
+// A slot's words.
+const SEQ: usize = 0;
+/// The table's form the copy was made under (never 0: 0 is an empty slot).
+const FORM: usize = 1;
+/// The key's hash (seeded with the database and the table).
+const HASH: usize = 2;
+// Word 3 is unused.
+/// xmin | key length << 32 | cache type length << 40 | value length << 48 | flags << 56.
+const VERSION: usize = 4;
+const EXPIRES: usize = 5;
+const OWNER: usize = 6; // and 7
+const PAYLOAD: usize = 8;
+/// The most bytes of key, cache type and value (jsonb bytes) a slot holds.
+pub const PAYLOAD_BYTES: usize = (SLOT_WORDS - PAYLOAD) * 8;
+const HAS_OWNER: u64 = 0x80;
+
+/// The region, and whose copies: the database and table (the hash seed), and the table's form.
+#[derive(Clone, Copy)]
+pub struct Shared {
+    region: &'static [AtomicU64],
+    seed: u64,
+    form: u64,
+}
+
+/// What a copy (or a row read to be copied) holds besides the key.
+pub struct Entry<'a> {
+    pub xmin: u32,
+    pub expires_at: i64,
+    /// The visibility's code (see `super::Visibility::code`), below 0x80.
+    pub visibility: u8,
+    pub owner: Option<[u8; 16]>,
+    pub cache_type: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// A slot as read, consistent with itself: its meta words and its payload's bytes.
+pub struct Copy {
+    words: [u64; PAYLOAD],
+    payload: [u8; PAYLOAD_BYTES],
+}
+
+/// Where a row read now may be copied, if nothing changes its slot meanwhile.
+pub struct Ticket {
+    slot: usize,
+    seq: u64,
+}
+
+impl Shared {
+    /// The copies of cache_entries (table oid `relid`) in this database, when there is a
+    /// region; `form` describes the table as this backend sees it (`None`: only to drop
+    /// copies, as a writer does whatever it sees).
+    pub fn new(relid: u32, form: Option<&[u8]>) -> Option<Shared> {
+        let region = shmem::cache_region()?;
+        let seed = u64::from(u32::from(backend::database())) << 32 | u64::from(relid);
+        let form = form.map_or(0, |f| xxh3_64_with_seed(f, seed).max(1));
+        (region.len() >= HEADER_WORDS + SLOT_WORDS * WAYS).then_some(Shared { region, seed, form })
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        xxh3_64_with_seed(key, self.seed)
+    }
+
+    /// The word index of the first slot of `hash`'s bucket.
+    fn bucket(&self, hash: u64) -> usize {
+        let buckets = (self.region.len() - HEADER_WORDS) / (SLOT_WORDS * WAYS);
+        HEADER_WORDS + (hash % buckets as u64) as usize * SLOT_WORDS * WAYS
+    }
+
+    fn slot(&self, start: usize) -> &[AtomicU64] {
+        &self.region[start..start + SLOT_WORDS]
+    }
+
+    /// The copy of `key`, if there is one made under this form.
+    pub fn copy(&self, key: &[u8]) -> Option<Copy> {
+        let hash = self.hash(key);
+        let first = self.bucket(hash);
+        (0..WAYS).find_map(|way| {
+            let slot = self.slot(first + way * SLOT_WORDS);
+            if slot[HASH].load(Ordering::Relaxed) != hash {
+                return None;
+            }
+            let seq = slot[SEQ].load(Ordering::Acquire);
+            if seq & 1 == 1 {
+                return None;
+            }
+            let mut words = [0u64; SLOT_WORDS];
+            for (w, s) in words.iter_mut().zip(slot) {
+                *w = s.load(Ordering::Relaxed);
+            }
+            fence(Ordering::Acquire);
+            let mut payload = [0u8; PAYLOAD_BYTES];
+            for (chunk, w) in payload.chunks_exact_mut(8).zip(&words[PAYLOAD..]) {
+                chunk.copy_from_slice(&w.to_ne_bytes());
+            }
+            let copy = Copy { words: words[..PAYLOAD].try_into().expect("meta words"), payload };
+            (slot[SEQ].load(Ordering::Relaxed) == seq
+                && words[FORM] == self.form
+                && words[HASH] == hash
+                && copy.key() == key)
+                .then_some(copy)
+        })
+    }
+
+    /// A ticket to copy `key` after reading its row: the slot that holds it, else an empty one
+    /// or one of another form, else the bucket's next victim. None while that slot is being
+    /// written.
+    pub fn ticket(&self, key: &[u8]) -> Option<Ticket> {
+        let hash = self.hash(key);
+        let first = self.bucket(hash);
+        let ways = || (0..WAYS).map(|way| first + way * SLOT_WORDS);
+        let slot = ways()
+            .find(|&s| self.slot(s)[HASH].load(Ordering::Relaxed) == hash)
+            .or_else(|| ways().find(|&s| self.slot(s)[FORM].load(Ordering::Relaxed) != self.form))
+            .unwrap_or_else(|| first + victim() * SLOT_WORDS);
+        let seq = self.slot(slot)[SEQ].load(Ordering::Acquire);
+        (seq & 1 == 0).then_some(Ticket { slot, seq })
+    }
+
+    /// Copies the row read with `ticket`, unless its slot changed meanwhile (then a change may
+    /// have been missed) or it does not fit. The caller checked that the row was the latest
+    /// committed version.
+    pub fn fill(&self, ticket: Ticket, key: &[u8], entry: &Entry) {
+        let total = key.len() + entry.cache_type.len() + entry.value.len();
+        if total > PAYLOAD_BYTES {
+            return;
+        }
+        let slot = self.slot(ticket.slot);
+        if slot[SEQ].compare_exchange(ticket.seq, ticket.seq + 1, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+            return;
+        }
+        fence(Ordering::Release);
+        let mut payload = [0u8; PAYLOAD_BYTES];
+        let mut at = 0;
+        for part in [key, entry.cache_type, entry.value] {
+            payload[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        self.region[COPIES_MADE].fetch_add(1, Ordering::Relaxed);
+        let owner = entry.owner.unwrap_or_default();
+        let flags = u64::from(entry.visibility) | if entry.owner.is_some() { HAS_OWNER } else { 0 };
+        let meta = [
+            self.form,
+            self.hash(key),
+            0,
+            u64::from(entry.xmin)
+                | (key.len() as u64) << 32
+                | (entry.cache_type.len() as u64) << 40
+                | (entry.value.len() as u64) << 48
+                | flags << 56,
+            entry.expires_at as u64,
+            u64::from_ne_bytes(owner[..8].try_into().expect("8 bytes")),
+            u64::from_ne_bytes(owner[8..].try_into().expect("8 bytes")),
+        ];
+        for (i, w) in meta.iter().enumerate() {
+            slot[FORM + i].store(*w, Ordering::Relaxed);
+        }
+        for (i, chunk) in payload.chunks_exact(8).enumerate() {
+            slot[PAYLOAD + i].store(u64::from_ne_bytes(chunk.try_into().expect("8 bytes")), Ordering::Relaxed);
+        }
+        slot[SEQ].store(ticket.seq + 2, Ordering::Release);
+    }
+
+    /// Counts an answer given from a copy.
+    pub fn answered(&self) {
+        self.region[ANSWERS].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops the copy of `key` and fails every ticket for its bucket (the change trigger).
+    pub fn drop_key(&self, key: &[u8]) {
+        let hash = self.hash(key);
+        let first = self.bucket(hash);
+        for way in 0..WAYS {
+            let slot = self.slot(first + way * SLOT_WORDS);
+            let seq = take(slot);
+            if slot[HASH].load(Ordering::Relaxed) == hash {
+                slot[FORM].store(0, Ordering::Relaxed);
+                slot[HASH].store(0, Ordering::Relaxed);
+            }
+            slot[SEQ].store(seq + 2, Ordering::Release);
+        }
+    }
+}
+
+/// The region's counts: slots, slots holding a copy (of any database), copies made and
+/// answers given from copies since the server started. Zeros without a region.
+pub fn counts() -> [i64; 4] {
+    let Some(region) = shmem::cache_region() else {
+        return [0; 4];
+    };
+    let slots = (region.len().saturating_sub(HEADER_WORDS)) / (SLOT_WORDS * WAYS) * WAYS;
+    let held = (0..slots).filter(|i| region[HEADER_WORDS + i * SLOT_WORDS + FORM].load(Ordering::Relaxed) != 0).count();
+    let n = |w: usize| i64::try_from(region[w].load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+    [slots as i64, held as i64, n(COPIES_MADE), n(ANSWERS)]
+}
+
+/// Moves a slot's sequence from even to odd, waiting while another writer has it (writers hold
+/// a slot for a few stores, with nothing in between that can fail or wait); returns the even
+/// value it had.
+fn take(slot: &[AtomicU64]) -> u64 {
+    let mut spins = 0u32;
+    loop {
+        let seq = slot[SEQ].load(Ordering::Relaxed);
+        if seq & 1 == 0 && slot[SEQ].compare_exchange_weak(seq, seq + 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            fence(Ordering::Release);
+            return seq;
+        }
+        spins += 1;
+        if spins.is_multiple_of(64) {
+            std::thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Which way of a full bucket the next copy replaces: rotating per backend.
+fn victim() -> usize {
+    thread_local!(static NEXT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
+    NEXT.with(|n| {
+        let v = n.get();
+        n.set(v.wrapping_add(1));
+        v % WAYS
+    })
+}
+
+impl Copy {
+    fn lens(&self) -> (usize, usize, usize) {
+        let v = self.words[VERSION];
+        ((v >> 32 & 0xff) as usize, (v >> 40 & 0xff) as usize, (v >> 48 & 0xff) as usize)
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    fn key(&self) -> &[u8] {
+        let (k, _, _) = self.lens();
+        &self.payload()[..k]
+    }
+
+    pub fn cache_type(&self) -> &[u8] {
+        let (k, t, _) = self.lens();
+        &self.payload()[k..k + t]
+    }
+
+    pub fn value(&self) -> &[u8] {
+        let (k, t, v) = self.lens();
+        &self.payload()[k + t..k + t + v]
+    }
+
+    pub fn xmin(&self) -> u32 {
+        self.words[VERSION] as u32
+    }
+
+    pub fn expires_at(&self) -> i64 {
+        self.words[EXPIRES] as i64
+    }
+
+    pub fn visibility(&self) -> u8 {
+        (self.words[VERSION] >> 56) as u8 & !(HAS_OWNER as u8)
+    }
+
+    pub fn owner(&self) -> Option<[u8; 16]> {
+        ((self.words[VERSION] >> 56) & HAS_OWNER != 0).then(|| {
+            let mut owner = [0u8; 16];
+            owner[..8].copy_from_slice(&self.words[OWNER].to_ne_bytes());
+            owner[8..].copy_from_slice(&self.words[OWNER + 1].to_ne_bytes());
+            owner
+        })
+    }
+}
