@@ -101,7 +101,8 @@ INSERT INTO calls VALUES
   ('archive_partitions', ARRAY['p_table => ''system_metrics''', 'p_older_than_months => 12']),
   ('unarchive_partition', ARRAY['p_table => ''system_metrics''', 'p_month => (now() - interval ''15 months'')::date']),
   ('erase_user_data', ARRAY['p_user_id => ''00000000-0000-4000-8000-0000000000e1''::uuid', 'p_emails => ''{e@example.com}''::text[]', 'p_phone_numbers => ''{+250788000002}''::text[]', 'p_force => false']),
-  ('feature_flag_exposures', '{}'), ('current_alerts', '{}'), ('metrics_prometheus', '{}'), ('queue_metrics', '{}');
+  ('feature_flag_exposures', '{}'), ('current_alerts', '{}'), ('metrics_prometheus', '{}'), ('queue_metrics', '{}'),
+  ('cache_shared_stats', '{}');
 
 -- Every helper a client can call is listed above (a new one must be added here).
 SELECT p.proname AS missing_from_this_suite
