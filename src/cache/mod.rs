@@ -172,7 +172,7 @@ const OWNER_USER_ID: usize = 5;
 /// characters).
 pub const NO_ENTRY: &str = "";
 
-/// What a read of an entry answers the caller: None when there is no entry; else the cache
+/// What a read of the table answers the caller: None when there is no entry; else the cache
 /// type it is counted under (NO_ENTRY when the caller may not read it) and the value when live
 /// (a NULL in a column the table declares NOT NULL, altered by hand, reads as what it says: no
 /// expiry is no entry, no value is a NULL value).
@@ -183,14 +183,12 @@ type Answer = Option<(String, Option<Option<RawJsonb>>)>;
 #[pg_extern(stable, parallel_restricted)]
 fn get_cache(p_key: Option<&str>) -> Option<RawJsonb> {
     let key = check_key(p_key).or_raise();
-    let copies = shared_copies();
-    let table = relation::table(&ENTRIES);
+    let (table, copies) = shared_copies();
     let owner = table.ext.owner;
-    let found = match copies.as_ref().and_then(|c| answer_from_copy(c, key, owner)) {
-        Some(answer) => answer,
-        None => read_entry(copies.as_ref(), key, owner),
-    };
-    match found {
+    if let Some(answer) = copies.as_ref().and_then(|c| answer_from_copy(c, key, owner)) {
+        return answer;
+    }
+    match read_entry(copies.as_ref(), key, owner) {
         Some((cache_type, Some(value))) => {
             stats::add(Kind::CacheHit, &[&cache_type], 1);
             value
@@ -206,19 +204,25 @@ fn get_cache(p_key: Option<&str>) -> Option<RawJsonb> {
     }
 }
 
-/// The answer of `key`'s copy in shared memory, when it has one the statement's snapshot sees.
-fn answer_from_copy(copies: &Shared, key: &str, owner: pg_sys::Oid) -> Option<Answer> {
+/// The answer of `key`'s copy in shared memory (counted as a read of the table is), when it has
+/// one the statement's snapshot sees.
+fn answer_from_copy(copies: &Shared, key: &str, owner: pg_sys::Oid) -> Option<Option<RawJsonb>> {
     let copy = copies.copy(key.as_bytes())?;
     if snapshot::sees_committed(copy.xmin()) != Some(true) {
         return None;
     }
-    let readable = may_read(Visibility::from_code(copy.visibility()), copy.owner().map(pgrx::Uuid::from_bytes), owner);
     let cache_type = std::str::from_utf8(copy.cache_type()).ok()?;
     copies.answered();
-    Some(Some(match readable {
-        false => (NO_ENTRY.to_owned(), None),
-        true => (cache_type.to_owned(), (copy.expires_at() > now()).then(|| Some(RawJsonb::from_bytes(copy.value())))),
-    }))
+    if !may_read(Visibility::from_code(copy.visibility()), copy.owner().map(pgrx::Uuid::from_bytes), owner) {
+        stats::add(Kind::CacheMiss, &[NO_ENTRY], 1);
+        Some(None)
+    } else if copy.expires_at() > now() {
+        stats::add(Kind::CacheHit, &[cache_type], 1);
+        Some(Some(RawJsonb::from_bytes(copy.value())))
+    } else {
+        stats::add(Kind::CacheMiss, &[cache_type], 1);
+        Some(None)
+    }
 }
 
 /// The answer read from cache_entries by its primary key; copied to shared memory when the row
@@ -291,11 +295,11 @@ thread_local! {
     static DESCRIBED: RefCell<Option<Described>> = const { RefCell::new(None) };
 }
 
-/// The shared copies this call may use: None without a region, in recovery, or when the
-/// trigger that keeps them exact is not enabled ALWAYS.
-fn shared_copies() -> Option<Shared> {
+/// cache_entries as resolved now, and the shared copies this call may use: None without a
+/// region, in recovery, or when the trigger that keeps them exact is not enabled ALWAYS.
+fn shared_copies() -> (Rc<relation::Table>, Option<Shared>) {
     if shmem::cache_region().is_none() || backend::in_recovery() {
-        return None;
+        return (relation::table(&ENTRIES), None);
     }
     // Changes to the table committed by other sessions (DDL, the trigger disabled) are seen
     // before a copy is trusted: with nothing queued, one unlocked flag test.
@@ -304,13 +308,14 @@ fn shared_copies() -> Option<Shared> {
     if let Some(known) =
         DESCRIBED.with_borrow(|d| d.as_ref().filter(|d| Rc::ptr_eq(&d.table, &table)).map(|d| d.copies))
     {
-        return known;
+        return (table, known);
     }
     let form = relation::form(&ENTRIES, COPIES_TRIGGER, COPIES_TRIGGER_TYPE);
     let copies = form.and_then(|f| Shared::new(u32::from(table.ext.relid), Some(&f)));
     // Opening the table may have resolved it again: remember the form with what is current.
-    DESCRIBED.set(Some(Described { table: relation::table(&ENTRIES), copies }));
-    copies
+    let table = relation::table(&ENTRIES);
+    DESCRIBED.set(Some(Described { table: Rc::clone(&table), copies }));
+    (table, copies)
 }
 
 /// Row trigger on cache_entries, AFTER UPDATE OR DELETE (enabled ALWAYS): drops the copies of

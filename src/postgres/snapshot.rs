@@ -15,15 +15,27 @@ pub fn with_latest_snapshot<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Whether the statement's snapshot sees what transaction `xid`, known to have committed,
-/// wrote; None when there is no MVCC snapshot to ask.
+/// wrote; None when there is no MVCC snapshot to ask. (A cache hit asks this: one guard around
+/// the three calls.)
 pub fn sees_committed(xid: u32) -> Option<bool> {
-    // SAFETY: the active snapshot, when one is set, lives at least as long as this call.
-    unsafe {
-        if !pg_sys::ActiveSnapshotSet() {
-            return None;
+    mod unguarded {
+        use pgrx::pg_sys::{Snapshot, TransactionId};
+        unsafe extern "C-unwind" {
+            pub fn ActiveSnapshotSet() -> bool;
+            pub fn GetActiveSnapshot() -> Snapshot;
+            pub fn XidInMVCCSnapshot(xid: TransactionId, snapshot: Snapshot) -> bool;
         }
-        let snapshot = pg_sys::GetActiveSnapshot();
-        ((*snapshot).snapshot_type == pg_sys::SnapshotType::SNAPSHOT_MVCC)
-            .then(|| !pg_sys::XidInMVCCSnapshot(pg_sys::TransactionId::from(xid), snapshot))
+    }
+    // SAFETY: the active snapshot, when one is set, lives at least as long as this call; the
+    // calls run inside one guard.
+    unsafe {
+        pg_sys::ffi::pg_guard_ffi_boundary(|| {
+            if !unguarded::ActiveSnapshotSet() {
+                return None;
+            }
+            let snapshot = unguarded::GetActiveSnapshot();
+            ((*snapshot).snapshot_type == pg_sys::SnapshotType::SNAPSHOT_MVCC)
+                .then(|| !unguarded::XidInMVCCSnapshot(pg_sys::TransactionId::from(xid), snapshot))
+        })
     }
 }
