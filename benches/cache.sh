@@ -31,21 +31,21 @@ q "$hot" "SELECT plpgsql_set_cache('k:' || :k, $value, 3600);" set_over_plpgsql
 
 echo "SELECT 1;" > "$tmp/select1.sql"
 q "$hot" "SELECT to_jsonb('k:' || :k);" call_floor
-# Every side in the same pgbench runs (mixed_medians: each transaction runs one of the scripts
-# at random, five 4-second runs, medians of each script's latency): separate runs differ by up
-# to 10 % here, more than the goals' margins. TPS as the clients make them at that latency.
+# compare_latencies (benches/lib.sh): at 1 client every side in the same pgbench runs, at 8 in
+# alternating runs of their own; five 4-second runs, medians. TPS as the clients make them at
+# that latency.
 for clients in 1 8; do
     # The wire floor: a hit against a bare SELECT 1; and the floor of any call of this shape, a
     # built-in function of the same argument (to_jsonb(text): the parameter, the concatenation,
     # a function call and a jsonb to send), which no function can beat.
-    { read -r n; read -r s; read -r c; } < <(mixed_medians "$clients" 4 5 "" \
+    { read -r n; read -r s; read -r c; } < <(compare_latencies "$clients" 4 5 "" \
         "$tmp/get_hit_native.sql" "$tmp/select1.sql" "$tmp/call_floor.sql")
     result cache "$clients client(s), get hit / SELECT 1 / to_jsonb('k:' || k) TPS" "$(tps_of "$clients" "$n")/$(tps_of "$clients" "$s")/$(tps_of "$clients" "$c")" ""
     result cache "$clients client(s), get hit / SELECT 1" "$(ratio "$s" "$n")" ">= 0.9"
     result cache "$clients client(s), to_jsonb('k:' || k) / SELECT 1 (a built-in call)" "$(ratio "$s" "$c")" "(call floor)"
     result cache "$clients client(s), get hit / to_jsonb('k:' || k)" "$(ratio "$c" "$n")" "(reference)"
     for op in get_hit get_miss set_new set_over; do
-        { read -r n; read -r f; read -r p; } < <(mixed_medians "$clients" 4 5 "" \
+        { read -r n; read -r f; read -r p; } < <(compare_latencies "$clients" 4 5 "" \
             "$tmp/${op}_native.sql" "$tmp/${op}_floor.sql" "$tmp/${op}_plpgsql.sql")
         floor_name="PK SELECT"; [ "${op%%_*}" = set ] && floor_name="upsert"
         result cache "$clients client(s), ${op//_/ }: native / $floor_name / plpgsql TPS" "$(tps_of "$clients" "$n")/$(tps_of "$clients" "$f")/$(tps_of "$clients" "$p")" ""

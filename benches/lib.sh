@@ -104,3 +104,30 @@ mixed_medians() {
 
 # tps_of CLIENTS LATENCY_MS: the transactions per second CLIENTS clients make at that latency.
 tps_of() { awk -v c="$1" -v l="$2" 'BEGIN { printf "%.0f", c * 1000 / l }'; }
+
+# compare_latencies CLIENTS SECONDS RUNS BEFORE FILE...: each file's latency per transaction in
+# ms as CLIENTS clients see it, one line per file in the order given (BEFORE: a shell command run
+# before each run, or empty). One client: in the same runs (mixed_medians), which share the
+# machine's every moment. More clients: each file in runs of its own, in alternating order,
+# medians, as clients * 1000 / TPS. With more clients than cores a mixed run is no measure of
+# cost: a transaction waits behind the others whatever it costs itself, which pulls every ratio
+# towards 1 (a plpgsql flag evaluation came out at 0.80 of native's rate mixed, 0.38 alone).
+compare_latencies() {
+    local clients="$1" seconds="$2" runs="$3" before="$4"; shift 4
+    if [ "$clients" -eq 1 ]; then
+        mixed_medians "$clients" "$seconds" "$runs" "$before" "$@"
+        return
+    fi
+    local files=("$@") tps=() r k i
+    for ((r = 1; r <= runs; r++)); do
+        for ((k = 0; k < ${#files[@]}; k++)); do
+            if ((r % 2)); then i=$k; else i=$((${#files[@]} - 1 - k)); fi
+            [ -z "$before" ] || eval "$before"
+            tps[i]+="$(pgbench_tps "${files[i]}" "$clients" "$seconds") "
+        done
+    done
+    for ((i = 0; i < ${#files[@]}; i++)); do
+        # shellcheck disable=SC2086 # the TPS values, one word each
+        printf '%s\n' ${tps[i]} | sort -n | awk -v c="$clients" '{v[NR] = $1} END {printf "%.4f\n", c * 1000 / v[int((NR + 1) / 2)]}'
+    done
+}

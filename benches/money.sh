@@ -35,17 +35,17 @@ cat > "$tmp/replay_plpgsql.sql" <<SQL
 SELECT plpgsql_create_transaction($user, 'payment', 100.25, 'RWF', 'replay-' || :k);
 SQL
 
-# Every side in the same pgbench runs (mixed_latencies: each transaction runs one of the scripts
-# at random): the machine's speed moves by more than the goals' margins between separate runs,
-# and in one run it weighs on all sides alike. Five 6-second runs, medians of each script's
-# latency; TPS as the clients make them at that latency.
+# compare_latencies (benches/lib.sh): at 1 client every side in the same pgbench runs (the
+# machine's speed moves between separate runs by more than the goals' margins), at 8 in
+# alternating runs of their own. Five 6-second runs, medians; TPS as the clients make them at
+# that latency.
 replay_before='bsql -q -c "VACUUM (ANALYZE) transaction_idempotency_keys" -c "CHECKPOINT"'
 for clients in 1 8; do
-    { read -r nn; read -r pn; read -r fn; } < <(mixed_medians "$clients" 6 5 "" \
+    { read -r nn; read -r pn; read -r fn; } < <(compare_latencies "$clients" 6 5 "" \
         "$tmp/new_native.sql" "$tmp/new_plpgsql.sql" "$tmp/new_floor.sql")
     # Replays read only: their runs start from a vacuum and a checkpoint, so the new keys'
     # aftermath does not land on them.
-    { read -r nr; read -r pr; read -r fr; } < <(mixed_medians "$clients" 6 5 "$replay_before" \
+    { read -r nr; read -r pr; read -r fr; } < <(compare_latencies "$clients" 6 5 "$replay_before" \
         "$tmp/replay_native.sql" "$tmp/replay_plpgsql.sql" "$tmp/replay_floor.sql")
     result money "$clients client(s), new keys: native / plpgsql / bare INSERT TPS" "$(tps_of "$clients" "$nn")/$(tps_of "$clients" "$pn")/$(tps_of "$clients" "$fn")" ""
     result money "$clients client(s), new keys: native / plpgsql" "$(ratio "$pn" "$nn")" ">= 1.0"

@@ -345,7 +345,6 @@ fn create_transaction(
         let amount = required(p_amount, "p_amount")?;
         let currency = required(p_currency, "p_currency")?;
         check_type(kind)?;
-        let amount_text = check_amount(amount.normalized())?;
         check_currency(currency)?;
         if let Some(key) = p_idempotency_key {
             check_key(key)?;
@@ -356,17 +355,25 @@ fn create_transaction(
         if let Some(id) = p_correlation_id {
             check_correlation_id(id)?;
         }
-        Ok((user, kind, amount, amount_text, currency))
+        Ok((user, kind, amount, currency))
     };
-    let (user, kind, amount, amount_text, currency) = check().or_raise();
+    let (user, kind, amount, currency) = check().or_raise();
 
-    let plans = plans();
-    // A replay reads one index entry and returns: no SPI, no plan, no write.
+    // A replay reads one index entry and returns: no SPI, no plan, no write. An amount byte for
+    // byte the one stored under the key (what a retry sends) was checked when the key was
+    // written, so its text is not even made (a numeric_out per call); any other amount is
+    // checked first, so a bad one is 22023 whatever the key holds.
     if let Some(key) = p_idempotency_key {
         if let Some(first) = lookup_key(key, false, &amount) {
+            let amount_text = match first.amount {
+                StoredNumeric::SameAsGiven => String::new(),
+                StoredNumeric::Text(_) => check_amount(amount.normalized()).or_raise(),
+            };
             return first.replay(key, user, kind, &amount_text, currency).or_raise();
         }
     }
+    let amount_text = check_amount(amount.normalized()).or_raise();
+    let plans = plans();
     // Before the reference's nextval, whose own 25006 would name nextval().
     backend::prevent_write(c"create_transaction()");
     // The transaction's start time, which is what now() returns.

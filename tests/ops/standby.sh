@@ -82,3 +82,17 @@ grep -q 'ride.created {"late": true}\|1 {"late": true}' "$out/standby.txt" || di
 echo "standby: flags, variants, cache, nearby search and event streams answer on the replica as on the primary"
 
 echo "standby: 400 flag evaluations and 3 cache reads of an ended session counted in the standby's shared memory"
+# The standby (preloaded) answers no read from shared copies of cache entries: WAL replay fires no
+# trigger that would drop them. A value read twice there, then changed on the primary, is new at
+# the standby's next read after replay.
+for _ in 1 2; do spsql -At -d app -c "SELECT get_cache('streamed')" >/dev/null; done
+cpsql -q -d app -c "SELECT set_cache('streamed', '\"changed\"', 3600)" >/dev/null
+lsn=$(cpsql -At -d app -c "SELECT pg_current_wal_lsn()")
+for _ in $(seq 1 600); do
+    [ "$(spsql -At -d app -c "SELECT pg_last_wal_replay_lsn() >= '$lsn'")" = t ] && break
+    sleep 0.1
+done
+[ "$(spsql -At -d app -c "SELECT get_cache('streamed')")" = '"changed"' ] || die "standby: a changed cache entry read its old value"
+[ "$(spsql -At -d app -c "SELECT answers_from_copies FROM cache_shared_stats()")" = 0 ] || die "standby: answered from shared copies"
+echo "standby: cache reads never answered from shared copies; a change streamed from the primary is read at once"
+
