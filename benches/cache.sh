@@ -40,10 +40,10 @@ for clients in 1 8; do
     # a function call and a jsonb to send), which no function can beat.
     { read -r n; read -r s; read -r c; } < <(compare_latencies "$clients" 4 5 "" \
         "$tmp/get_hit_native.sql" "$tmp/select1.sql" "$tmp/call_floor.sql")
-    result cache "$clients client(s), get hit / SELECT 1 / to_jsonb('k:' || k) TPS" "$(tps_of "$clients" "$n")/$(tps_of "$clients" "$s")/$(tps_of "$clients" "$c")" ""
+    result cache "$clients client(s), get hit / SELECT 1 / to_jsonb(key) TPS" "$(tps_of "$clients" "$n")/$(tps_of "$clients" "$s")/$(tps_of "$clients" "$c")" ""
     result cache "$clients client(s), get hit / SELECT 1" "$(ratio "$s" "$n")" ">= 0.9"
-    result cache "$clients client(s), to_jsonb('k:' || k) / SELECT 1 (a built-in call)" "$(ratio "$s" "$c")" "(call floor)"
-    result cache "$clients client(s), get hit / to_jsonb('k:' || k)" "$(ratio "$c" "$n")" "(reference)"
+    result cache "$clients client(s), to_jsonb(key) / SELECT 1 (a built-in call)" "$(ratio "$s" "$c")" "(call floor)"
+    result cache "$clients client(s), get hit / to_jsonb(key)" "$(ratio "$c" "$n")" "(reference)"
     for op in get_hit get_miss set_new set_over; do
         { read -r n; read -r f; read -r p; } < <(compare_latencies "$clients" 4 5 "" \
             "$tmp/${op}_native.sql" "$tmp/${op}_floor.sql" "$tmp/${op}_plpgsql.sql")
