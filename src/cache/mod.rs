@@ -1,8 +1,11 @@
 //! Cache: get/set at the speed of a primary-key lookup, TTL and tags (table layout and its
 //! reasons: sql/cache.sql).
 //!
-//! `get_cache` reads the primary key directly (no SPI, no plan, no executor), checks the expiry
-//! against the clock, and returns the stored jsonb as it is. It writes nothing: hits and misses
+//! `get_cache` answers from an exact copy of the entry in shared memory when easymo is preloaded
+//! (src/cache/shared.rs); otherwise, and for an entry without a copy it may use, it reads the
+//! primary key directly (no SPI, no plan, no executor) and copies what it read. Either way it
+//! checks the visibility and the expiry against the clock, and returns the stored jsonb as it
+//! is. It writes nothing in the caller's transaction: hits and misses
 //! are counted in the backend and added in batches to shared memory (easymo preloaded) or to
 //! cache_stat_counters (never in a read-only transaction or on a standby).
 

@@ -234,8 +234,6 @@ fn type_name(oid: pg_sys::Oid) -> String {
     unsafe { CStr::from_ptr(pg_sys::format_type_be(oid)) }.to_string_lossy().into_owned()
 }
 
-/// A row being read, with its NULL flags: column getters take the position in the spec's
-/// `columns`, and copy the value out of the buffer.
 /// HEAP_XMAX_IS_LOCKED_ONLY: the xmax only locks the version (the second form is a lock
 /// written by PostgreSQL 9.2 and before, kept by pg_upgrade).
 fn locked_only(infomask: u32) -> bool {
@@ -318,6 +316,8 @@ pub struct Version {
     pub own: bool,
 }
 
+/// A row being read, with its NULL flags: column getters take the position in the spec's
+/// `columns`, and copy the value out of the buffer.
 pub struct Row<'a> {
     slot: *mut pg_sys::TupleTableSlot,
     table: &'a Table,
@@ -364,7 +364,6 @@ impl Row<'_> {
         self.datum(column).map(|d| unsafe { datum::StoredNumeric::read(d, given) })
     }
 
-    /// A jsonb column's value, copied (detoasted) into the current memory context.
     /// Which version of its row this is: its inserting transaction, whether nobody has
     /// updated or deleted it (its xmax is unset, aborted or only a lock, which INSERT ... ON
     /// CONFLICT DO UPDATE leaves on the version it writes: it is the row's latest version), and
@@ -391,6 +390,7 @@ impl Row<'_> {
         }
     }
 
+    /// A jsonb column's value, copied (detoasted) into the current memory context.
     pub fn jsonb(&self, column: usize) -> Option<RawJsonb> {
         // SAFETY: checked to be jsonb; the copy outlives the buffer.
         self.datum(column).map(|d| unsafe {
