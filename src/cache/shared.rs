@@ -4,8 +4,8 @@
 //! A copy is exact or unused. Its rules, and why they hold:
 //! - **Only the row's latest committed version is copied.** The reader takes a ticket (the
 //!   slot's sequence number) *before* reading the row, and copies the row only when another
-//!   transaction inserted it and nobody has updated, deleted or locked it (its xmax is unset or
-//!   aborted); the copy is written only if the slot's sequence is still the ticket's.
+//!   transaction inserted it and nobody has updated or deleted it (its xmax is unset, aborted or
+//!   only a lock); the copy is written only if the slot's sequence is still the ticket's.
 //! - **Every change drops the copies of its key.** An AFTER UPDATE OR DELETE row trigger
 //!   (`cache_entries_shared_copies`, enabled ALWAYS, so it fires whatever the session's
 //!   session_replication_role) moves the sequence of every slot of the key's bucket on; it runs
