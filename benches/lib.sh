@@ -32,16 +32,18 @@ result() {
     printf '  %-62s %12s   (goal: %s)\n' "$2" "$3" "$4" >&2
 }
 
-# alternate_tps CLIENTS SECONDS ROUNDS FILE...: each file's median TPS over ROUNDS rounds, one
-# line per file in the order given. Odd rounds run the files in that order, even rounds in
-# reverse, so no file always runs right after the same one (a run pays for the autovacuum and
-# checkpoint work the run before it left).
+# alternate_tps CLIENTS SECONDS ROUNDS BEFORE FILE...: each file's median TPS over ROUNDS
+# rounds, one line per file in the order given (BEFORE: a shell command run before each run, or
+# empty). Odd rounds run the files in that order, even rounds in reverse, so no file always runs
+# right after the same one (a run pays for the autovacuum and checkpoint work the run before it
+# left).
 alternate_tps() {
-    local clients="$1" seconds="$2" rounds="$3"; shift 3
+    local clients="$1" seconds="$2" rounds="$3" before="$4"; shift 4
     local files=("$@") tps=() r k i
     for ((r = 1; r <= rounds; r++)); do
         for ((k = 0; k < ${#files[@]}; k++)); do
             if ((r % 2)); then i=$k; else i=$((${#files[@]} - 1 - k)); fi
+            [ -z "$before" ] || eval "$before"
             tps[i]+="$(pgbench_tps "${files[i]}" "$clients" "$seconds") "
         done
     done
@@ -118,16 +120,5 @@ compare_latencies() {
         mixed_medians "$clients" "$seconds" "$runs" "$before" "$@"
         return
     fi
-    local files=("$@") tps=() r k i
-    for ((r = 1; r <= runs; r++)); do
-        for ((k = 0; k < ${#files[@]}; k++)); do
-            if ((r % 2)); then i=$k; else i=$((${#files[@]} - 1 - k)); fi
-            [ -z "$before" ] || eval "$before"
-            tps[i]+="$(pgbench_tps "${files[i]}" "$clients" "$seconds") "
-        done
-    done
-    for ((i = 0; i < ${#files[@]}; i++)); do
-        # shellcheck disable=SC2086 # the TPS values, one word each
-        printf '%s\n' ${tps[i]} | sort -n | awk -v c="$clients" '{v[NR] = $1} END {printf "%.4f\n", c * 1000 / v[int((NR + 1) / 2)]}'
-    done
+    alternate_tps "$clients" "$seconds" "$runs" "$before" "$@" | awk -v c="$clients" '{printf "%.4f\n", c * 1000 / $1}'
 }

@@ -52,7 +52,7 @@ for clients in 1 8; do
     # Replays read only: measured apart from the writing runs, after a vacuum and a checkpoint
     # (the writes' aftermath would land on whichever side ran first), in alternating order.
     bsql -q -c "VACUUM (ANALYZE) wallet_transfers" -c "CHECKPOINT"
-    { read -r pn; read -r pf; } < <(alternate_tps "$clients" 5 4 "$tmp/replay_native.sql" "$tmp/replay_floor.sql")
+    { read -r pn; read -r pf; } < <(alternate_tps "$clients" 5 4 "" "$tmp/replay_native.sql" "$tmp/replay_floor.sql")
     result wallets "$clients client(s), random accounts: native / plpgsql TPS" "$rn/$rp" ""
     result wallets "$clients client(s), random accounts: native / plpgsql" "$(ratio "$rn" "$rp")" ">= 1.5"
     result wallets "$clients client(s), one hot credit account: native / plpgsql TPS" "$hn/$hp" ""
