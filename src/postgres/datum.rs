@@ -89,6 +89,11 @@ impl RawNumeric {
         // SAFETY: the datum is a valid numeric for as long as the call that received it.
         unsafe { DatumWithOid::new(self.0, pg_sys::NUMERICOID) }
     }
+
+    /// The datum itself, to write into a numeric column (valid as long as the wrapper is).
+    pub fn datum(&self) -> pg_sys::Datum {
+        self.0
+    }
 }
 
 /// A stored numeric as a replay compares it with the caller's: byte for byte the caller's value

@@ -15,6 +15,7 @@ pub mod datum;
 pub mod extension;
 pub mod identity;
 pub mod inval;
+pub mod partition;
 pub mod plan;
 pub mod relation;
 pub mod shmem;

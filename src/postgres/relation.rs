@@ -143,6 +143,26 @@ fn watch(relid: pg_sys::Oid) -> &'static AtomicU64 {
     &OVERFLOW
 }
 
+/// A relation watched for changes by its relcache invalidations, for what is kept about a
+/// relation that no `TableSpec` names (a partition the writer inserts into).
+pub struct Watched {
+    watch: &'static AtomicU64,
+    generation: u64,
+}
+
+impl Watched {
+    /// Starts watching `relid`: read it after this, and what was read is current while
+    /// `is_current` says so.
+    pub fn new(relid: pg_sys::Oid) -> Watched {
+        let watch = watch(relid);
+        Watched { watch, generation: watch.load(Ordering::Relaxed) }
+    }
+
+    pub fn is_current(&self) -> bool {
+        self.watch.load(Ordering::Relaxed) == self.generation
+    }
+}
+
 /// Runs inside invalidation processing: it must not fail and must not touch the database.
 fn on_relcache_invalidation(relid: pg_sys::Oid) {
     let relid = u32::from(relid);

@@ -2,7 +2,9 @@
 //! way logical replication's apply worker writes (ExecSimpleRelationInsert/Update): the
 //! table's BEFORE and AFTER row triggers (and, for inserts, its INSERT statement triggers, once
 //! per call), NOT NULL and CHECK constraints, every index, unique checks that wait for an
-//! in-flight inserter, column defaults for the columns not given.
+//! in-flight inserter, column defaults for the columns not given. Also what an INSERT does with
+//! `ON CONFLICT (key) DO NOTHING` (Postgres's speculative insertion, step by step), and into a
+//! partitioned table (the row routed to its partition, `partition::leaf_for`).
 //!
 //! Why: an SQL statement rebuilds at every execution what does not change between calls — the
 //! CHECK constraints parsed from their catalog text and planned (13 on wallet_accounts), the
@@ -43,6 +45,10 @@ enum Fill {
 struct Target {
     spec: &'static TableSpec,
     table: Rc<Table>,
+    /// The relation written: the spec's table, or one of its partitions.
+    relid: pg_sys::Oid,
+    /// For a partition the spec's (partitioned) table routes rows to.
+    partition: Option<Partition>,
     cxt: pg_sys::MemoryContext,
     estate: *mut pg_sys::EState,
     rri: *mut pg_sys::ResultRelInfo,
@@ -59,6 +65,14 @@ struct Target {
     /// half-way: the abort released its locks, pins and references, not this code, so the
     /// pointers into them are not to be touched; it is built again.
     in_use: bool,
+}
+
+/// What a partition's target adds: its relation is not the spec's, so its own invalidations are
+/// watched; rows come in the partitioned table's layout, converted when the partition's differs.
+struct Partition {
+    watched: relation::Watched,
+    /// convert_tuples_by_name from the partitioned table's descriptor (NULL: the same layout).
+    map: *mut pg_sys::TupleConversionMap,
 }
 
 impl Target {
@@ -126,6 +140,224 @@ impl Writes {
     /// Inserts one row into `spec`'s table: `values[i]` for the spec's column `i` (None:
     /// NULL), the column defaults for the other columns.
     pub fn insert(&mut self, spec: &'static TableSpec, values: &[Option<pg_sys::Datum>]) {
+        let open = self.open_for_insert(spec, values);
+        assert!(!partitioned(open.rel), "a partitioned table is written with insert_routed");
+        let t = &open.target;
+        // SAFETY: the target was built for this relation, which is open and locked; `fill`
+        // gives the slot a value (or NULL) for every attribute; per-row memory is reset after
+        // the row is written.
+        unsafe {
+            fill(t, values);
+            pg_sys::ExecSimpleRelationInsert(t.rri, t.estate, t.new_slot);
+            pg_sys::MemoryContextReset((*pg_sys::MakePerTupleExprContext(t.estate)).ecxt_per_tuple_memory);
+        }
+    }
+
+    /// Inserts one row as `insert` does unless the table holds one with the same value in the
+    /// spec's column `key`, as `INSERT ... ON CONFLICT (key) DO NOTHING` does: true when the
+    /// row went in. The same protocol (Postgres's speculative insertion): an in-flight inserter
+    /// of the key is waited for, and of concurrent callers with one new key exactly one inserts
+    /// it. In REPEATABLE READ or SERIALIZABLE a conflicting row the transaction's snapshot does
+    /// not see is 40001, as for the statement. The table's unique index on that one column is
+    /// the arbiter (42P10 without one); a BEFORE INSERT row trigger is refused (55000: callers
+    /// ask `inserts_as_statement` first).
+    pub fn insert_unless_conflict(
+        &mut self,
+        spec: &'static TableSpec,
+        key: usize,
+        values: &[Option<pg_sys::Datum>],
+    ) -> bool {
+        let open = self.open_for_insert(spec, values);
+        let rel = open.rel;
+        assert!(!partitioned(rel), "a plain table");
+        let t = &open.target;
+        // SAFETY: as in `insert`; the steps are ExecInsert's for ON CONFLICT DO NOTHING, each
+        // on the open relation and the target's executor state; the arbiter list lives in
+        // per-row memory, reset at the end.
+        unsafe {
+            let triggers = (*t.rri).ri_TrigDesc;
+            if !triggers.is_null() && (*triggers).trig_insert_before_row {
+                not_as_created(
+                    spec.name,
+                    "it has a BEFORE INSERT row trigger, which ON CONFLICT inserts here do not fire",
+                );
+            }
+            let econtext = pg_sys::MakePerTupleExprContext(t.estate);
+            let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
+            let arbiters = pg_sys::lappend_oid(std::ptr::null_mut(), arbiter_index(spec, t, key));
+            pg_sys::MemoryContextSwitchTo(old);
+            fill(t, values);
+            let slot = t.new_slot;
+            compute_generated(t, slot);
+            if !(*(*rel).rd_att).constr.is_null() {
+                pg_sys::ExecConstraints(t.rri, slot, t.estate);
+            }
+            if (*(*rel).rd_rel).relispartition {
+                pg_sys::ExecPartitionCheck(t.rri, slot, t.estate, true);
+            }
+            let inserted = loop {
+                let mut conflict_tid = pg_sys::ItemPointerData::default();
+                if !check_index_constraints(t, slot, &mut conflict_tid, arbiters) {
+                    check_conflict_visible(t, rel, conflict_tid);
+                    break false;
+                }
+                let xid = pg_sys::GetCurrentTransactionId();
+                let token = pg_sys::SpeculativeInsertionLockAcquire(xid);
+                let am = &*(*rel).rd_tableam;
+                am.tuple_insert_speculative.expect("a table access method")(
+                    rel,
+                    slot,
+                    (*t.estate).es_output_cid,
+                    0,
+                    std::ptr::null_mut(),
+                    token,
+                );
+                let mut conflict = false;
+                let recheck = insert_index_tuples(t, slot, &mut conflict, arbiters);
+                am.tuple_complete_speculative.expect("a table access method")(rel, slot, token, !conflict);
+                pg_sys::SpeculativeInsertionLockRelease(xid);
+                if !conflict {
+                    pg_sys::ExecARInsertTriggers(t.estate, t.rri, slot, recheck, std::ptr::null_mut());
+                    break true;
+                }
+                // Another inserter of the key got in between the check and the insert (which
+                // was taken back): look again, waiting for it.
+            };
+            pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+            inserted
+        }
+    }
+
+    /// Inserts one row into `spec`'s partitioned table as an INSERT into it does: the row (the
+    /// table's column defaults for the columns not given) goes to the partition tuple routing
+    /// chooses (`partition::leaf_for`) and is written there as `insert` writes a plain table's;
+    /// the table's INSERT statement triggers fire, and the partition's row triggers. False, with
+    /// nothing written, when the writer would not do what the statement does: a partitioning it
+    /// does not route, or a partition that is not a plain table, has rules or BEFORE INSERT row
+    /// triggers (which could suppress the row); the caller inserts with a statement then.
+    /// Callers ask `inserts_as_statement` first (the table's own policies and triggers).
+    pub fn insert_routed(&mut self, spec: &'static TableSpec, values: &[Option<pg_sys::Datum>]) -> bool {
+        assert_eq!(values.len(), spec.columns.len(), "a value for every column of the spec");
+        self.open(spec, pg_sys::ACL_INSERT as pg_sys::AclMode);
+        let parent = self.position(spec, None).expect("opened just above");
+        let (rel, slot, table) = {
+            let p = &self.open[parent];
+            (p.rel, p.target.new_slot, Rc::clone(&p.target.table))
+        };
+        assert!(partitioned(rel), "a partitioned table");
+        // SAFETY: the parent's target was built for this relation, open and locked; the row's
+        // values (defaults evaluated in its per-row memory) stay there until reset below.
+        let leaf = unsafe {
+            fill(&self.open[parent].target, values);
+            super::partition::leaf_for(rel, slot)
+        };
+        let written = leaf.and_then(|leaf| self.open_partition(spec, table, rel, leaf)).map(|i| {
+            let p = &mut self.open[parent];
+            if !p.inserting {
+                p.inserting = true;
+                // SAFETY: the table's executor state, inside the call's after-trigger query level.
+                unsafe { pg_sys::ExecBSInsertTriggers(p.target.estate, p.target.rri) };
+            }
+            let t = &self.open[i].target;
+            // SAFETY: the partition's target is open for this call; its slot gets the row in
+            // its own layout (converted by name, or the same values), then written and reset.
+            unsafe {
+                let map = t.partition.as_ref().expect("a partition's target").map;
+                clear(t.new_slot);
+                if map.is_null() {
+                    let natts = (*(*slot).tts_tupleDescriptor).natts as usize;
+                    std::ptr::copy_nonoverlapping((*slot).tts_values, (*t.new_slot).tts_values, natts);
+                    std::ptr::copy_nonoverlapping((*slot).tts_isnull, (*t.new_slot).tts_isnull, natts);
+                    pg_sys::ExecStoreVirtualTuple(t.new_slot);
+                } else {
+                    pg_sys::execute_attr_map_slot((*map).attrMap, slot, t.new_slot);
+                }
+                pg_sys::ExecSimpleRelationInsert(t.rri, t.estate, t.new_slot);
+                pg_sys::MemoryContextReset((*pg_sys::MakePerTupleExprContext(t.estate)).ecxt_per_tuple_memory);
+            }
+        });
+        // SAFETY: the parent's per-row memory (the defaults), no longer referenced.
+        unsafe {
+            let t = &self.open[parent].target;
+            pg_sys::MemoryContextReset((*pg_sys::MakePerTupleExprContext(t.estate)).ecxt_per_tuple_memory);
+        }
+        written.is_some()
+    }
+
+    /// Where `spec`'s table (None) or its partition `relid` is open in this call.
+    fn position(&self, spec: &'static TableSpec, partition: Option<pg_sys::Oid>) -> Option<usize> {
+        self.open.iter().position(|o| {
+            std::ptr::eq(o.target.spec, spec)
+                && match partition {
+                    None => o.target.partition.is_none(),
+                    Some(relid) => o.target.partition.is_some() && o.target.relid == relid,
+                }
+        })
+    }
+
+    /// The partition `relid` of `spec`'s table `parent` (open), opened and locked for this call
+    /// as routing opens it (its privileges are not checked: the statement checks the table's);
+    /// None when the writer does not write it (see `insert_routed`).
+    fn open_partition(
+        &mut self,
+        spec: &'static TableSpec,
+        table: Rc<Table>,
+        parent: pg_sys::Relation,
+        relid: pg_sys::Oid,
+    ) -> Option<usize> {
+        if let Some(i) = self.position(spec, Some(relid)) {
+            return Some(i);
+        }
+        // Watched before the partition is looked at: a change after this is seen next time.
+        let watched = relation::Watched::new(relid);
+        // SAFETY: opens and locks the partition (it exists: the parent, locked, lists it); its
+        // relcache entry is read while it is open, and closed again when it is not written here.
+        let rel = unsafe { pg_sys::table_open(relid, pg_sys::RowExclusiveLock as i32) };
+        // SAFETY: as above.
+        let writable = unsafe {
+            let triggers = (*rel).trigdesc;
+            (*(*rel).rd_rel).relkind == pg_sys::RELKIND_RELATION as std::ffi::c_char
+                && !(*(*rel).rd_rel).relhasrules
+                && (triggers.is_null() || !(*triggers).trig_insert_before_row)
+        };
+        if !writable {
+            // SAFETY: opened above; the lock is kept, as the statement that writes instead takes it.
+            unsafe { pg_sys::table_close(rel, pg_sys::NoLock as i32) };
+            return None;
+        }
+        delete_orphans();
+        let kept = TARGETS.with_borrow_mut(|targets| {
+            let i =
+                targets.iter().position(|t| std::ptr::eq(t.spec, spec) && t.partition.is_some() && t.relid == relid)?;
+            Some(targets.swap_remove(i))
+        });
+        let mut target = match kept {
+            Some(t)
+                if Rc::ptr_eq(&t.table, &table)
+                    && !t.in_use
+                    && t.partition.as_ref().is_some_and(|p| p.watched.is_current()) =>
+            {
+                // SAFETY: built for this partition, unchanged since, released by the last call.
+                unsafe { reopen(&t, rel) };
+                t
+            }
+            other => {
+                if let Some(old) = other {
+                    old.discard();
+                }
+                // SAFETY: both relations are open and locked.
+                unsafe { build(spec, table, rel, Some((parent, watched))) }
+            }
+        };
+        // SAFETY: the target's per-call fields.
+        unsafe { ready(&mut target) };
+        self.open.push(Open { target, rel, insert_checked: true, update_checked: true, inserting: false });
+        Some(self.open.len() - 1)
+    }
+
+    /// `spec`'s table opened for inserting, its INSERT statement triggers fired before the
+    /// call's first row.
+    fn open_for_insert(&mut self, spec: &'static TableSpec, values: &[Option<pg_sys::Datum>]) -> &mut Open {
         assert_eq!(values.len(), spec.columns.len(), "a value for every column of the spec");
         let open = self.open(spec, pg_sys::ACL_INSERT as pg_sys::AclMode);
         if !open.inserting {
@@ -133,33 +365,7 @@ impl Writes {
             // SAFETY: the target's executor state, inside the call's after-trigger query level.
             unsafe { pg_sys::ExecBSInsertTriggers(open.target.estate, open.target.rri) };
         }
-        let t = &open.target;
-        // SAFETY: the target was built for this relation, which is open and locked; the slot
-        // has the table's descriptor and gets a value (or NULL) for every attribute; per-row
-        // memory is reset after the row is written.
-        unsafe {
-            let slot = t.new_slot;
-            clear(slot);
-            let econtext = pg_sys::MakePerTupleExprContext(t.estate);
-            for (i, fill) in t.fill.iter().enumerate() {
-                let (value, null) = match fill {
-                    Fill::Given(c) => values[*c].map_or((pg_sys::Datum::from(0), true), |d| (d, false)),
-                    Fill::Default(state) => {
-                        let mut null = false;
-                        let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
-                        let value = (*(*state)).evalfunc.expect("a compiled expression")(*state, econtext, &mut null);
-                        pg_sys::MemoryContextSwitchTo(old);
-                        (value, null)
-                    }
-                    Fill::Null => (pg_sys::Datum::from(0), true),
-                };
-                *(*slot).tts_values.add(i) = value;
-                *(*slot).tts_isnull.add(i) = null;
-            }
-            pg_sys::ExecStoreVirtualTuple(slot);
-            pg_sys::ExecSimpleRelationInsert(t.rri, t.estate, slot);
-            pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
-        }
+        open
     }
 
     /// Updates the row version `tid` of `spec`'s table: `changes` are (spec column, value), the
@@ -221,6 +427,9 @@ impl Writes {
         let open = self.open(spec, pg_sys::ACL_UPDATE as pg_sys::AclMode);
         let rel = open.rel;
         let t = &open.target;
+        if partitioned(rel) {
+            not_as_created(spec.name, "it is partitioned, which easymo's native updates do not route");
+        }
         // SAFETY: reads the open relation's descriptor and triggers.
         unsafe { check_updatable(spec, rel) };
         // SAFETY: as in `insert`; the old version is fetched by its tid (any visibility: it is
@@ -252,18 +461,7 @@ impl Writes {
             }
             pg_sys::ExecStoreVirtualTuple(new);
             let econtext = pg_sys::MakePerTupleExprContext(t.estate);
-            if !t.generated.is_empty() {
-                (*econtext).ecxt_scantuple = new;
-                let old_cxt = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
-                for &(i, state) in &t.generated {
-                    let mut null = false;
-                    let value = (*state).evalfunc.expect("a compiled expression")(state, econtext, &mut null);
-                    *(*new).tts_values.add(i) = value;
-                    *(*new).tts_isnull.add(i) = null;
-                }
-                pg_sys::MemoryContextSwitchTo(old_cxt);
-                (*econtext).ecxt_scantuple = std::ptr::null_mut();
-            }
+            compute_generated(t, new);
             let mut epq: pg_sys::EPQState = std::mem::zeroed();
             epq_init(&mut epq, t.estate);
             pg_sys::ExecSimpleRelationUpdate(t.rri, t.estate, &mut epq, old, new);
@@ -377,7 +575,7 @@ impl Writes {
 
     /// `spec`'s table opened for this call (once), with `privilege` checked.
     fn open(&mut self, spec: &'static TableSpec, privilege: pg_sys::AclMode) -> &mut Open {
-        let i = match self.open.iter().position(|o| std::ptr::eq(o.target.spec, spec)) {
+        let i = match self.position(spec, None) {
             Some(i) => i,
             None => {
                 let first = self.open.is_empty();
@@ -435,7 +633,7 @@ fn open_target(spec: &'static TableSpec) -> Open {
     delete_orphans();
     let (table, rel) = relation::open_current(spec, pg_sys::RowExclusiveLock, "written");
     let kept = TARGETS.with_borrow_mut(|targets| {
-        let i = targets.iter().position(|t| std::ptr::eq(t.spec, spec))?;
+        let i = targets.iter().position(|t| std::ptr::eq(t.spec, spec) && t.partition.is_none())?;
         Some(targets.swap_remove(i))
     });
     let target = match kept {
@@ -451,10 +649,18 @@ fn open_target(spec: &'static TableSpec) -> Open {
                 old.discard();
             }
             // SAFETY: the relation is open and locked.
-            unsafe { build(spec, table, rel) }
+            unsafe { build(spec, table, rel, None) }
         }
     };
     let mut target = target;
+    // SAFETY: the target's per-call fields.
+    unsafe { ready(&mut target) };
+    Open { target, rel, insert_checked: false, update_checked: false, inserting: false }
+}
+
+/// Readies a target, open for this call, for it: in use, the call's snapshot and command id, no
+/// trigger function or index AM state of an earlier call.
+unsafe fn ready(target: &mut Target) {
     target.in_use = true;
     // SAFETY: per-call fields of the target's executor state.
     unsafe {
@@ -474,7 +680,6 @@ fn open_target(spec: &'static TableSpec) -> Open {
             (*info).ii_Context = pg_sys::CurrentMemoryContext;
         }
     }
-    Open { target, rel, insert_checked: false, update_checked: false, inserting: false }
 }
 
 /// Opens (and locks) the target's indexes again for this call, as ExecOpenIndices did.
@@ -489,15 +694,23 @@ unsafe fn reopen(t: &Target, rel: pg_sys::Relation) {
     }
 }
 
-/// Builds the target of `spec`'s table, open and locked as `rel`; its indexes are left open
-/// for this call.
-unsafe fn build(spec: &'static TableSpec, table: Rc<Table>, rel: pg_sys::Relation) -> Target {
+/// Builds the target of `spec`'s table, open and locked as `rel`, or of its partition `rel`
+/// when `partition_of` gives the (open) partitioned table and the partition's watch; its
+/// indexes are left open for this call.
+unsafe fn build(
+    spec: &'static TableSpec,
+    table: Rc<Table>,
+    rel: pg_sys::Relation,
+    partition_of: Option<(pg_sys::Relation, relation::Watched)>,
+) -> Target {
     // SAFETY: `rel` is open and locked; everything is allocated in the new context, which is a
     // child of TopMemoryContext and lives until `discard`.
     unsafe {
         let form = (*rel).rd_rel;
-        if (*form).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char {
-            not_as_created(spec.name, "it is no longer a plain table");
+        // A partitioned table is written through its partitions (`insert_routed`); its target
+        // fills the row and fires its statement triggers.
+        if (*form).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char && !partitioned(rel) {
+            not_as_created(spec.name, "it is no longer a plain or partitioned table");
         }
         if (*form).relhasrules {
             not_as_created(spec.name, "it has rules, which easymo's native writers do not apply");
@@ -518,7 +731,11 @@ unsafe fn build(spec: &'static TableSpec, table: Rc<Table>, rel: pg_sys::Relatio
         let rri = pg_sys::palloc0(std::mem::size_of::<pg_sys::ResultRelInfo>()).cast::<pg_sys::ResultRelInfo>();
         (*rri).type_ = pg_sys::NodeTag::T_ResultRelInfo;
         pg_sys::InitResultRelInfo(rri, rel, 0, std::ptr::null_mut(), 0);
-        pg_sys::ExecOpenIndices(rri, false);
+        if !partitioned(rel) {
+            // With what a unique check of its own needs (ON CONFLICT's arbiters:
+            // `insert_unless_conflict`). A partitioned table's indexes are its partitions'.
+            pg_sys::ExecOpenIndices(rri, true);
+        }
         let index_oids =
             (0..(*rri).ri_NumIndices as usize).map(|i| (**(*rri).ri_IndexRelationDescs.add(i)).rd_id).collect();
         // The slots' descriptor is a copy: not reference counted, so a slot kept across
@@ -529,7 +746,10 @@ unsafe fn build(spec: &'static TableSpec, table: Rc<Table>, rel: pg_sys::Relatio
         let new_slot = pg_sys::MakeSingleTupleTableSlot(copy, &pg_sys::TTSOpsVirtual);
         let old_slot = pg_sys::MakeSingleTupleTableSlot(copy, pg_sys::table_slot_callbacks(rel));
         let attrs = pgrx::PgTupleDesc::from_pg_unchecked(desc);
+        // A partition's rows come filled by the partitioned table's target, with its defaults (a
+        // routed row takes the table's, not the partition's).
         let fill = (0..attrs.len())
+            .filter(|_| partition_of.is_none())
             .map(|i| {
                 let att = attrs.get(i).expect("an attribute");
                 let attnum = i as i16 + 1;
@@ -550,6 +770,10 @@ unsafe fn build(spec: &'static TableSpec, table: Rc<Table>, rel: pg_sys::Relatio
                 Fill::Default(pg_sys::ExecInitExpr(planned, std::ptr::null_mut()))
             })
             .collect();
+        let partition = partition_of.map(|(parent, watched)| Partition {
+            watched,
+            map: pg_sys::convert_tuples_by_name((*parent).rd_att, desc),
+        });
         let generated: Vec<(usize, *mut pg_sys::ExprState)> = (0..attrs.len())
             .filter(|&i| {
                 let att = attrs.get(i).expect("an attribute");
@@ -581,7 +805,21 @@ unsafe fn build(spec: &'static TableSpec, table: Rc<Table>, rel: pg_sys::Relatio
         }
         pg_sys::MemoryContextSwitchTo(old);
         ORPHANS.with_borrow_mut(|o| o.retain(|&c| c != cxt));
-        Target { spec, table, cxt, estate, rri, index_oids, fill, generated, new_slot, old_slot, in_use: false }
+        Target {
+            spec,
+            table,
+            relid: (*rel).rd_id,
+            partition,
+            cxt,
+            estate,
+            rri,
+            index_oids,
+            fill,
+            generated,
+            new_slot,
+            old_slot,
+            in_use: false,
+        }
     }
 }
 
@@ -613,6 +851,170 @@ unsafe fn epq_init(epq: &mut pg_sys::EPQState, estate: *mut pg_sys::EState) {
         pg_sys::EvalPlanQualInitExt(epq, estate, std::ptr::null_mut(), std::ptr::null_mut(), -1, std::ptr::null_mut());
         #[cfg(not(feature = "pg15"))]
         pg_sys::EvalPlanQualInit(epq, estate, std::ptr::null_mut(), std::ptr::null_mut(), -1, std::ptr::null_mut());
+    }
+}
+
+/// Whether `rel` (open) is a partitioned table.
+fn partitioned(rel: pg_sys::Relation) -> bool {
+    // SAFETY: an open relation's pg_class row.
+    unsafe { (*(*rel).rd_rel).relkind == pg_sys::RELKIND_PARTITIONED_TABLE as std::ffi::c_char }
+}
+
+/// Fills the target's new slot with a row to insert: `values[i]` for the spec's column `i`, the
+/// column defaults (evaluated in per-row memory) for the others.
+unsafe fn fill(t: &Target, values: &[Option<pg_sys::Datum>]) {
+    // SAFETY: the slot has the table's descriptor and gets a value (or NULL) for every
+    // attribute.
+    unsafe {
+        let slot = t.new_slot;
+        clear(slot);
+        let econtext = pg_sys::MakePerTupleExprContext(t.estate);
+        for (i, fill) in t.fill.iter().enumerate() {
+            let (value, null) = match fill {
+                Fill::Given(c) => values[*c].map_or((pg_sys::Datum::from(0), true), |d| (d, false)),
+                Fill::Default(state) => {
+                    let mut null = false;
+                    let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
+                    let value = (*(*state)).evalfunc.expect("a compiled expression")(*state, econtext, &mut null);
+                    pg_sys::MemoryContextSwitchTo(old);
+                    (value, null)
+                }
+                Fill::Null => (pg_sys::Datum::from(0), true),
+            };
+            *(*slot).tts_values.add(i) = value;
+            *(*slot).tts_isnull.add(i) = null;
+        }
+        pg_sys::ExecStoreVirtualTuple(slot);
+    }
+}
+
+/// Computes the stored generated columns of the row in `slot` (virtual, the table's
+/// descriptor), in per-row memory.
+unsafe fn compute_generated(t: &Target, slot: *mut pg_sys::TupleTableSlot) {
+    if t.generated.is_empty() {
+        return;
+    }
+    // SAFETY: the expressions were prepared for this table's rows, read from `slot`.
+    unsafe {
+        let econtext = pg_sys::MakePerTupleExprContext(t.estate);
+        (*econtext).ecxt_scantuple = slot;
+        let old = pg_sys::MemoryContextSwitchTo((*econtext).ecxt_per_tuple_memory);
+        for &(i, state) in &t.generated {
+            let mut null = false;
+            let value = (*state).evalfunc.expect("a compiled expression")(state, econtext, &mut null);
+            *(*slot).tts_values.add(i) = value;
+            *(*slot).tts_isnull.add(i) = null;
+        }
+        pg_sys::MemoryContextSwitchTo(old);
+        (*econtext).ecxt_scantuple = std::ptr::null_mut();
+    }
+}
+
+/// The unique index an ON CONFLICT (column) would infer for the spec's column `key`: unique,
+/// immediate, valid, on that one column with no expression or predicate. 42P10 without one, as
+/// the statement raises.
+unsafe fn arbiter_index(spec: &'static TableSpec, t: &Target, key: usize) -> pg_sys::Oid {
+    let attnum = t.table.attnum(key);
+    // SAFETY: the target's indexes, open for this call.
+    unsafe {
+        for i in 0..(*t.rri).ri_NumIndices as usize {
+            let info = *(*t.rri).ri_IndexRelationInfo.add(i);
+            let index = *(*t.rri).ri_IndexRelationDescs.add(i);
+            let form = (*index).rd_index;
+            if (*info).ii_Unique
+                && (*info).ii_ReadyForInserts
+                && (*form).indisvalid
+                && (*form).indimmediate
+                && (*info).ii_NumIndexKeyAttrs == 1
+                && (*info).ii_IndexAttrNumbers[0] == attnum
+                && (*info).ii_Expressions.is_null()
+                && (*info).ii_Predicate.is_null()
+            {
+                return (*index).rd_id;
+            }
+        }
+    }
+    raise(
+        PgSqlErrorCode::ERRCODE_INVALID_COLUMN_REFERENCE,
+        format!(
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification ({}.{})",
+            spec.name.to_string_lossy(),
+            spec.columns[key].name.to_string_lossy()
+        ),
+    )
+}
+
+/// ExecCheckIndexConstraints: false (and the conflicting row's tid) when an arbiter index holds
+/// the row's key, after waiting for an in-flight inserter of it.
+unsafe fn check_index_constraints(
+    t: &Target,
+    slot: *mut pg_sys::TupleTableSlot,
+    conflict_tid: &mut pg_sys::ItemPointerData,
+    arbiters: *mut pg_sys::List,
+) -> bool {
+    // SAFETY: the target's open indexes and executor state.
+    unsafe {
+        #[cfg(not(feature = "pg18"))]
+        return pg_sys::ExecCheckIndexConstraints(t.rri, slot, t.estate, conflict_tid, arbiters);
+        #[cfg(feature = "pg18")]
+        return pg_sys::ExecCheckIndexConstraints(t.rri, slot, t.estate, conflict_tid, std::ptr::null_mut(), arbiters);
+    }
+}
+
+/// ExecInsertIndexTuples for a speculatively inserted row: `conflict` set when an arbiter index
+/// already held the key. Returns the indexes to re-check (deferred constraints).
+unsafe fn insert_index_tuples(
+    t: &Target,
+    slot: *mut pg_sys::TupleTableSlot,
+    conflict: &mut bool,
+    arbiters: *mut pg_sys::List,
+) -> *mut pg_sys::List {
+    // SAFETY: the target's open indexes and executor state; the row was just inserted.
+    unsafe {
+        #[cfg(feature = "pg15")]
+        return pg_sys::ExecInsertIndexTuples(t.rri, slot, t.estate, false, true, conflict, arbiters);
+        #[cfg(not(feature = "pg15"))]
+        return pg_sys::ExecInsertIndexTuples(t.rri, slot, t.estate, false, true, conflict, arbiters, false);
+    }
+}
+
+/// In REPEATABLE READ or SERIALIZABLE, the row an insert conflicted with must be one the
+/// transaction's snapshot sees (or its own), else 40001: ExecCheckTIDVisible's rule.
+unsafe fn check_conflict_visible(t: &Target, rel: pg_sys::Relation, conflict_tid: pg_sys::ItemPointerData) {
+    // SAFETY: reads the global isolation level; fetches the conflicting version (any
+    // visibility) into the target's slot of the table's kind, cleared after.
+    unsafe {
+        if pg_sys::XactIsoLevel < pg_sys::XACT_REPEATABLE_READ as i32 {
+            return;
+        }
+        let am = &*(*rel).rd_tableam;
+        let slot = t.old_slot;
+        clear(slot);
+        let mut tid = conflict_tid;
+        let found = am.tuple_fetch_row_version.expect("a table access method")(
+            rel,
+            &mut tid,
+            &raw mut pg_sys::SnapshotAnyData,
+            slot,
+        );
+        let visible = found
+            && (am.tuple_satisfies_snapshot.expect("a table access method")(rel, slot, (*t.estate).es_snapshot) || {
+                let mut null = false;
+                let xmin = (*(*slot).tts_ops).getsysattr.expect("slot operations")(
+                    slot,
+                    pg_sys::MinTransactionIdAttributeNumber,
+                    &mut null,
+                );
+                pg_sys::TransactionIdIsCurrentTransactionId(pg_sys::TransactionId::from(xmin.value() as u32))
+            });
+        clear(slot);
+        if !visible {
+            // The statement's words, so both paths read alike.
+            raise(
+                PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+                "could not serialize access due to concurrent update",
+            );
+        }
     }
 }
 

@@ -195,3 +195,53 @@ SELECT regress.outcome($$SELECT create_transaction('00000000-0000-0000-0000-0000
        regress.outcome(format('SELECT update_transaction_status(%L, %L)', :'t1', 'completed'), false);
 RESET ROLE;
 RESET request.jwt.claims;
+
+-- A new transaction's key and event rows are written natively (no statement) when no
+-- row-level security applies to the caller and no BEFORE INSERT row trigger could change them;
+-- otherwise by statements. Either way a DBA's triggers fire as for an INSERT: AFTER row
+-- triggers see the whole transaction, statement triggers fire once per call that tries to
+-- insert a key (the replay in the same statement does: the first call's key is newer than the
+-- statement's snapshot, and is found by the insert's conflict).
+CREATE TABLE regress.money_seen (what text, n bigint);
+CREATE FUNCTION regress.money_event_after() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO regress.money_seen
+    SELECT 'event of a transaction ' || CASE WHEN count(*) = 1 THEN 'present' ELSE 'missing' END, count(*)
+      FROM transactions WHERE id = NEW.transaction_id;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION regress.money_key_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO regress.money_seen VALUES ('key insert statement', 1);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER regress_after AFTER INSERT ON transaction_events
+    FOR EACH ROW EXECUTE FUNCTION regress.money_event_after();
+CREATE TRIGGER regress_statement AFTER INSERT ON transaction_idempotency_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION regress.money_key_statement();
+SELECT create_transaction(:a, 'payment', 3, 'RWF', 'triggers-1') IS NOT NULL AS created,
+       create_transaction(:a, 'payment', 3, 'RWF', 'triggers-1') IS NOT NULL AS replayed;
+SELECT what, n FROM regress.money_seen;
+DELETE FROM regress.money_seen;
+-- A BEFORE INSERT row trigger on the events: written by a statement, which fires it.
+CREATE FUNCTION regress.money_event_before() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.metadata := jsonb_build_object('stamped', true);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER regress_before BEFORE INSERT ON transaction_events
+    FOR EACH ROW EXECUTE FUNCTION regress.money_event_before();
+SELECT create_transaction(:a, 'payment', 4, 'RWF', 'triggers-2') AS t_before \gset
+SELECT metadata FROM transaction_events WHERE transaction_id = :'t_before';
+SELECT what, n FROM regress.money_seen;
+DROP TRIGGER regress_before ON transaction_events;
+DROP TRIGGER regress_after ON transaction_events;
+DROP TRIGGER regress_statement ON transaction_idempotency_keys;
+DROP TABLE regress.money_seen;
+DROP FUNCTION regress.money_event_after(), regress.money_key_statement(), regress.money_event_before();
+-- Without the key's unique index no key can be looked up or claimed: 55000, naming it.
+BEGIN;
+ALTER TABLE transaction_idempotency_keys DROP CONSTRAINT transaction_idempotency_keys_pkey;
+SELECT regress.error($$SELECT create_transaction('00000000-0000-0000-0000-00000000000a', 'payment', 5, 'RWF', 'no-index')$$) AS new_key;
+ROLLBACK;
+SELECT create_transaction(:a, 'payment', 3, 'RWF', 'triggers-1') IS NOT NULL AS replayed_after;
