@@ -152,13 +152,11 @@ impl Shared {
     }
 
     fn bucket(&self, index: usize) -> Bucket<'static> {
-        let start = HEADER_WORDS + index * BUCKET_WORDS;
-        Bucket { words: &self.region[start..start + BUCKET_WORDS] }
+        bucket_at(self.region, index)
     }
 
     fn bucket_of(&self, hash: u64) -> usize {
-        let buckets = (self.region.len() - HEADER_WORDS) / BUCKET_WORDS;
-        (hash % buckets as u64) as usize
+        (hash % bucket_count(self.region) as u64) as usize
     }
 
     /// The copy of `key`, if there is one made under this form.
@@ -280,14 +278,25 @@ pub fn counts() -> [i64; 4] {
     let Some(region) = shmem::cache_region() else {
         return [0; 4];
     };
-    let buckets = region.len().saturating_sub(HEADER_WORDS) / BUCKET_WORDS;
+    let buckets = bucket_count(region);
     let held = (0..buckets)
-        .flat_map(|b| (0..WAYS).map(move |w| HEADER_WORDS + b * BUCKET_WORDS + TAG_WORDS + w * SLOT_WORDS + FORM))
-        .filter(|&i| region[i].load(Ordering::Relaxed) != 0)
+        .flat_map(|b| (0..WAYS).map(move |w| bucket_at(region, b).slot(w)[FORM].load(Ordering::Relaxed)))
+        .filter(|&form| form != 0)
         .count();
     let n = |w: usize| i64::try_from(region[w].load(Ordering::Relaxed)).unwrap_or(i64::MAX);
     let answers = (0..STRIPES).map(|s| n(8 * (1 + s))).fold(0i64, i64::saturating_add);
     [(buckets * WAYS) as i64, held as i64, n(COPIES_MADE), answers]
+}
+
+/// How many buckets the region holds (after its header).
+fn bucket_count(region: &[AtomicU64]) -> usize {
+    region.len().saturating_sub(HEADER_WORDS) / BUCKET_WORDS
+}
+
+/// The region's bucket `index`.
+fn bucket_at(region: &'static [AtomicU64], index: usize) -> Bucket<'static> {
+    let start = HEADER_WORDS + index * BUCKET_WORDS;
+    Bucket { words: &region[start..start + BUCKET_WORDS] }
 }
 
 /// Which way of a full bucket the next copy replaces: rotating per backend.

@@ -21,6 +21,7 @@ pub mod relation;
 pub mod shmem;
 pub mod snapshot;
 pub mod subxact;
+mod unguarded;
 pub mod wait;
 pub mod writer;
 

@@ -10,6 +10,7 @@
 //! open relation with OID", and a column made nullable crashed the backend.
 
 use super::inval;
+use super::unguarded;
 use crate::error::raise;
 use crate::postgres::catalog::{ext_table, ExtTable};
 use crate::postgres::datum::{self, RawJsonb};
@@ -653,86 +654,6 @@ unsafe fn usable_by_snapshot(index: pg_sys::Relation, snapshot: pg_sys::Snapshot
 unsafe fn index_xmin(index: pg_sys::Relation) -> pg_sys::TransactionId {
     // SAFETY: an open index relation.
     unsafe { pg_sys::submodules::htup::HeapTupleHeaderGetXmin((*(*index).rd_indextuple).t_data) }
-}
-
-/// The functions of a key lookup, declared again without pgrx's per-call guard (the same
-/// symbols). pgrx sets a jump buffer around every call so a Postgres ERROR unwinds Rust frames;
-/// the sixteen calls of a lookup paid about 1 µs for that, a tenth of a replayed transfer.
-/// A lookup now sets three: open, find and read; read the row (Rust); close.
-/// They run in a few groups, each inside one guard: an ERROR in a group lands in its guard, and
-/// the frames it skips hold no value with a destructor.
-mod unguarded {
-    use pgrx::pg_sys::{
-        Datum, HeapTuple, IndexScanDesc, List, Oid, Relation, ScanDirection, ScanKey, Snapshot, TransactionId,
-        TupleDesc, TupleTableSlot, LOCKMODE,
-    };
-    use std::ffi::{c_char, c_int};
-    unsafe extern "C-unwind" {
-        pub fn cstring_to_text_with_len(s: *const c_char, len: c_int) -> *mut pgrx::pg_sys::text;
-        #[allow(clippy::too_many_arguments)]
-        pub fn ScanKeyEntryInitialize(
-            entry: ScanKey,
-            flags: c_int,
-            attribute_number: i16,
-            strategy: u16,
-            subtype: Oid,
-            collation: Oid,
-            procedure: Oid,
-            argument: Datum,
-        );
-        pub fn table_slot_create(rel: Relation, reglist: *mut *mut List) -> *mut TupleTableSlot;
-        pub fn ActiveSnapshotSet() -> bool;
-        pub fn GetActiveSnapshot() -> Snapshot;
-        pub fn GetTransactionSnapshot() -> Snapshot;
-        pub fn RegisterSnapshot(snapshot: Snapshot) -> Snapshot;
-        pub fn UnregisterSnapshot(snapshot: Snapshot);
-        #[cfg(not(feature = "pg18"))]
-        fn index_beginscan(
-            heap: Relation,
-            index: Relation,
-            snapshot: Snapshot,
-            nkeys: c_int,
-            norderbys: c_int,
-        ) -> IndexScanDesc;
-        #[cfg(feature = "pg18")]
-        fn index_beginscan(
-            heap: Relation,
-            index: Relation,
-            snapshot: Snapshot,
-            instrument: *mut std::ffi::c_void,
-            nkeys: c_int,
-            norderbys: c_int,
-        ) -> IndexScanDesc;
-        pub fn index_rescan(scan: IndexScanDesc, keys: ScanKey, nkeys: c_int, orderbys: ScanKey, norderbys: c_int);
-        pub fn index_getnext_slot(
-            scan: IndexScanDesc,
-            direction: ScanDirection::Type,
-            slot: *mut TupleTableSlot,
-        ) -> bool;
-        pub fn slot_getsomeattrs_int(slot: *mut TupleTableSlot, attnum: c_int);
-        pub fn ExecDropSingleTupleTableSlot(slot: *mut TupleTableSlot);
-        pub fn index_endscan(scan: IndexScanDesc);
-        pub fn index_close(relation: Relation, lockmode: LOCKMODE);
-        pub fn table_close(relation: Relation, lockmode: LOCKMODE);
-        pub fn try_relation_open(relation_id: Oid, lockmode: LOCKMODE) -> Relation;
-        pub fn try_table_open(relation_id: Oid, lockmode: LOCKMODE) -> Relation;
-        pub fn heap_attisnull(tuple: HeapTuple, attnum: c_int, descriptor: TupleDesc) -> bool;
-        pub fn TransactionIdPrecedes(id1: TransactionId, id2: TransactionId) -> bool;
-        pub fn get_collation_isdeterministic(colloid: Oid) -> bool;
-    }
-
-    /// One key, no ordering; 18 added an instrumentation argument (none here).
-    pub unsafe fn begin_index_scan(heap: Relation, index: Relation, snapshot: Snapshot) -> IndexScanDesc {
-        // SAFETY: the caller's: both relations open and locked, the snapshot registered.
-        #[cfg(not(feature = "pg18"))]
-        unsafe {
-            index_beginscan(heap, index, snapshot, 1, 0)
-        }
-        #[cfg(feature = "pg18")]
-        unsafe {
-            index_beginscan(heap, index, snapshot, std::ptr::null_mut(), 1, 0)
-        }
-    }
 }
 
 /// Waits until no transaction in flight (other than ours) inserts or deletes a row matching

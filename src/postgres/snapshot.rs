@@ -1,5 +1,6 @@
 //! Reading with a snapshot other than the statement's.
 
+use super::unguarded;
 use pgrx::pg_sys;
 
 /// Runs `f` with a snapshot of everything committed now as the active snapshot (what a new
@@ -18,14 +19,6 @@ pub fn with_latest_snapshot<R>(f: impl FnOnce() -> R) -> R {
 /// wrote; None when there is no MVCC snapshot to ask. (A cache hit asks this: one guard around
 /// the three calls.)
 pub fn sees_committed(xid: u32) -> Option<bool> {
-    mod unguarded {
-        use pgrx::pg_sys::{Snapshot, TransactionId};
-        unsafe extern "C-unwind" {
-            pub fn ActiveSnapshotSet() -> bool;
-            pub fn GetActiveSnapshot() -> Snapshot;
-            pub fn XidInMVCCSnapshot(xid: TransactionId, snapshot: Snapshot) -> bool;
-        }
-    }
     // SAFETY: the active snapshot, when one is set, lives at least as long as this call; the
     // calls run inside one guard.
     unsafe {
