@@ -141,7 +141,9 @@ impl Writes {
     /// NULL), the column defaults for the other columns.
     pub fn insert(&mut self, spec: &'static TableSpec, values: &[Option<pg_sys::Datum>]) {
         let open = self.open_for_insert(spec, values);
-        assert!(!partitioned(open.rel), "a partitioned table is written with insert_routed");
+        if partitioned(open.rel) {
+            not_as_created(spec.name, "it is partitioned, which this native writer does not route");
+        }
         let t = &open.target;
         // SAFETY: the target was built for this relation, which is open and locked; `fill`
         // gives the slot a value (or NULL) for every attribute; per-row memory is reset after
@@ -169,7 +171,9 @@ impl Writes {
     ) -> bool {
         let open = self.open_for_insert(spec, values);
         let rel = open.rel;
-        assert!(!partitioned(rel), "a plain table");
+        if partitioned(rel) {
+            not_as_created(spec.name, "it is partitioned, which this native writer does not route");
+        }
         let t = &open.target;
         // SAFETY: as in `insert`; the steps are ExecInsert's for ON CONFLICT DO NOTHING, each
         // on the open relation and the target's executor state; the arbiter list lives in
@@ -234,8 +238,9 @@ impl Writes {
     /// the table's INSERT statement triggers fire, and the partition's row triggers. False, with
     /// nothing written, when the writer would not do what the statement does: a partitioning it
     /// does not route, or a partition that is not a plain table, has rules or BEFORE INSERT row
-    /// triggers (which could suppress the row); the caller inserts with a statement then.
-    /// Callers ask `inserts_as_statement` first (the table's own policies and triggers).
+    /// triggers (which could suppress the row); the caller inserts with a statement then. A
+    /// table made plain by hand is written as `insert` writes it. Callers ask
+    /// `inserts_as_statement` first (the table's own policies and triggers).
     pub fn insert_routed(&mut self, spec: &'static TableSpec, values: &[Option<pg_sys::Datum>]) -> bool {
         assert_eq!(values.len(), spec.columns.len(), "a value for every column of the spec");
         self.open(spec, pg_sys::ACL_INSERT as pg_sys::AclMode);
@@ -244,7 +249,11 @@ impl Writes {
             let p = &self.open[parent];
             (p.rel, p.target.new_slot, Rc::clone(&p.target.table))
         };
-        assert!(partitioned(rel), "a partitioned table");
+        if !partitioned(rel) {
+            // Made a plain table by hand: written as one.
+            self.insert(spec, values);
+            return true;
+        }
         // SAFETY: the parent's target was built for this relation, open and locked; the row's
         // values (defaults evaluated in its per-row memory) stay there until reset below.
         let leaf = unsafe {
