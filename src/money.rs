@@ -4,16 +4,18 @@
 //! the partitioned table would have to include created_at). A call with a key:
 //!   1. looks the key up: found with the same user, type, amount and currency, it returns the
 //!      first call's id and writes nothing; found with any of them different, 23505;
-//!   2. otherwise inserts the key row, `ON CONFLICT DO NOTHING`, and in the same statement
-//!      (data-modifying CTEs) the transaction and its event only when the key row went in: of
-//!      concurrent callers with one new key exactly one inserts it (the others wait on the
-//!      unique index until it commits), and only that one writes the transaction and its
-//!      event; the others find nothing inserted, read the winner's row and replay as in 1.
+//!   2. otherwise inserts the key row as `ON CONFLICT DO NOTHING` does, and the transaction and
+//!      its event only when the key row went in: of concurrent callers with one new key exactly
+//!      one inserts it (the others wait on the unique index until it commits), and only that one
+//!      writes the transaction and its event; the others find nothing inserted, read the
+//!      winner's row and replay as in 1.
 //!
 //! In REPEATABLE READ, a loser that cannot see the winner's row gets 40001 and retries.
 //!
 //! The key lookup, the whole of a replay, reads the key table's primary key directly (no SPI,
-//! no plan, no executor): a replay then costs little more than the call itself.
+//! no plan, no executor): a replay then costs little more than the call itself. A new key's
+//! rows go through the native writer (`create_through_writer`) when it does what the statements
+//! would; otherwise through one statement (data-modifying CTEs).
 
 #![forbid(unsafe_code)]
 
@@ -258,8 +260,8 @@ struct Plans {
     create_with_key: WritePlan,
     /// The transaction and its event, without a key.
     create: WritePlan,
-    /// The transaction's row alone, for `create_through_writer` (which writes the key and the
-    /// event): the table is partitioned, which the writer does not route.
+    /// The transaction's row alone, for `create_through_writer` when the writer does not route
+    /// it to its partition (`Writes::insert_routed`).
     insert_transaction: WritePlan,
 }
 

@@ -317,8 +317,6 @@ impl Writes {
         if let Some(i) = self.position(spec, Some(relid)) {
             return Some(i);
         }
-        // Watched before the partition is looked at: a change after this is seen next time.
-        let watched = relation::Watched::new(relid);
         // SAFETY: opens and locks the partition (it exists: the parent, locked, lists it); its
         // relcache entry is read while it is open, and closed again when it is not written here.
         let rel = unsafe { pg_sys::table_open(relid, pg_sys::RowExclusiveLock as i32) };
@@ -354,6 +352,9 @@ impl Writes {
                 if let Some(old) = other {
                     old.discard();
                 }
+                // Watched from before the target reads the partition (open and locked: a change
+                // that matters here waits for this transaction), so a later one is seen.
+                let watched = relation::Watched::new(relid);
                 // SAFETY: both relations are open and locked.
                 unsafe { build(spec, table, rel, Some((parent, watched))) }
             }
