@@ -453,43 +453,38 @@ fn create_transaction(
         && writes.inserts_as_statement(&TRANSACTION_ROW)
         && (p_idempotency_key.is_none() || writes.inserts_as_statement(&KEYS));
     let created = if through_writer {
+        // Each value made a datum once (a uuid or text datum is a copy), shared by the rows.
+        let (id_d, user_d, kind_d, currency_d, at_d) =
+            (id.into_datum(), user.into_datum(), kind.into_datum(), currency.into_datum(), created_at.into_datum());
+        let key_d = p_idempotency_key.into_datum();
+        let amount_d = Some(amount.datum());
         let rows = NewRows {
-            key: p_idempotency_key.map(|key| {
-                [
-                    key.into_datum(),
-                    id.into_datum(),
-                    user.into_datum(),
-                    kind.into_datum(),
-                    Some(amount.datum()),
-                    currency.into_datum(),
-                    created_at.into_datum(),
-                ]
-            }),
+            key: key_d.map(|key| [Some(key), id_d, user_d, kind_d, amount_d, currency_d, at_d]),
             transaction: [
-                id.into_datum(),
+                id_d,
                 reference.as_str().into_datum(),
-                user.into_datum(),
-                kind.into_datum(),
-                Some(amount.datum()),
-                currency.into_datum(),
-                p_idempotency_key.into_datum(),
+                user_d,
+                kind_d,
+                amount_d,
+                currency_d,
+                key_d,
                 match &p_metadata {
                     Some(m) => Some(m.datum()),
                     None => pgrx::JsonB(serde_json::json!({})).into_datum(),
                 },
                 p_correlation_id.into_datum(),
-                created_at.into_datum(),
-                created_at.into_datum(),
+                at_d,
+                at_d,
             ],
             event: [
                 event_id.into_datum(),
-                id.into_datum(),
-                created_at.into_datum(),
-                user.into_datum(),
+                id_d,
+                at_d,
+                user_d,
                 "created".into_datum(),
                 "pending".into_datum(),
                 asked_by.into_datum(),
-                created_at.into_datum(),
+                at_d,
             ],
         };
         create_through_writer(&plans, writes, &rows, &args)

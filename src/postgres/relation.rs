@@ -51,8 +51,7 @@ pub struct TableSpec {
 pub struct Table {
     pub ext: ExtTable,
     attnums: Vec<i16>,
-    watch: &'static AtomicU64,
-    generation: u64,
+    watched: Watched,
     /// The key index the last lookup by (this attnum) used: tried first, and checked again
     /// at every use (see `key_index`). Resolved with the table, so any DDL forgets it.
     key_index: Cell<(i16, pg_sys::Oid)>,
@@ -65,7 +64,7 @@ pub struct Table {
 impl Table {
     /// Whether no invalidation of this table has arrived since it was resolved.
     pub fn is_current(&self) -> bool {
-        self.watch.load(Ordering::Relaxed) == self.generation
+        self.watched.is_current()
     }
 
     pub fn attnum(&self, column: usize) -> i16 {
@@ -144,8 +143,8 @@ fn watch(relid: pg_sys::Oid) -> &'static AtomicU64 {
     &OVERFLOW
 }
 
-/// A relation watched for changes by its relcache invalidations, for what is kept about a
-/// relation that no `TableSpec` names (a partition the writer inserts into).
+/// A relation watched for changes by its relcache invalidations: a resolved `Table`, or what is
+/// kept about a relation no `TableSpec` names (a partition the writer inserts into).
 pub struct Watched {
     watch: &'static AtomicU64,
     generation: u64,
@@ -161,6 +160,11 @@ impl Watched {
 
     pub fn is_current(&self) -> bool {
         self.watch.load(Ordering::Relaxed) == self.generation
+    }
+
+    /// Makes everything resolved under this watch stale, as an invalidation of the relation does.
+    fn forget(&self) {
+        self.watch.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -209,8 +213,7 @@ fn resolve(spec: &'static TableSpec) -> Table {
     let ext = ext_table(&spec.name.to_string_lossy());
     // The generation is read before the columns: a change committed while we look at them is
     // seen by the next call.
-    let watch = watch(ext.relid);
-    let generation = watch.load(Ordering::Relaxed);
+    let watched = Watched::new(ext.relid);
     let attnums = spec
         .columns
         .iter()
@@ -243,8 +246,7 @@ fn resolve(spec: &'static TableSpec) -> Table {
     Table {
         ext,
         attnums,
-        watch,
-        generation,
+        watched,
         key_index: Cell::new((0, pg_sys::Oid::INVALID)),
         allowed: Cell::new((pg_sys::Oid::INVALID, 0, 0)),
     }
@@ -438,7 +440,7 @@ pub fn open_current(spec: &'static TableSpec, lockmode: u32, doing: &str) -> (Rc
             unsafe { pg_sys::table_close(heap, pg_sys::NoLock as i32) };
         }
         // Changed while being opened (or gone): resolved again by the next `table(spec)`.
-        table.watch.fetch_add(1, Ordering::Relaxed);
+        table.watched.forget();
         attempts += 1;
         if attempts == 3 {
             raise(

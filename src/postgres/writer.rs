@@ -120,6 +120,18 @@ struct Open {
     inserting: bool,
 }
 
+impl Open {
+    /// Fires the table's BEFORE INSERT statement triggers at the call's first row, as one
+    /// INSERT statement would (their AFTER ones fire at `finish`).
+    fn begin_inserting(&mut self) {
+        if !self.inserting {
+            self.inserting = true;
+            // SAFETY: the target's executor state, inside the call's after-trigger query level.
+            unsafe { pg_sys::ExecBSInsertTriggers(self.target.estate, self.target.rri) };
+        }
+    }
+}
+
 /// One call's writes. Rows written are visible to the call's later statements after `finish`
 /// (which advances the command counter); an error before it aborts them with the statement.
 pub struct Writes {
@@ -141,9 +153,6 @@ impl Writes {
     /// NULL), the column defaults for the other columns.
     pub fn insert(&mut self, spec: &'static TableSpec, values: &[Option<pg_sys::Datum>]) {
         let open = self.open_for_insert(spec, values);
-        if partitioned(open.rel) {
-            not_as_created(spec.name, "it is partitioned, which this native writer does not route");
-        }
         let t = &open.target;
         // SAFETY: the target was built for this relation, which is open and locked; `fill`
         // gives the slot a value (or NULL) for every attribute; per-row memory is reset after
@@ -151,7 +160,7 @@ impl Writes {
         unsafe {
             fill(t, values);
             pg_sys::ExecSimpleRelationInsert(t.rri, t.estate, t.new_slot);
-            pg_sys::MemoryContextReset((*pg_sys::MakePerTupleExprContext(t.estate)).ecxt_per_tuple_memory);
+            reset_row(t);
         }
     }
 
@@ -171,9 +180,6 @@ impl Writes {
     ) -> bool {
         let open = self.open_for_insert(spec, values);
         let rel = open.rel;
-        if partitioned(rel) {
-            not_as_created(spec.name, "it is partitioned, which this native writer does not route");
-        }
         let t = &open.target;
         // SAFETY: as in `insert`; the steps are ExecInsert's for ON CONFLICT DO NOTHING, each
         // on the open relation and the target's executor state; the arbiter list lives in
@@ -227,7 +233,7 @@ impl Writes {
                 // Another inserter of the key got in between the check and the insert (which
                 // was taken back): look again, waiting for it.
             };
-            pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+            reset_row(t);
             inserted
         }
     }
@@ -261,12 +267,7 @@ impl Writes {
             super::partition::leaf_for(rel, slot)
         };
         let written = leaf.and_then(|leaf| self.open_partition(spec, table, rel, leaf)).map(|i| {
-            let p = &mut self.open[parent];
-            if !p.inserting {
-                p.inserting = true;
-                // SAFETY: the table's executor state, inside the call's after-trigger query level.
-                unsafe { pg_sys::ExecBSInsertTriggers(p.target.estate, p.target.rri) };
-            }
+            self.open[parent].begin_inserting();
             let t = &self.open[i].target;
             // SAFETY: the partition's target is open for this call; its slot gets the row in
             // its own layout (converted by name, or the same values), then written and reset.
@@ -282,13 +283,13 @@ impl Writes {
                     pg_sys::execute_attr_map_slot((*map).attrMap, slot, t.new_slot);
                 }
                 pg_sys::ExecSimpleRelationInsert(t.rri, t.estate, t.new_slot);
-                pg_sys::MemoryContextReset((*pg_sys::MakePerTupleExprContext(t.estate)).ecxt_per_tuple_memory);
+                reset_row(t);
             }
         });
         // SAFETY: the parent's per-row memory (the defaults), no longer referenced.
         unsafe {
             let t = &self.open[parent].target;
-            pg_sys::MemoryContextReset((*pg_sys::MakePerTupleExprContext(t.estate)).ecxt_per_tuple_memory);
+            reset_row(t);
         }
         written.is_some()
     }
@@ -365,16 +366,15 @@ impl Writes {
         Some(self.open.len() - 1)
     }
 
-    /// `spec`'s table opened for inserting, its INSERT statement triggers fired before the
-    /// call's first row.
+    /// `spec`'s plain table opened for inserting, its INSERT statement triggers fired before the
+    /// call's first row. (A partitioned one is written by `insert_routed`.)
     fn open_for_insert(&mut self, spec: &'static TableSpec, values: &[Option<pg_sys::Datum>]) -> &mut Open {
         assert_eq!(values.len(), spec.columns.len(), "a value for every column of the spec");
         let open = self.open(spec, pg_sys::ACL_INSERT as pg_sys::AclMode);
-        if !open.inserting {
-            open.inserting = true;
-            // SAFETY: the target's executor state, inside the call's after-trigger query level.
-            unsafe { pg_sys::ExecBSInsertTriggers(open.target.estate, open.target.rri) };
+        if partitioned(open.rel) {
+            not_as_created(spec.name, "it is partitioned, which this native writer does not route");
         }
+        open.begin_inserting();
         open
     }
 
@@ -470,7 +470,6 @@ impl Writes {
                 *(*new).tts_isnull.add(i) = value.is_none();
             }
             pg_sys::ExecStoreVirtualTuple(new);
-            let econtext = pg_sys::MakePerTupleExprContext(t.estate);
             compute_generated(t, new);
             let mut epq: pg_sys::EPQState = std::mem::zeroed();
             epq_init(&mut epq, t.estate);
@@ -481,7 +480,7 @@ impl Writes {
             let done = pgrx::itemptr::item_pointer_is_valid(&raw const (*new).tts_tid);
             let result = done.then(|| written(new));
             clear(old);
-            pg_sys::MemoryContextReset((*econtext).ecxt_per_tuple_memory);
+            reset_row(t);
             result
         }
     }
@@ -896,6 +895,12 @@ unsafe fn fill(t: &Target, values: &[Option<pg_sys::Datum>]) {
         }
         pg_sys::ExecStoreVirtualTuple(slot);
     }
+}
+
+/// Frees what the target's last row allocated (defaults, generated values, conversions).
+unsafe fn reset_row(t: &Target) {
+    // SAFETY: nothing of the row written is referenced any more.
+    unsafe { pg_sys::MemoryContextReset((*pg_sys::MakePerTupleExprContext(t.estate)).ecxt_per_tuple_memory) };
 }
 
 /// Computes the stored generated columns of the row in `slot` (virtual, the table's
