@@ -26,7 +26,8 @@ use crate::postgres::backend;
 use crate::postgres::catalog::ExtTable;
 use crate::postgres::datum::RawJsonb;
 use crate::postgres::plan::{prepared, PlanSlot};
-use crate::postgres::relation::{self, TableSpec};
+use crate::postgres::points::{self, Tid};
+use crate::postgres::relation::{self, Column, TableSpec};
 use geodesy::{geodesic, geodesic_lower_bound, search_boxes, sphere, MAX_RADIUS};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -175,6 +176,30 @@ thread_local! {
 }
 
 static LOCATIONS: TableSpec = TableSpec { name: c"locations", columns: &[] };
+/// What the native search reads (`search_natively`), by position.
+static POINTS: TableSpec = TableSpec {
+    name: c"locations",
+    columns: &[
+        Column::new(c"id", pg_sys::UUIDOID),
+        Column::new(c"latitude", pg_sys::FLOAT8OID),
+        Column::new(c"longitude", pg_sys::FLOAT8OID),
+        Column::new(c"location_type", pg_sys::TEXTOID),
+        Column::new(c"user_id", pg_sys::UUIDOID),
+        Column::new(c"address", pg_sys::TEXTOID),
+        Column::new(c"place_name", pg_sys::TEXTOID),
+        Column::new(c"city", pg_sys::TEXTOID),
+        Column::new(c"country", pg_sys::TEXTOID),
+    ],
+};
+const P_ID: usize = 0;
+const P_LAT: usize = 1;
+const P_LNG: usize = 2;
+const P_TYPE: usize = 3;
+const P_USER: usize = 4;
+const P_ADDRESS: usize = 5;
+const P_PLACE: usize = 6;
+const P_CITY: usize = 7;
+const P_COUNTRY: usize = 8;
 /// Found once per backend (again after a change to it), like every table a native path uses.
 static ROUTES: TableSpec = TableSpec { name: c"routes", columns: &[] };
 
@@ -216,33 +241,38 @@ fn prepare_search(client: &SpiClient<'_>, locations: &ExtTable) -> pgrx::spi::Sp
     })
 }
 
-/// A point found within the radius, with its exact distance.
+/// A point found within the radius, with its exact distance (and where the native scan read
+/// it, to read its other columns).
 #[derive(Clone, Copy)]
 struct Hit {
     id: [u8; 16],
     lat: f64,
     lng: f64,
     distance: f64,
+    at: Option<Tid>,
 }
+
+/// A point in a search box: id, latitude, longitude, and where the native scan read it.
+type Candidate = ([u8; 16], f64, f64, Option<Tid>);
 
 /// Orders by distance, then id (the contract's order).
 fn by_distance_then_id(a: &Hit, b: &Hit) -> Ordering {
     a.distance.total_cmp(&b.distance).then_with(|| a.id.cmp(&b.id))
 }
 
-/// The `limit` nearest of `candidates` (id, lat, lng) within `radius` of (lat, lng), in order.
-/// The geodesic is computed only for candidates whose lower bound could still enter the result.
-fn nearest(lat: f64, lng: f64, radius: f64, limit: usize, candidates: Vec<([u8; 16], f64, f64)>) -> Vec<Hit> {
-    let mut bounded: Vec<(f64, [u8; 16], f64, f64)> = candidates
+/// The `limit` nearest of `candidates` within `radius` of (lat, lng), in order. The geodesic is
+/// computed only for candidates whose lower bound could still enter the result.
+fn nearest(lat: f64, lng: f64, radius: f64, limit: usize, candidates: Vec<Candidate>) -> Vec<Hit> {
+    let mut bounded: Vec<(f64, Candidate)> = candidates
         .into_iter()
-        .filter_map(|(id, plat, plng)| {
-            let lower = geodesic_lower_bound(sphere(lat, lng, plat, plng));
-            (lower <= radius).then_some((lower, id, plat, plng))
+        .filter_map(|c| {
+            let lower = geodesic_lower_bound(sphere(lat, lng, c.1, c.2));
+            (lower <= radius).then_some((lower, c))
         })
         .collect();
     bounded.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
     let mut hits: Vec<Hit> = Vec::with_capacity(limit + 1);
-    for (lower, id, plat, plng) in bounded {
+    for (lower, (id, plat, plng, at)) in bounded {
         if hits.len() == limit && lower > hits[limit - 1].distance {
             break; // nobody left can beat the current last
         }
@@ -250,7 +280,7 @@ fn nearest(lat: f64, lng: f64, radius: f64, limit: usize, candidates: Vec<([u8; 
         if distance > radius {
             continue;
         }
-        let hit = Hit { id, lat: plat, lng: plng, distance };
+        let hit = Hit { id, lat: plat, lng: plng, distance, at };
         let at = hits.partition_point(|h| by_distance_then_id(h, &hit) == Ordering::Less);
         if at < limit {
             hits.insert(at, hit);
@@ -258,6 +288,151 @@ fn nearest(lat: f64, lng: f64, radius: f64, limit: usize, candidates: Vec<([u8; 
         }
     }
     hits
+}
+
+/// The search's answer (see the rows below).
+type Found = (
+    pgrx::Uuid,
+    Option<pgrx::Uuid>,
+    Option<String>,
+    f64,
+    f64,
+    f64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+/// A hit's other columns: user_id, location_type, address, place_name, city, country.
+type Details = (Option<pgrx::Uuid>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+
+/// The search's rounds (see `Reach`): the candidates of each round's boxes from `candidates`,
+/// until the `limit` nearest lie within the round's radius or the radius is the one asked for.
+fn expanding_search<E>(
+    lat: f64,
+    lng: f64,
+    radius: f64,
+    limit: usize,
+    location_type: Option<&str>,
+    mut candidates: impl FnMut(&geodesy::LatLngBox, &mut Vec<Candidate>) -> Result<(), E>,
+) -> Result<Vec<Hit>, E> {
+    // Once the `limit` nearest found lie within the current radius the answer is final
+    // (anything outside that radius's boxes is farther), so a LIMIT 50 search over a dense
+    // city reads the points of a few hundred metres, not of the whole radius.
+    let slot = Reach::slot(location_type);
+    let role = u32::from(backend::current_user());
+    let mut reach = Reach::first(slot, role, limit, radius);
+    let hits = loop {
+        let mut found = Vec::new();
+        for b in search_boxes(lat, lng, reach) {
+            candidates(&b, &mut found)?;
+        }
+        let hits = nearest(lat, lng, reach, limit, found);
+        if hits.len() == limit || reach >= radius {
+            break hits;
+        }
+        reach = Reach::next(reach, hits.len(), limit, radius);
+    };
+    Reach::learn(slot, role, &hits, limit, radius);
+    Ok(hits)
+}
+
+/// The hits in order with their other columns (a hit whose row `details` no longer finds, which
+/// the same snapshot cannot give, is skipped).
+fn answer(hits: Vec<Hit>, mut details: impl FnMut(&Hit) -> Option<Details>) -> Vec<Found> {
+    hits.into_iter()
+        .filter_map(|h| {
+            let (user_id, kind, address, place, city, country) = details(&h)?;
+            Some((pgrx::Uuid::from_bytes(h.id), user_id, kind, h.lat, h.lng, h.distance, address, place, city, country))
+        })
+        .collect()
+}
+
+/// The search read natively (`points`): None where that would not read what the statements
+/// read for the calling role (row-level security applies, and so on), and the statements run.
+fn search_natively(lat: f64, lng: f64, radius: f64, limit: usize, location_type: Option<&str>) -> Option<Vec<Found>> {
+    points::with_scan(&POINTS, P_LNG, P_LAT, P_TYPE, |scan| {
+        let hits = expanding_search(lat, lng, radius, limit, location_type, |b, out| {
+            scan.in_box((b.min_lng, b.min_lat), (b.max_lng, b.max_lat), P_TYPE + 1, |row, tid| {
+                if location_type.is_some_and(|t| !row.text_is(P_TYPE, t)) {
+                    return;
+                }
+                // (A NULL id, possible only in a table altered by hand, cannot be returned.)
+                if let (Some(id), Some(plat), Some(plng)) = (row.uuid(P_ID), row.float8(P_LAT), row.float8(P_LNG)) {
+                    out.push((*id.as_bytes(), plat, plng, Some(tid)));
+                }
+            });
+            Ok::<_, std::convert::Infallible>(())
+        })
+        .unwrap_or_else(|never| match never {});
+        answer(hits, |h| {
+            scan.fetch(h.at?, |row| {
+                (
+                    row.uuid(P_USER),
+                    row.text(P_TYPE),
+                    row.text(P_ADDRESS),
+                    row.text(P_PLACE),
+                    row.text(P_CITY),
+                    row.text(P_COUNTRY),
+                )
+            })
+        })
+    })
+}
+
+/// The search by statements, with the caller's rights.
+fn search_by_statements(
+    lat: f64,
+    lng: f64,
+    radius: f64,
+    limit: usize,
+    location_type: Option<&str>,
+) -> Result<Vec<Found>, pgrx::spi::Error> {
+    let plans = search_plans();
+    Spi::connect(|client| {
+        let hits = expanding_search(lat, lng, radius, limit, location_type, |b, out| {
+            let mut args: Vec<DatumWithOid> =
+                vec![b.min_lng.into(), b.min_lat.into(), b.max_lng.into(), b.max_lat.into()];
+            let plan = match location_type {
+                Some(t) => {
+                    args.push(t.into());
+                    &plans.candidates_of_type
+                }
+                None => &plans.candidates,
+            };
+            for row in client.select(plan, None, &args)? {
+                // (Rows with a NULL coordinate never match the box; a NULL id, possible only
+                // in a table altered by hand, cannot be returned: skipped.)
+                if let (Some(id), Some(plat), Some(plng)) =
+                    (row.get::<pgrx::Uuid>(1)?, row.get::<f64>(2)?, row.get::<f64>(3)?)
+                {
+                    out.push((*id.as_bytes(), plat, plng, None));
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(())
+        })?;
+        if hits.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The other columns, for the hits only.
+        let ids: Vec<pgrx::Uuid> = hits.iter().map(|h| pgrx::Uuid::from_bytes(h.id)).collect();
+        let mut details = std::collections::HashMap::with_capacity(hits.len());
+        for row in client.select(&plans.details, None, &[ids.into()])? {
+            let Some(id) = row.get::<pgrx::Uuid>(1)? else { continue };
+            details.insert(
+                *id.as_bytes(),
+                (
+                    row.get::<pgrx::Uuid>(2)?,
+                    row.get::<String>(3)?,
+                    row.get::<String>(4)?,
+                    row.get::<String>(5)?,
+                    row.get::<String>(6)?,
+                    row.get::<String>(7)?,
+                ),
+            );
+        }
+        Ok(answer(hits, |h| details.remove(&h.id)))
+    })
 }
 
 /// The locations within `p_radius_meters` (WGS84 geodesic) of (p_lat, p_lng), nearest first
@@ -303,87 +478,11 @@ fn find_nearby_locations(
         Ok((lat, lng, radius, limit))
     };
     let (lat, lng, radius, limit) = check().or_raise();
-    let plans = search_plans();
-
-    let rows = Spi::connect(|client| {
-        // Expanding search: a radius first (Reach), larger each round, up to the one asked for.
-        // Once the `limit` nearest found lie within the current radius the answer is final
-        // (anything outside that radius's boxes is farther), so a LIMIT 50 search over a dense
-        // city reads the points of a few hundred metres, not of the whole radius.
-        let slot = Reach::slot(p_location_type);
-        let role = u32::from(backend::current_user());
-        let mut reach = Reach::first(slot, role, limit, radius);
-        let hits = loop {
-            let mut candidates = Vec::new();
-            for b in search_boxes(lat, lng, reach) {
-                let mut args: Vec<DatumWithOid> =
-                    vec![b.min_lng.into(), b.min_lat.into(), b.max_lng.into(), b.max_lat.into()];
-                let plan = match p_location_type {
-                    Some(t) => {
-                        args.push(t.into());
-                        &plans.candidates_of_type
-                    }
-                    None => &plans.candidates,
-                };
-                for row in client.select(plan, None, &args)? {
-                    // (Rows with a NULL coordinate never match the box; a NULL id, possible only
-                    // in a table altered by hand, cannot be returned: skipped.)
-                    if let (Some(id), Some(plat), Some(plng)) =
-                        (row.get::<pgrx::Uuid>(1)?, row.get::<f64>(2)?, row.get::<f64>(3)?)
-                    {
-                        candidates.push((*id.as_bytes(), plat, plng));
-                    }
-                }
-            }
-            let hits = nearest(lat, lng, reach, limit, candidates);
-            if hits.len() == limit || reach >= radius {
-                break hits;
-            }
-            reach = Reach::next(reach, hits.len(), limit, radius);
-        };
-        Reach::learn(slot, role, &hits, limit, radius);
-        if hits.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The other columns, for the hits only.
-        let ids: Vec<pgrx::Uuid> = hits.iter().map(|h| pgrx::Uuid::from_bytes(h.id)).collect();
-        let mut details = std::collections::HashMap::with_capacity(hits.len());
-        for row in client.select(&plans.details, None, &[ids.into()])? {
-            let Some(id) = row.get::<pgrx::Uuid>(1)? else { continue };
-            details.insert(
-                *id.as_bytes(),
-                (
-                    row.get::<pgrx::Uuid>(2)?,
-                    row.get::<String>(3)?,
-                    row.get::<String>(4)?,
-                    row.get::<String>(5)?,
-                    row.get::<String>(6)?,
-                    row.get::<String>(7)?,
-                ),
-            );
-        }
-        Ok::<_, pgrx::spi::Error>(
-            hits.into_iter()
-                .filter_map(|h| {
-                    // A row gone between the two reads (same snapshot: cannot happen) is skipped.
-                    let (user_id, kind, address, place, city, country) = details.remove(&h.id)?;
-                    Some((
-                        pgrx::Uuid::from_bytes(h.id),
-                        user_id,
-                        kind,
-                        h.lat,
-                        h.lng,
-                        h.distance,
-                        address,
-                        place,
-                        city,
-                        country,
-                    ))
-                })
-                .collect(),
-        )
-    })
-    .unwrap_or_else(|e| error!("find_nearby_locations: {e}"));
+    let rows = match search_natively(lat, lng, radius, limit, p_location_type) {
+        Some(rows) => rows,
+        None => search_by_statements(lat, lng, radius, limit, p_location_type)
+            .unwrap_or_else(|e| error!("find_nearby_locations: {e}")),
+    };
     TableIterator::new(rows)
 }
 
@@ -530,7 +629,7 @@ mod tests {
 
     #[test]
     fn nearest_orders_by_distance_then_id_and_stops_early() {
-        let c = |n: u8, lat: f64, lng: f64| ([n; 16], lat, lng);
+        let c = |n: u8, lat: f64, lng: f64| ([n; 16], lat, lng, None);
         let candidates = vec![c(3, 0.0, 0.002), c(1, 0.0, 0.001), c(2, 0.001, 0.0), c(9, 0.0, 0.1), c(4, 0.0, -0.001)];
         let hits = nearest(0.0, 0.0, 1_000.0, 3, candidates);
         let ids: Vec<u8> = hits.iter().map(|h| h.id[0]).collect();
@@ -557,7 +656,7 @@ mod tests {
         assert_eq!(Reach::first(slot, 10, 50, 0.001), 0.001);
         // 50 rows within 400 m: the next search of 50 starts a margin beyond 400 m, one of 200
         // twice as far.
-        let hit = |d: f64| Hit { id: [0; 16], lat: 0.0, lng: 0.0, distance: d };
+        let hit = |d: f64| Hit { id: [0; 16], lat: 0.0, lng: 0.0, distance: d, at: None };
         let hits: Vec<Hit> = (1..=50).map(|i| hit(i as f64 * 8.0)).collect();
         Reach::learn(slot, 10, &hits, 50, 25_000.0);
         let first = Reach::first(slot, 10, 50, 25_000.0);

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod inval;
 pub mod partition;
 pub mod plan;
+pub mod points;
 pub mod relation;
 pub mod shmem;
 pub mod snapshot;

@@ -59,6 +59,9 @@ pub struct Table {
     /// granted: GRANT and REVOKE on the table invalidate it (and so this resolution), a change
     /// of roles or memberships bumps the generation.
     allowed: Cell<(pg_sys::Oid, pg_sys::AclMode, u64)>,
+    /// The GiST index on a point and the strategy of `<@` in it that the last point scan used
+    /// (`points`): checked again at every use, forgotten with the table.
+    pub(super) point_index: Cell<Option<(pg_sys::Oid, u16)>>,
 }
 
 impl Table {
@@ -71,6 +74,11 @@ impl Table {
         self.attnums[column]
     }
 
+    /// How many columns the spec names.
+    pub fn columns(&self) -> usize {
+        self.attnums.len()
+    }
+
     /// The last attribute a read of the spec's columns needs deformed.
     fn last_attnum(&self) -> i32 {
         i32::from(self.attnums.iter().copied().max().unwrap_or(1))
@@ -81,20 +89,27 @@ impl Table {
 /// for a writer (a replay) answers only a role that could have written. Checked once per role
 /// while neither the table's grants nor the roles change.
 pub fn require_privilege(spec: &'static TableSpec, privilege: pg_sys::AclMode) {
-    let table = table(spec);
-    let granted = (super::backend::current_user(), privilege, inval::ROLES.load(Ordering::Relaxed));
-    if table.allowed.get() == granted {
-        return;
-    }
-    // SAFETY: a catalog lookup for a relation that exists (just resolved).
-    let ok = unsafe { pg_sys::pg_class_aclcheck(table.ext.relid, granted.0, privilege) };
-    if ok != pg_sys::AclResult::ACLCHECK_OK {
+    if !has_privilege(&table(spec), privilege) {
         raise(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             format!("permission denied for table {}", spec.name.to_string_lossy()),
         );
     }
-    table.allowed.set(granted);
+}
+
+/// Whether the current role has `privilege` on the whole of `table` (remembered as
+/// `require_privilege` says).
+pub fn has_privilege(table: &Table, privilege: pg_sys::AclMode) -> bool {
+    let granted = (super::backend::current_user(), privilege, inval::ROLES.load(Ordering::Relaxed));
+    if table.allowed.get() == granted {
+        return true;
+    }
+    // SAFETY: a catalog lookup for a relation that exists (just resolved).
+    let ok = unsafe { pg_sys::pg_class_aclcheck(table.ext.relid, granted.0, privilege) };
+    if ok == pg_sys::AclResult::ACLCHECK_OK {
+        table.allowed.set(granted);
+    }
+    ok == pg_sys::AclResult::ACLCHECK_OK
 }
 
 /// 55000, naming what is no longer as easymo created it.
@@ -249,6 +264,7 @@ fn resolve(spec: &'static TableSpec) -> Table {
         watched,
         key_index: Cell::new((0, pg_sys::Oid::INVALID)),
         allowed: Cell::new((pg_sys::Oid::INVALID, 0, 0)),
+        point_index: Cell::new(None),
     }
 }
 
@@ -347,6 +363,11 @@ pub struct Row<'a> {
 }
 
 impl Row<'_> {
+    /// The row in `slot`, deformed at least up to the last spec column read.
+    pub(super) fn of(slot: *mut pg_sys::TupleTableSlot, table: &Table) -> Row<'_> {
+        Row { slot, table }
+    }
+
     fn datum(&self, column: usize) -> Option<pg_sys::Datum> {
         let attnum = self.table.attnum(column);
         if attnum == 0 {
@@ -369,6 +390,18 @@ impl Row<'_> {
                 format!("a text value of easymo table {} is not UTF-8: {e}", self.table.ext.qualified),
             ),
         }
+    }
+
+    /// Whether a text column's value is `s`, byte for byte (no copy).
+    pub fn text_is(&self, column: usize, s: &str) -> bool {
+        // SAFETY: the column's type was checked to be text when the table was resolved.
+        self.datum(column)
+            .is_some_and(|d| unsafe { pgrx::varlena::varlena_to_byte_slice(datum::packed(d)) } == s.as_bytes())
+    }
+
+    pub fn float8(&self, column: usize) -> Option<f64> {
+        // SAFETY: checked to be float8, passed by value.
+        self.datum(column).map(|d| f64::from_bits(d.value() as u64))
     }
 
     pub fn uuid(&self, column: usize) -> Option<pgrx::Uuid> {
@@ -644,7 +677,7 @@ unsafe fn first_match(
 /// its pg_index row is older than every snapshot of the transaction; one scan under one
 /// snapshot needs only that snapshot's xmin to be newer (the creating transaction ended before
 /// it was taken). Unguarded call: run inside a guard.
-unsafe fn usable_by_snapshot(index: pg_sys::Relation, snapshot: pg_sys::Snapshot) -> bool {
+pub(super) unsafe fn usable_by_snapshot(index: pg_sys::Relation, snapshot: pg_sys::Snapshot) -> bool {
     // SAFETY: an open index relation (its pg_index tuple is kept by the relcache); a
     // registered snapshot.
     unsafe {

@@ -80,6 +80,64 @@ SELECT regress.outcome($$SELECT * FROM find_nearby_locations(0, 0)$$, false) AS 
 RESET ROLE;
 RESET request.jwt.claims;
 
+-- Two ways to the same answers. A role no row-level security applies to (here the superuser)
+-- reads the GiST index natively; a role under a policy reads by statements. Over 3,000 more
+-- points (a city and the globe) and 300 searches (radii 50 m to 2,000 km, all types and one,
+-- limits 1 to 50), the rows, their order and distances are the same. The statements read the
+-- other columns by primary key, the native read by row: the key index's scans tell which ran.
+CREATE ROLE regress_locations_reader NOLOGIN;
+GRANT SELECT ON locations TO regress_locations_reader;
+GRANT EXECUTE ON FUNCTION find_nearby_locations TO regress_locations_reader;
+CREATE POLICY regress_reads_all ON locations FOR SELECT TO regress_locations_reader USING (true);
+SELECT setseed(0.25);
+INSERT INTO locations (location_type, latitude, longitude, place_name)
+SELECT (ARRAY['current','home','work','favorite','pickup','dropoff'])[1 + floor(random() * 6)::int],
+       -1.95 + (random() - 0.5) * 0.4, 30.06 + (random() - 0.5) * 0.4, 'city ' || g
+  FROM generate_series(1, 2000) g;
+INSERT INTO locations (location_type, latitude, longitude, place_name)
+SELECT (ARRAY['current','home','work','favorite','pickup','dropoff'])[1 + floor(random() * 6)::int],
+       degrees(asin(2 * random() - 1)), 360 * random() - 180, 'globe ' || g
+  FROM generate_series(1, 1000) g;
+CREATE TABLE regress_searches AS
+SELECT g AS i,
+       CASE WHEN g % 3 = 0 THEN degrees(asin(2 * random() - 1)) ELSE -1.95 + (random() - 0.5) * 0.5 END AS lat,
+       CASE WHEN g % 3 = 0 THEN 360 * random() - 180 ELSE 30.06 + (random() - 0.5) * 0.5 END AS lng,
+       (ARRAY[50, 1000, 5000, 25000, 2000000])[1 + g % 5]::float8 AS radius,
+       CASE WHEN g % 2 = 0 THEN 'pickup' END AS kind,
+       (ARRAY[1, 10, 50])[1 + g % 7 % 3] AS lim
+  FROM generate_series(1, 300) g;
+GRANT SELECT ON regress_searches TO regress_locations_reader;
+CREATE VIEW regress_answers AS
+SELECT count(*) AS rows, md5(string_agg(s.i || ':' || f.n || ':' || f.id || ':' || round(f.distance_meters::numeric, 6)
+                                        || ':' || coalesce(f.place_name, '') || ':' || f.location_type, ',' ORDER BY s.i, f.n)) AS digest
+  FROM regress_searches s,
+       LATERAL find_nearby_locations(s.lat, s.lng, s.radius, s.kind, s.lim) WITH ORDINALITY f(id, user_id, location_type, latitude, longitude, distance_meters, address, place_name, city, country, n);
+GRANT SELECT ON regress_answers TO regress_locations_reader;
+CREATE VIEW regress_key_scans AS SELECT pg_stat_get_xact_numscans('locations_pkey'::regclass) AS idx_scan;
+GRANT SELECT ON regress_key_scans TO regress_locations_reader;
+BEGIN;
+SELECT rows, digest AS native FROM regress_answers \gset
+SELECT :rows AS rows, idx_scan AS native_key_scans FROM regress_key_scans;
+COMMIT;
+BEGIN;
+SET LOCAL ROLE regress_locations_reader;
+SELECT rows = :rows AS same_rows, digest = :'native' AS same_answers FROM regress_answers;
+SELECT idx_scan > 0 AS statements_read_by_key FROM regress_key_scans;
+COMMIT;
+-- Without the GiST index the native read steps aside: the statements (a sequential scan) give
+-- the same answers.
+BEGIN;
+DROP INDEX locations_geo_idx;
+SELECT digest = :'native' AS same_without_index, idx_scan > 0 AS statements_read_by_key FROM regress_answers, regress_key_scans;
+ROLLBACK;
+DROP VIEW regress_answers, regress_key_scans;
+DROP TABLE regress_searches;
+DROP POLICY regress_reads_all ON locations;
+REVOKE ALL ON locations FROM regress_locations_reader;
+REVOKE ALL ON FUNCTION find_nearby_locations FROM regress_locations_reader;
+DROP ROLE regress_locations_reader;
+DELETE FROM locations WHERE place_name LIKE 'city %' OR place_name LIKE 'globe %';
+
 -- Bad input: NULL 22004; out of range, NaN, infinities, unknown type 22023.
 SELECT regress.outcome($$SELECT * FROM find_nearby_locations(NULL, 0)$$) AS null_lat,
        regress.outcome($$SELECT * FROM find_nearby_locations(0, NULL)$$) AS null_lng,
