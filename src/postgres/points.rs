@@ -15,7 +15,7 @@
 //! has a nondeterministic collation.
 
 use super::relation::{self, Row, Table, TableSpec};
-use super::unguarded;
+use super::{datum, unguarded};
 use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary as guarded;
 use std::rc::Rc;
@@ -39,45 +39,75 @@ pub type Tid = pg_sys::ItemPointerData;
 
 impl PointScan {
     /// Calls `read` for each visible row whose point lies in the box (as `<@` decides, edges
-    /// included), with the spec's first `columns` columns readable.
-    pub fn in_box(&mut self, min: (f64, f64), max: (f64, f64), columns: usize, mut read: impl FnMut(&Row, Tid)) {
+    /// included), with the spec's first `columns` columns readable. With `only`, a text column
+    /// and a value: entries whose copy of that column in the index (an INCLUDE column) is
+    /// another value are passed over before their row is read (the row of an entry can only
+    /// have the entry's value); `read` still sees every row the index does not tell about.
+    pub fn in_box(
+        &mut self,
+        min: (f64, f64),
+        max: (f64, f64),
+        columns: usize,
+        only: Option<(usize, &str)>,
+        mut read: impl FnMut(&Row, Tid),
+    ) {
         let last = (0..columns).map(|c| i32::from(self.table.attnum(c))).max().unwrap_or(1);
         // SAFETY: the relations are open and locked, the slot made for the heap, the snapshot
         // registered; the box is palloc'd in the statement's memory and outlives the scan. The
         // slot is cleared by the next row and dropped by `with_scan`; the scan is ended here.
+        // An entry's copy of the column is read from the scan's returned tuple (GiST returns
+        // entries as heap-form tuples), valid until the next entry.
         unsafe {
-            let b = pg_sys::palloc(std::mem::size_of::<pg_sys::BOX>()).cast::<pg_sys::BOX>();
-            (*b).low = pg_sys::Point { x: min.0.min(max.0), y: min.1.min(max.1) };
-            (*b).high = pg_sys::Point { x: min.0.max(max.0), y: min.1.max(max.1) };
+            let (heap, index, snapshot, slot, strategy) =
+                (self.heap, self.index, self.snapshot, self.slot, self.strategy);
+            let only = only.and_then(|(column, value)| Some((included(index, self.table.attnum(column))?, value)));
             let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
-            pg_sys::ScanKeyEntryInitialize(
-                &mut key,
-                0,
-                1,
-                self.strategy,
-                pg_sys::BOXOID,
-                pg_sys::InvalidOid,
-                pg_sys::Oid::from(pg_sys::F_ON_PB),
-                pg_sys::Datum::from(b),
-            );
-            let (heap, index, snapshot, slot) = (self.heap, self.index, self.snapshot, self.slot);
             let scan = guarded(|| {
+                let b = pg_sys::palloc(std::mem::size_of::<pg_sys::BOX>()).cast::<pg_sys::BOX>();
+                (*b).low = pg_sys::Point { x: min.0.min(max.0), y: min.1.min(max.1) };
+                (*b).high = pg_sys::Point { x: min.0.max(max.0), y: min.1.max(max.1) };
+                unguarded::ScanKeyEntryInitialize(
+                    &mut key,
+                    0,
+                    1,
+                    strategy,
+                    pg_sys::BOXOID,
+                    pg_sys::InvalidOid,
+                    pg_sys::Oid::from(pg_sys::F_ON_PB),
+                    pg_sys::Datum::from(b),
+                );
                 let scan = unguarded::begin_index_scan(heap, index, snapshot);
+                (*scan).xs_want_itup = only.is_some();
                 unguarded::index_rescan(scan, &mut key, 1, std::ptr::null_mut(), 0);
                 scan
             });
+            let direction = pg_sys::ScanDirection::ForwardScanDirection;
             // One guard per row (not one per call into Postgres): a dense search reads hundreds.
-            while guarded(|| {
-                let found = unguarded::index_getnext_slot(scan, pg_sys::ScanDirection::ForwardScanDirection, slot);
-                if found {
-                    unguarded::slot_getsomeattrs_int(slot, last);
+            // The steps of index_getnext_slot, with the entry looked at before its row is read.
+            while guarded(|| loop {
+                if !(*scan).xs_heap_continue {
+                    if unguarded::index_getnext_tid(scan, direction).is_null() {
+                        return false;
+                    }
+                    if let Some((attnum, value)) = only {
+                        let entry = (*scan).xs_hitup;
+                        let mut isnull = false;
+                        if !entry.is_null() {
+                            let d = pg_sys::heap_getattr(entry, attnum, (*scan).xs_hitupdesc, &mut isnull);
+                            if isnull || pgrx::varlena::varlena_to_byte_slice(datum::packed(d)) != value.as_bytes() {
+                                continue;
+                            }
+                        }
+                    }
                 }
-                found
+                if unguarded::index_fetch_heap(scan, slot) {
+                    unguarded::slot_getsomeattrs_int(slot, last);
+                    return true;
+                }
             }) {
-                let tid = (*self.slot).tts_tid;
-                read(&Row::of(self.slot, &self.table), tid);
+                read(&Row::of(slot, &self.table), (*slot).tts_tid);
             }
-            pg_sys::index_endscan(scan);
+            guarded(|| unguarded::index_endscan(scan));
         }
     }
 
@@ -123,24 +153,34 @@ pub fn with_scan<R>(
             pg_sys::table_close(heap, pg_sys::NoLock as i32);
             return None;
         };
-        let snapshot = pg_sys::RegisterSnapshot(if pg_sys::ActiveSnapshotSet() {
-            pg_sys::GetActiveSnapshot()
-        } else {
-            pg_sys::GetTransactionSnapshot()
+        // The statement's snapshot, as the statement's scan would use.
+        let (snapshot, slot) = guarded(|| {
+            let snapshot = unguarded::RegisterSnapshot(if unguarded::ActiveSnapshotSet() {
+                unguarded::GetActiveSnapshot()
+            } else {
+                unguarded::GetTransactionSnapshot()
+            });
+            let slot = relation::usable_by_snapshot(index, snapshot)
+                .then(|| unguarded::table_slot_create(heap, std::ptr::null_mut()));
+            (snapshot, slot)
         });
-        if !relation::usable_by_snapshot(index, snapshot) {
-            pg_sys::UnregisterSnapshot(snapshot);
-            pg_sys::index_close(index, pg_sys::NoLock as i32);
-            pg_sys::table_close(heap, pg_sys::NoLock as i32);
+        let close = |slot: Option<*mut pg_sys::TupleTableSlot>| {
+            guarded(|| {
+                if let Some(slot) = slot {
+                    unguarded::ExecDropSingleTupleTableSlot(slot);
+                }
+                unguarded::UnregisterSnapshot(snapshot);
+                unguarded::index_close(index, pg_sys::NoLock as i32);
+                unguarded::table_close(heap, pg_sys::NoLock as i32);
+            })
+        };
+        let Some(slot) = slot else {
+            close(None);
             return None;
-        }
-        let slot = pg_sys::table_slot_create(heap, std::ptr::null_mut());
+        };
         let mut scan = PointScan { table, heap, index, slot, snapshot, strategy };
         let r = f(&mut scan);
-        pg_sys::ExecDropSingleTupleTableSlot(scan.slot);
-        pg_sys::UnregisterSnapshot(scan.snapshot);
-        pg_sys::index_close(scan.index, pg_sys::NoLock as i32);
-        pg_sys::table_close(scan.heap, pg_sys::NoLock as i32);
+        close(Some(slot));
         Some(r)
     }
 }
@@ -205,6 +245,17 @@ unsafe fn usable(
             pg_sys::index_close(index, pg_sys::NoLock as i32);
         }
         None
+    }
+}
+
+/// The position in `index`'s entries of its INCLUDE column on the table's attribute `attnum`.
+unsafe fn included(index: pg_sys::Relation, attnum: i16) -> Option<i32> {
+    // SAFETY: an open index relation; indkey has indnatts entries.
+    unsafe {
+        let form = (*index).rd_index;
+        let keys = (*form).indnkeyatts as usize;
+        let all = std::slice::from_raw_parts((*form).indkey.values.as_ptr(), (*form).indnatts as usize);
+        all.iter().skip(keys).position(|&a| a == attnum).map(|i| (keys + i + 1) as i32)
     }
 }
 

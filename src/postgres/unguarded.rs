@@ -48,6 +48,8 @@ unsafe extern "C-unwind" {
     ) -> IndexScanDesc;
     pub fn index_rescan(scan: IndexScanDesc, keys: ScanKey, nkeys: c_int, orderbys: ScanKey, norderbys: c_int);
     pub fn index_getnext_slot(scan: IndexScanDesc, direction: ScanDirection::Type, slot: *mut TupleTableSlot) -> bool;
+    pub fn index_getnext_tid(scan: IndexScanDesc, direction: ScanDirection::Type) -> pgrx::pg_sys::ItemPointer;
+    pub fn index_fetch_heap(scan: IndexScanDesc, slot: *mut TupleTableSlot) -> bool;
     pub fn slot_getsomeattrs_int(slot: *mut TupleTableSlot, attnum: c_int);
     pub fn ExecDropSingleTupleTableSlot(slot: *mut TupleTableSlot);
     pub fn index_endscan(scan: IndexScanDesc);
