@@ -31,14 +31,12 @@ use crate::ids::new_v7;
 use crate::postgres::backend;
 use crate::postgres::catalog::ExtTable;
 use crate::postgres::datum::RawJsonb;
-use crate::postgres::plan::{prepared, PlanSlot};
+use crate::postgres::plan::{prepared, PlanSlot, WritePlan};
 use crate::postgres::points::{self, Tid};
 use crate::postgres::relation::{self, Column, TableSpec};
 use geodesy::{geodesic, geodesic_lower_bound, search_boxes, sphere, MAX_RADIUS};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::{OwnedPreparedStatement, SpiClient};
-use pgrx::PgOid;
 use std::cell::RefCell;
 use std::cmp::Ordering;
 use std::rc::Rc;
@@ -163,15 +161,12 @@ fn check_positive(param: &'static str, value: Option<f64>, max: f64) -> Result<f
     Ok(v)
 }
 
-fn oids(types: &[pg_sys::Oid]) -> Vec<PgOid> {
-    types.iter().copied().map(PgOid::from).collect()
-}
-
-/// The statements of a search, planned once per backend (again after the table changed).
+/// The statements of a search, planned once per backend (again after the table changed), run
+/// on the calling statement's snapshot as the native read is.
 struct SearchPlans {
-    candidates: OwnedPreparedStatement,
-    candidates_of_type: OwnedPreparedStatement,
-    details: OwnedPreparedStatement,
+    candidates: WritePlan,
+    candidates_of_type: WritePlan,
+    details: WritePlan,
 }
 
 thread_local! {
@@ -211,13 +206,10 @@ const P_COUNTRY: usize = 8;
 static ROUTES: TableSpec = TableSpec { name: c"routes", columns: &[] };
 
 fn search_plans() -> Rc<SearchPlans> {
-    prepared(&SEARCH_PLANS, &LOCATIONS, |table| {
-        Spi::connect(|client| prepare_search(client, &table.ext))
-            .unwrap_or_else(|e| error!("preparing find_nearby_locations: {e}"))
-    })
+    prepared(&SEARCH_PLANS, &LOCATIONS, |table| prepare_search(&table.ext))
 }
 
-fn prepare_search(client: &SpiClient<'_>, locations: &ExtTable) -> pgrx::spi::SpiResult<SearchPlans> {
+fn prepare_search(locations: &ExtTable) -> SearchPlans {
     use pg_sys::{FLOAT8OID, TEXTOID, UUIDARRAYOID};
     let t = &locations.qualified;
     // Matches the index expression point(longitude, latitude); the box is built from the
@@ -227,25 +219,22 @@ fn prepare_search(client: &SpiClient<'_>, locations: &ExtTable) -> pgrx::spi::Sp
           WHERE pg_catalog.point(longitude, latitude) OPERATOR(pg_catalog.<@) \
                 pg_catalog.box(pg_catalog.point($1, $2), pg_catalog.point($3, $4))"
     );
-    let box_args = oids(&[FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID]);
-    let mut typed_args = box_args.clone();
-    typed_args.push(PgOid::from(TEXTOID));
-    Ok(SearchPlans {
-        candidates: client.prepare(&candidates, &box_args)?.keep(),
-        candidates_of_type: client
-            .prepare(&format!("{candidates} AND location_type OPERATOR(pg_catalog.=) $5"), &typed_args)?
-            .keep(),
-        details: client
-            .prepare(
-                &format!(
-                    "SELECT id::pg_catalog.uuid, user_id::pg_catalog.uuid, location_type::pg_catalog.text, address::pg_catalog.text, \
-                            place_name::pg_catalog.text, city::pg_catalog.text, country::pg_catalog.text FROM {t} \
-                      WHERE id OPERATOR(pg_catalog.=) ANY ($1)"
-                ),
-                &oids(&[UUIDARRAYOID]),
-            )?
-            .keep(),
-    })
+    let box_args = [FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID];
+    SearchPlans {
+        candidates: WritePlan::prepare_read(&candidates, &box_args),
+        candidates_of_type: WritePlan::prepare_read(
+            &format!("{candidates} AND location_type OPERATOR(pg_catalog.=) $5"),
+            &[FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, TEXTOID],
+        ),
+        details: WritePlan::prepare_read(
+            &format!(
+                "SELECT id::pg_catalog.uuid, user_id::pg_catalog.uuid, location_type::pg_catalog.text, address::pg_catalog.text, \
+                        place_name::pg_catalog.text, city::pg_catalog.text, country::pg_catalog.text FROM {t} \
+                  WHERE id OPERATOR(pg_catalog.=) ANY ($1)"
+            ),
+            &[UUIDARRAYOID],
+        ),
+    }
 }
 
 /// A point found within the radius, with its exact distance (and where the native scan read
@@ -315,14 +304,14 @@ type Details = (Option<pgrx::Uuid>, Option<String>, Option<String>, Option<Strin
 
 /// The search's rounds (see `Reach`): the candidates of each round's boxes from `candidates`,
 /// until the `limit` nearest lie within the round's radius or the radius is the one asked for.
-fn expanding_search<E>(
+fn expanding_search(
     lat: f64,
     lng: f64,
     radius: f64,
     limit: usize,
     location_type: Option<&str>,
-    mut candidates: impl FnMut(&geodesy::LatLngBox, &mut Vec<Candidate>) -> Result<(), E>,
-) -> Result<Vec<Hit>, E> {
+    mut candidates: impl FnMut(&geodesy::LatLngBox, &mut Vec<Candidate>),
+) -> Vec<Hit> {
     // Once the `limit` nearest found lie within the current radius the answer is final
     // (anything outside that radius's boxes is farther), so a LIMIT 50 search over a dense
     // city reads the points of a few hundred metres, not of the whole radius.
@@ -332,7 +321,7 @@ fn expanding_search<E>(
     let hits = loop {
         let mut found = Vec::new();
         for b in search_boxes(lat, lng, reach) {
-            candidates(&b, &mut found)?;
+            candidates(&b, &mut found);
         }
         let hits = nearest(lat, lng, reach, limit, found);
         if hits.len() == limit || reach >= radius {
@@ -341,7 +330,7 @@ fn expanding_search<E>(
         reach = Reach::next(reach, hits.len(), limit, radius);
     };
     Reach::learn(slot, role, &hits, limit, radius);
-    Ok(hits)
+    hits
 }
 
 /// The hits in order with their other columns (a hit whose row `details` no longer finds, which
@@ -370,9 +359,7 @@ fn search_natively(lat: f64, lng: f64, radius: f64, limit: usize, location_type:
                     out.push((*id.as_bytes(), plat, plng, Some(tid)));
                 }
             });
-            Ok::<_, std::convert::Infallible>(())
-        })
-        .unwrap_or_else(|never| match never {});
+        });
         answer(hits, |h| {
             scan.fetch(h.at?, |row| {
                 (
@@ -389,58 +376,43 @@ fn search_natively(lat: f64, lng: f64, radius: f64, limit: usize, location_type:
 }
 
 /// The search by statements, with the caller's rights.
-fn search_by_statements(
-    lat: f64,
-    lng: f64,
-    radius: f64,
-    limit: usize,
-    location_type: Option<&str>,
-) -> Result<Vec<Found>, pgrx::spi::Error> {
+fn search_by_statements(lat: f64, lng: f64, radius: f64, limit: usize, location_type: Option<&str>) -> Vec<Found> {
     let plans = search_plans();
-    Spi::connect(|client| {
-        let hits = expanding_search(lat, lng, radius, limit, location_type, |b, out| {
-            let mut args: Vec<DatumWithOid> =
-                vec![b.min_lng.into(), b.min_lat.into(), b.max_lng.into(), b.max_lat.into()];
-            let plan = match location_type {
-                Some(t) => {
-                    args.push(t.into());
-                    &plans.candidates_of_type
-                }
-                None => &plans.candidates,
-            };
-            for row in client.select(plan, None, &args)? {
-                // (Rows with a NULL coordinate never match the box; a NULL id, possible only
-                // in a table altered by hand, cannot be returned: skipped.)
-                if let (Some(id), Some(plat), Some(plng)) =
-                    (row.get::<pgrx::Uuid>(1)?, row.get::<f64>(2)?, row.get::<f64>(3)?)
-                {
-                    out.push((*id.as_bytes(), plat, plng, None));
-                }
+    let hits = expanding_search(lat, lng, radius, limit, location_type, |b, out| {
+        let mut args: Vec<DatumWithOid> = vec![b.min_lng.into(), b.min_lat.into(), b.max_lng.into(), b.max_lat.into()];
+        let plan = match location_type {
+            Some(t) => {
+                args.push(t.into());
+                &plans.candidates_of_type
             }
-            Ok::<_, pgrx::spi::Error>(())
-        })?;
-        if hits.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The other columns, for the hits only.
-        let ids: Vec<pgrx::Uuid> = hits.iter().map(|h| pgrx::Uuid::from_bytes(h.id)).collect();
-        let mut details = std::collections::HashMap::with_capacity(hits.len());
-        for row in client.select(&plans.details, None, &[ids.into()])? {
-            let Some(id) = row.get::<pgrx::Uuid>(1)? else { continue };
-            details.insert(
-                *id.as_bytes(),
-                (
-                    row.get::<pgrx::Uuid>(2)?,
-                    row.get::<String>(3)?,
-                    row.get::<String>(4)?,
-                    row.get::<String>(5)?,
-                    row.get::<String>(6)?,
-                    row.get::<String>(7)?,
-                ),
-            );
-        }
-        Ok(answer(hits, |h| details.remove(&h.id)))
-    })
+            None => &plans.candidates,
+        };
+        // (Rows with a NULL coordinate never match the box; a NULL id, possible only in a table
+        // altered by hand, cannot be returned: skipped.)
+        out.extend(
+            plan.query(&args, |row| (row.get::<pgrx::Uuid>(0), row.get::<f64>(1), row.get::<f64>(2)))
+                .into_iter()
+                .filter_map(|c| match c {
+                    (Some(id), Some(plat), Some(plng)) => Some((*id.as_bytes(), plat, plng, None)),
+                    _ => None,
+                }),
+        );
+    });
+    if hits.is_empty() {
+        return Vec::new();
+    }
+    // The other columns, for the hits only.
+    let ids: Vec<pgrx::Uuid> = hits.iter().map(|h| pgrx::Uuid::from_bytes(h.id)).collect();
+    let mut details: std::collections::HashMap<[u8; 16], Details> = plans
+        .details
+        .query(&[ids.into()], |row| {
+            let details = (row.get(1), row.get(2), row.get(3), row.get(4), row.get(5), row.get(6));
+            row.get::<pgrx::Uuid>(0).map(|id| (*id.as_bytes(), details))
+        })
+        .into_iter()
+        .flatten()
+        .collect();
+    answer(hits, |h| details.remove(&h.id))
 }
 
 /// The locations within `p_radius_meters` (WGS84 geodesic) of (p_lat, p_lng), nearest first
@@ -488,8 +460,7 @@ fn find_nearby_locations(
     let (lat, lng, radius, limit) = check().or_raise();
     let rows = match search_natively(lat, lng, radius, limit, p_location_type) {
         Some(rows) => rows,
-        None => search_by_statements(lat, lng, radius, limit, p_location_type)
-            .unwrap_or_else(|e| error!("find_nearby_locations: {e}")),
+        None => search_by_statements(lat, lng, radius, limit, p_location_type),
     };
     TableIterator::new(rows)
 }

@@ -24,19 +24,28 @@ pub struct WritePlan {
     plan: NonNull<pg_sys::_SPI_plan>,
     /// Runs on a snapshot of its own (see the module comment), not the calling statement's.
     latest: bool,
+    /// A read run as the calling statement sees the tables: its snapshot as it is, the command
+    /// id not advanced (so not even the calling statement's own writes are seen).
+    read_only: bool,
 }
 
 impl WritePlan {
     /// Plans `query` (parameters typed `types`) and keeps the plan for the backend's life; it
     /// runs on the calling statement's snapshot.
     pub fn prepare(query: &str, types: &[pg_sys::Oid]) -> WritePlan {
-        WritePlan { plan: Self::plan(query, types), latest: false }
+        WritePlan { plan: Self::plan(query, types), latest: false, read_only: false }
+    }
+
+    /// As `prepare`, for a SELECT that reads what the calling statement sees (what a native read
+    /// on the statement's snapshot reads).
+    pub fn prepare_read(query: &str, types: &[pg_sys::Oid]) -> WritePlan {
+        WritePlan { plan: Self::plan(query, types), latest: false, read_only: true }
     }
 
     /// As `prepare`, for a plan that runs on a snapshot taken when it starts (the transaction's
     /// in REPEATABLE READ and SERIALIZABLE, as any statement).
     pub fn prepare_latest(query: &str, types: &[pg_sys::Oid]) -> WritePlan {
-        WritePlan { plan: Self::plan(query, types), latest: true }
+        WritePlan { plan: Self::plan(query, types), latest: true, read_only: false }
     }
 
     fn plan(query: &str, types: &[pg_sys::Oid]) -> NonNull<pg_sys::_SPI_plan> {
@@ -113,7 +122,7 @@ impl WritePlan {
                 nulls.as_ptr(),
                 snapshot,
                 std::ptr::null_mut(),
-                false,
+                self.read_only,
                 true,
                 0,
             );

@@ -10,9 +10,9 @@
 //! Used only where it reads what the statement would for the calling role; otherwise `with_scan`
 //! answers None and the caller runs its statement: row-level security applies to the role, the
 //! role lacks SELECT on the whole table (a column grant, or none: the statement raises), the
-//! table is not a plain heap table, it has no valid GiST index on the expression (dropped,
-//! invalid, or built after the snapshot over broken HOT chains), or the text column compared
-//! has a nondeterministic collation.
+//! table is not a plain heap table or has inheritance children, it has no valid GiST index of
+//! `point_ops` on the expression (dropped, invalid, or built after the snapshot over broken HOT
+//! chains), or the text column compared has a nondeterministic collation.
 
 use super::relation::{self, Row, Table, TableSpec};
 use super::{datum, unguarded};
@@ -22,6 +22,8 @@ use std::rc::Rc;
 
 /// `point <@ box` (`on_pb`, pg_operator's OID 511): the operator the index must support.
 const POINT_IN_BOX_OP: u32 = 511;
+/// GiST's `point_ops` operator family (pg_opfamily's OID 1029).
+const GIST_POINT_OPS: u32 = 1029;
 
 /// An open scan: the table and index, locked, a slot for the table's rows and the statement's
 /// snapshot (registered).
@@ -62,10 +64,10 @@ impl PointScan {
                 (self.heap, self.index, self.snapshot, self.slot, self.strategy);
             let only = only.and_then(|(column, value)| Some((included(index, self.table.attnum(column))?, value)));
             let mut key: pg_sys::ScanKeyData = std::mem::zeroed();
+            let b = pg_sys::palloc(std::mem::size_of::<pg_sys::BOX>()).cast::<pg_sys::BOX>();
+            (*b).low = pg_sys::Point { x: min.0.min(max.0), y: min.1.min(max.1) };
+            (*b).high = pg_sys::Point { x: min.0.max(max.0), y: min.1.max(max.1) };
             let scan = guarded(|| {
-                let b = pg_sys::palloc(std::mem::size_of::<pg_sys::BOX>()).cast::<pg_sys::BOX>();
-                (*b).low = pg_sys::Point { x: min.0.min(max.0), y: min.1.min(max.1) };
-                (*b).high = pg_sys::Point { x: min.0.max(max.0), y: min.1.max(max.1) };
                 unguarded::ScanKeyEntryInitialize(
                     &mut key,
                     0,
@@ -82,12 +84,12 @@ impl PointScan {
                 scan
             });
             let direction = pg_sys::ScanDirection::ForwardScanDirection;
-            // One guard per row (not one per call into Postgres): a dense search reads hundreds.
-            // The steps of index_getnext_slot, with the entry looked at before its row is read.
-            while guarded(|| loop {
+            // The steps of index_getnext_slot, with the entry looked at before its row is read
+            // (outside the guards: reading the entry's copy may call into Postgres, guarded).
+            loop {
                 if !(*scan).xs_heap_continue {
-                    if unguarded::index_getnext_tid(scan, direction).is_null() {
-                        return false;
+                    if guarded(|| unguarded::index_getnext_tid(scan, direction)).is_null() {
+                        break;
                     }
                     if let Some((attnum, value)) = only {
                         let entry = (*scan).xs_hitup;
@@ -100,12 +102,16 @@ impl PointScan {
                         }
                     }
                 }
-                if unguarded::index_fetch_heap(scan, slot) {
-                    unguarded::slot_getsomeattrs_int(slot, last);
-                    return true;
+                let visible = guarded(|| {
+                    let visible = unguarded::index_fetch_heap(scan, slot);
+                    if visible {
+                        unguarded::slot_getsomeattrs_int(slot, last);
+                    }
+                    visible
+                });
+                if visible {
+                    read(&Row::of(slot, &self.table), (*slot).tts_tid);
                 }
-            }) {
-                read(&Row::of(slot, &self.table), (*slot).tts_tid);
             }
             guarded(|| unguarded::index_endscan(scan));
         }
@@ -115,17 +121,20 @@ impl PointScan {
     /// readable.
     pub fn fetch<R>(&mut self, tid: Tid, read: impl FnOnce(&Row) -> R) -> Option<R> {
         let last = (0..self.table.columns()).map(|c| i32::from(self.table.attnum(c))).max().unwrap_or(1);
-        // SAFETY: the heap is a heap table (checked in `with_scan`), open and locked; heap_fetch
-        // pins the buffer of a visible version, the slot takes its own pin, and ours is released.
+        // SAFETY: the heap is a heap table (checked in `with_scan`), so the slot is a buffer heap
+        // tuple slot; heap_fetch pins the buffer of a visible version, and the slot keeps that
+        // pin until it is cleared.
         unsafe {
-            let mut tuple: pg_sys::HeapTupleData = std::mem::zeroed();
-            tuple.t_self = tid;
+            // As heapam's fetch_row_version: into the slot's own tuple header, the buffer's pin
+            // handed to the slot.
+            let bslot = self.slot.cast::<pg_sys::BufferHeapTupleTableSlot>();
+            let tuple = &raw mut (*bslot).base.tupdata;
+            (*tuple).t_self = tid;
             let mut buffer: pg_sys::Buffer = 0;
-            if !pg_sys::heap_fetch(self.heap, self.snapshot, &mut tuple, &mut buffer, false) {
+            if !pg_sys::heap_fetch(self.heap, self.snapshot, tuple, &mut buffer, false) {
                 return None;
             }
-            pg_sys::ExecStoreBufferHeapTuple(&mut tuple, self.slot, buffer);
-            pg_sys::ReleaseBuffer(buffer);
+            pg_sys::ExecStorePinnedBufferHeapTuple(tuple, self.slot, buffer);
             pg_sys::slot_getsomeattrs_int(self.slot, last);
             let r = read(&Row::of(self.slot, &self.table));
             pg_sys::ExecClearTuple(self.slot);
@@ -198,7 +207,9 @@ unsafe fn usable(
     // SAFETY: the heap is open and locked; indexes are opened to be looked at and closed unless
     // returned.
     unsafe {
+        // (A table with inheritance children: the statements read those too.)
         let plain = (*(*heap).rd_rel).relkind == pg_sys::RELKIND_RELATION as std::ffi::c_char
+            && !(*(*heap).rd_rel).relhassubclass
             && std::ptr::eq((*heap).rd_tableam, pg_sys::GetHeapamTableAmRoutine());
         if !plain
             || !relation::has_privilege(table, pg_sys::ACL_SELECT as pg_sys::AclMode)
@@ -272,8 +283,8 @@ unsafe fn of_heap(heap: pg_sys::Relation, index: pg_sys::Relation) -> bool {
 }
 
 /// The strategy of `<@` when `index` is a valid GiST index of `heap` on exactly
-/// `point(lng, lat)` (attribute numbers; INCLUDE columns allowed) with no predicate, whose
-/// operator family has `point <@ box`.
+/// `point(lng, lat)` (attribute numbers; INCLUDE columns allowed) with no predicate, of the
+/// core `point_ops` operator family.
 unsafe fn fits(heap: pg_sys::Relation, index: pg_sys::Relation, lng: i16, lat: i16) -> Option<u16> {
     // SAFETY: open relations; the expression list is the relcache's copy, read only.
     unsafe {
@@ -308,6 +319,11 @@ unsafe fn fits(heap: pg_sys::Relation, index: pg_sys::Relation, lng: i16, lat: i
             }
         };
         if !is_point {
+            return None;
+        }
+        // Core point_ops only: its consistent function answers `<@` exactly, so no entry
+        // returned needs a recheck (another operator class might ask for one).
+        if *(*index).rd_opfamily != pg_sys::Oid::from(GIST_POINT_OPS) {
             return None;
         }
         let strategy = pg_sys::get_op_opfamily_strategy(pg_sys::Oid::from(POINT_IN_BOX_OP), *(*index).rd_opfamily);

@@ -3,7 +3,9 @@
 //! frames; the sixteen calls of a key lookup paid about 1 µs for that, a tenth of a replayed
 //! transfer. A caller runs these in a few groups, each inside one guard
 //! (`pg_sys::ffi::pg_guard_ffi_boundary`): an ERROR in a group lands in its guard, and the frames
-//! it skips must hold no value with a destructor.
+//! it skips must hold no value with a destructor. A group makes no guarded call (pgrx's `pg_sys`
+//! functions): an ERROR there becomes a Rust panic that unwinds through the outer guard, which
+//! leaves Postgres's error handler pointing into it.
 
 use pgrx::pg_sys::{
     Datum, HeapTuple, IndexScanDesc, List, Oid, Relation, ScanDirection, ScanKey, Snapshot, TransactionId, TupleDesc,

@@ -124,6 +124,21 @@ SET LOCAL ROLE regress_locations_reader;
 SELECT rows = :rows AS same_rows, digest = :'native' AS same_answers FROM regress_answers;
 SELECT idx_scan > 0 AS statements_read_by_key FROM regress_key_scans;
 COMMIT;
+-- Both read what the calling statement sees, as a STABLE function's reads do: not a row that a
+-- function earlier in the same statement inserted (with a later command id).
+CREATE FUNCTION regress_add_place(lat float8) RETURNS int LANGUAGE sql VOLATILE SECURITY DEFINER AS
+$$ INSERT INTO locations (location_type, latitude, longitude, place_name) VALUES ('pickup', lat, 45, 'mid-statement') RETURNING 1 $$;
+GRANT EXECUTE ON FUNCTION regress_add_place(float8) TO regress_locations_reader;
+SELECT added, (SELECT count(*) FROM find_nearby_locations(45, 45, 100)) AS native_sees_it
+  FROM (SELECT regress_add_place(45) AS added OFFSET 0) w;
+SELECT count(*) AS next_statement_sees_it FROM find_nearby_locations(45, 45, 100);
+BEGIN;
+SET LOCAL ROLE regress_locations_reader;
+SELECT added, (SELECT count(*) FROM find_nearby_locations(46, 45, 100)) AS statements_see_it
+  FROM (SELECT regress_add_place(46) AS added OFFSET 0) w;
+SELECT count(*) AS next_statement_sees_it FROM find_nearby_locations(46, 45, 100);
+COMMIT;
+DROP FUNCTION regress_add_place(float8);
 -- Without the GiST index the native read steps aside: the statements (a sequential scan) give
 -- the same answers.
 BEGIN;
@@ -136,7 +151,7 @@ DROP POLICY regress_reads_all ON locations;
 REVOKE ALL ON locations FROM regress_locations_reader;
 REVOKE ALL ON FUNCTION find_nearby_locations FROM regress_locations_reader;
 DROP ROLE regress_locations_reader;
-DELETE FROM locations WHERE place_name LIKE 'city %' OR place_name LIKE 'globe %';
+DELETE FROM locations WHERE place_name LIKE 'city %' OR place_name LIKE 'globe %' OR place_name = 'mid-statement';
 
 -- Bad input: NULL 22004; out of range, NaN, infinities, unknown type 22023.
 SELECT regress.outcome($$SELECT * FROM find_nearby_locations(NULL, 0)$$) AS null_lat,
