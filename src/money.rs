@@ -25,7 +25,7 @@ use crate::postgres::backend;
 use crate::postgres::catalog::{self, ext_table};
 use crate::postgres::datum::timestamptz;
 use crate::postgres::datum::{RawJsonb, RawNumeric, StoredNumeric};
-use crate::postgres::plan::{prepared, PlanSlot, WritePlan};
+use crate::postgres::plan::{prepared, Plan, PlanSlot};
 use crate::postgres::relation::Table;
 use crate::postgres::relation::{self, Column, TableSpec};
 use crate::postgres::writer::Writes;
@@ -257,12 +257,12 @@ struct Plans {
     reference_sequence: pg_sys::Oid,
     /// Claims the key and, only when it did, writes the transaction and its event: one
     /// statement (processes 0 rows when the key is taken).
-    create_with_key: WritePlan,
+    create_with_key: Plan,
     /// The transaction and its event, without a key.
-    create: WritePlan,
+    create: Plan,
     /// The transaction's row alone, for `create_through_writer` when the writer does not route
     /// it to its partition (`Writes::insert_routed`).
-    insert_transaction: WritePlan,
+    insert_transaction: Plan,
 }
 
 thread_local! {
@@ -326,7 +326,7 @@ fn prepare(table: &Table) -> Plans {
     Plans {
         // Of concurrent callers with one new key exactly one inserts the key row (the others
         // wait on the unique index until it commits, then insert nothing, and nothing else).
-        create_with_key: WritePlan::prepare(
+        create_with_key: Plan::prepare(
             &format!(
                 "WITH k AS (INSERT INTO {keys} (idempotency_key, transaction_id, transaction_created_at, user_id, type, amount, currency) \
                             VALUES ($7, $1, $10, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING RETURNING transaction_id), {}",
@@ -334,11 +334,11 @@ fn prepare(table: &Table) -> Plans {
             ),
             &types,
         ),
-        create: WritePlan::prepare(
+        create: Plan::prepare(
             &format!("WITH {}", write("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)")),
             &types,
         ),
-        insert_transaction: WritePlan::prepare(
+        insert_transaction: Plan::prepare(
             &format!(
                 "INSERT INTO {} (id, reference, user_id, type, amount, currency, idempotency_key, metadata, correlation_id, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",

@@ -16,7 +16,7 @@ use crate::error::{check_range, required, ContractError, OrRaise, Refusal};
 use crate::ids::new_v7;
 use crate::postgres::backend;
 use crate::postgres::datum::{timestamptz, RawJsonb, RowOf, TableRowType};
-use crate::postgres::plan::{prepared, PlanSlot, WritePlan};
+use crate::postgres::plan::{prepared, Plan, PlanSlot};
 use crate::postgres::relation::{Column, Table, TableSpec};
 use crate::postgres::wait;
 use crate::postgres::writer::Writes;
@@ -283,17 +283,17 @@ impl Outcome {
 
 /// The statements of one queue's receipts, prepared once per backend (again after its table changed).
 struct ReceiptPlans {
-    ack: WritePlan,
+    ack: Plan,
     /// `ack` for receipts without provider message ids or results (ack_receipts): two arrays to
     /// unnest instead of four, two of them all NULL.
-    ack_bare: WritePlan,
-    nack: WritePlan,
-    extend: WritePlan,
+    ack_bare: Plan,
+    nack: Plan,
+    extend: Plan,
     /// Where receipts that did nothing stand: (id, deliveries, status).
-    lookup: WritePlan,
+    lookup: Plan,
     /// The items receipts name while in flight, locked (FOR NO KEY UPDATE), for
     /// `ack_through_writer`: (ctid, id, deliveries).
-    lock: WritePlan,
+    lock: Plan,
 }
 
 thread_local! {
@@ -323,7 +323,7 @@ fn prepare_receipts(queue: Queue, table: &Table) -> ReceiptPlans {
     // partial index of in-flight rows, dead entries and all, instead of looking each id up.)
     let current = format!("t.id = r.id AND t.deliveries = r.n AND t.status = '{claimed}' COLLATE \"C\"");
     ReceiptPlans {
-        ack: WritePlan::prepare(
+        ack: Plan::prepare(
             &format!(
                 "UPDATE {t} t SET {set} FROM unnest($1, $2, $4, $5) AS r(id, n, provider, result) \
                  WHERE {current} RETURNING t.id, t.deliveries, t.status",
@@ -331,7 +331,7 @@ fn prepare_receipts(queue: Queue, table: &Table) -> ReceiptPlans {
             ),
             &[UUIDARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID, TEXTARRAYOID, JSONBARRAYOID],
         ),
-        ack_bare: WritePlan::prepare(
+        ack_bare: Plan::prepare(
             &format!(
                 "UPDATE {t} t SET {set} FROM unnest($1, $2) AS r(id, n) \
                  WHERE {current} RETURNING t.id, t.deliveries, t.status",
@@ -339,21 +339,21 @@ fn prepare_receipts(queue: Queue, table: &Table) -> ReceiptPlans {
             ),
             &[UUIDARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID],
         ),
-        nack: WritePlan::prepare(
+        nack: Plan::prepare(
             &format!(
                 "UPDATE {t} t SET {set} FROM unnest($1, $2) AS r(id, n) WHERE {current} RETURNING t.id, t.deliveries, t.status",
                 set = queue.nack_set(&delay)
             ),
             &[UUIDARRAYOID, INT4ARRAYOID, TEXTOID],
         ),
-        extend: WritePlan::prepare(
+        extend: Plan::prepare(
             &format!(
                 "UPDATE {t} t SET locked_until = $3, updated_at = now() FROM unnest($1, $2) AS r(id, n) \
                  WHERE {current} RETURNING t.id, t.deliveries, t.status"
             ),
             &[UUIDARRAYOID, INT4ARRAYOID, TIMESTAMPTZOID],
         ),
-        lookup: WritePlan::prepare(
+        lookup: Plan::prepare(
             &format!("SELECT t.id, t.deliveries, t.status FROM {t} t WHERE t.id = ANY ($1)"),
             &[UUIDARRAYOID],
         ),
@@ -362,7 +362,7 @@ fn prepare_receipts(queue: Queue, table: &Table) -> ReceiptPlans {
         // two calls acknowledging overlapping sets lock in the same order, and the plan is an
         // index scan, which marks the versions it finds dead in the index (a bitmap scan does
         // not, and btree then cleans its pages by visiting the heap: 27 µs a call of ten).
-        lock: WritePlan::prepare(
+        lock: Plan::prepare(
             &format!(
                 "SELECT t.ctid, t.id, t.deliveries FROM {t} t \
                  WHERE t.id = ANY ($1) AND t.deliveries = ANY ($2) AND t.status = '{claimed}' COLLATE \"C\" \
@@ -491,7 +491,7 @@ fn act(receipts: &[Option<Receipt>], action: &Action<'_>) -> Vec<Outcome> {
 /// The acknowledgement of messages as `lock` finds and locks the ones whose receipt is
 /// current and the writer updates them (what `ack_set` does, without the UPDATE statement's
 /// set-up; see `claim_through_writer`). The items changed, as `act` takes them.
-fn ack_through_writer(lock: &WritePlan, ids: &[pgrx::Uuid], deliveries: &[i32]) -> Vec<Option<Changed>> {
+fn ack_through_writer(lock: &Plan, ids: &[pgrx::Uuid], deliveries: &[i32]) -> Vec<Option<Changed>> {
     let locked = lock.query(&[ids.to_vec().into(), deliveries.to_vec().into()], |row| {
         Some((row.get::<pg_sys::ItemPointerData>(0)?, row.get::<pgrx::Uuid>(1)?, row.get::<i32>(2)?))
     });
@@ -632,13 +632,13 @@ fn extend_receipt(p_receipt: Option<&str>, p_seconds: Option<i32>) -> TimestampW
 struct ClaimPlans {
     /// On the calling statement's snapshot (a read that does not wait, and a waiting read's
     /// first look).
-    claim: WritePlan,
+    claim: Plan,
     /// On a snapshot of its own (a waiting read looking again sees what committed meanwhile).
-    claim_latest: WritePlan,
+    claim_latest: Plan,
     /// The due messages locked (FOR UPDATE SKIP LOCKED), for `claim_through_writer`: the
     /// same choice as `claim`'s, and what the claim's changes depend on.
-    lock: WritePlan,
-    lock_latest: WritePlan,
+    lock: Plan,
+    lock_latest: Plan,
     relid: pg_sys::Oid,
 }
 
@@ -692,10 +692,10 @@ fn claim_plans() -> Rc<ClaimPlans> {
         let lock_types = [TEXTOID, INT4OID, TIMESTAMPTZOID];
         let types = [TEXTOID, INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID];
         ClaimPlans {
-            claim: WritePlan::prepare(&sql, &types),
-            claim_latest: WritePlan::prepare_latest(&sql, &types),
-            lock: WritePlan::prepare(&lock, &lock_types),
-            lock_latest: WritePlan::prepare_latest(&lock, &lock_types),
+            claim: Plan::prepare(&sql, &types),
+            claim_latest: Plan::prepare_latest(&sql, &types),
+            lock: Plan::prepare(&lock, &lock_types),
+            lock_latest: Plan::prepare_latest(&lock, &lock_types),
             relid: table.ext.relid,
         }
     })
@@ -762,7 +762,7 @@ fn read_messages(
 /// claimed rows, in the claim's order (a message whose lease passed too often goes to
 /// dead_letter and is not among them).
 fn claim_through_writer(
-    lock: &WritePlan,
+    lock: &Plan,
     queue: &str,
     batch: i32,
     now: pg_sys::TimestampTz,
@@ -819,13 +819,13 @@ fn i32_plus(a: i32, b: i32) -> i32 {
 
 struct EnqueuePlans {
     /// Claims the key; no row when the key is taken.
-    insert: WritePlan,
+    insert: Plan,
     /// A message without a key: a plain INSERT (ON CONFLICT would insert speculatively, a
     /// lock and a second WAL record per message, for a conflict a NULL key cannot have).
-    insert_unkeyed: WritePlan,
+    insert_unkeyed: Plan,
     /// The first message's id, on a snapshot of its own (a racing producer's row committed after
     /// the calling statement began).
-    existing: WritePlan,
+    existing: Plan,
 }
 
 thread_local! {
@@ -839,7 +839,7 @@ fn enqueue_plans() -> Rc<EnqueuePlans> {
         // Ids are chosen by the caller (time-ordered, as the row writer's and the batches').
         EnqueuePlans {
             // created_at from the clock: messages queued by one transaction keep their order.
-            insert: WritePlan::prepare(
+            insert: Plan::prepare(
                 &format!(
                     "INSERT INTO {q} (queue_name, message_type, payload, priority, scheduled_at, idempotency_key, group_key, id, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, pg_catalog.clock_timestamp()) \
@@ -847,14 +847,14 @@ fn enqueue_plans() -> Rc<EnqueuePlans> {
                 ),
                 &[TEXTOID, TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TEXTOID, TEXTOID, UUIDOID],
             ),
-            insert_unkeyed: WritePlan::prepare(
+            insert_unkeyed: Plan::prepare(
                 &format!(
                     "INSERT INTO {q} (queue_name, message_type, payload, priority, scheduled_at, group_key, id, created_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, pg_catalog.clock_timestamp()) RETURNING id"
                 ),
                 &[TEXTOID, TEXTOID, JSONBOID, INT4OID, TIMESTAMPTZOID, TEXTOID, UUIDOID],
             ),
-            existing: WritePlan::prepare_latest(
+            existing: Plan::prepare_latest(
                 &format!("SELECT id FROM {q} WHERE queue_name = $1 AND idempotency_key = $2"),
                 &[TEXTOID, TEXTOID],
             ),
@@ -953,14 +953,14 @@ fn enqueue_message(
 struct BatchPlans {
     /// The first element that is not a message: (index from 0, why); when every element is a
     /// message, the first with a key (why NULL); no row when none has one.
-    check: WritePlan,
+    check: Plan,
     /// Inserts the elements in key order (ids, seq and created_at in the order given).
-    insert: WritePlan,
+    insert: Plan,
     /// The same for a batch without keys: no ON CONFLICT (which inserts speculatively: a lock
     /// and a second WAL record per row), nothing to look up after.
-    insert_unkeyed: WritePlan,
+    insert_unkeyed: Plan,
     /// Each element's id, a taken key giving the first message's (on a snapshot of its own).
-    ids: WritePlan,
+    ids: Plan,
 }
 
 thread_local! {
@@ -998,14 +998,14 @@ const BAD_MESSAGE: &str = "CASE \
 /// from $4 plus a microsecond per position). With keys, rows go in in key order and a taken key
 /// inserts nothing: two batches naming the same keys in other orders wait for each other
 /// instead of deadlocking on the unique index.
-fn batch_insert(q: &str, seq: &str, keyed: bool) -> WritePlan {
+fn batch_insert(q: &str, seq: &str, keyed: bool) -> Plan {
     use pg_sys::{JSONBOID, TEXTOID, TIMESTAMPTZOID, UUIDARRAYOID};
     let (order, conflict) = if keyed {
         ("m.e ->> 'idempotency_key', m.i", "ON CONFLICT (queue_name, idempotency_key) DO NOTHING")
     } else {
         ("m.i", "")
     };
-    WritePlan::prepare(
+    Plan::prepare(
         &format!(
             "WITH m AS MATERIALIZED ( \
                SELECT m.e, m.i, pg_catalog.nextval('{seq}'::pg_catalog.regclass) AS seq \
@@ -1030,7 +1030,7 @@ fn batch_plans() -> Rc<BatchPlans> {
         let q = &table.ext.qualified;
         let seq = table.ext.sibling("message_queue_seq").replace('\'', "''");
         BatchPlans {
-            check: WritePlan::prepare(
+            check: Plan::prepare(
                 &format!(
                     "SELECT x.i - 1, x.why FROM ( \
                        SELECT m.i, {BAD_MESSAGE} AS why, (m.e ->> 'idempotency_key') IS NOT NULL AS keyed \
@@ -1044,7 +1044,7 @@ fn batch_plans() -> Rc<BatchPlans> {
             // each other instead of deadlocking on the unique index.
             insert: batch_insert(q, &seq, true),
             insert_unkeyed: batch_insert(q, &seq, false),
-            ids: WritePlan::prepare_latest(
+            ids: Plan::prepare_latest(
                 &format!(
                     "SELECT COALESCE(q.id, $3[m.i]) \
                        FROM pg_catalog.jsonb_array_elements($2) WITH ORDINALITY m(e, i) \

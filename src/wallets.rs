@@ -28,7 +28,7 @@ use crate::ids::new_v7;
 use crate::money::{check_amount, check_key};
 use crate::postgres::backend;
 use crate::postgres::datum::{timestamptz, RawJsonb, RawNumeric, StoredNumeric};
-use crate::postgres::plan::{prepared, PlanSlot, ResultRow, WritePlan};
+use crate::postgres::plan::{prepared, Plan, PlanSlot, ResultRow};
 use crate::postgres::relation::{self, Column, Seen, Table, TableSpec};
 use crate::postgres::writer::Writes;
 use pgrx::prelude::*;
@@ -188,19 +188,19 @@ fn lookup_key(key: &str, seen: Seen, amount: &Amount) -> Option<FirstUse> {
 
 /// The statements of the writers, planned once per backend.
 struct Plans {
-    lock_exclusive: WritePlan,
-    lock_shared: WritePlan,
+    lock_exclusive: Plan,
+    lock_shared: Plan,
     /// For maintenance, which takes what is free and never waits (see `expire_wallet_holds`).
-    lock_exclusive_free: WritePlan,
-    lock_shared_free: WritePlan,
-    fold: WritePlan,
-    hold_accounts: WritePlan,
-    lock_hold: WritePlan,
-    resolve_hold: WritePlan,
-    due_holds: WritePlan,
-    hot_accounts: WritePlan,
-    hot_flags: WritePlan,
-    parse_batch: WritePlan,
+    lock_exclusive_free: Plan,
+    lock_shared_free: Plan,
+    fold: Plan,
+    hold_accounts: Plan,
+    lock_hold: Plan,
+    resolve_hold: Plan,
+    due_holds: Plan,
+    hot_accounts: Plan,
+    hot_flags: Plan,
+    parse_batch: Plan,
 }
 
 thread_local! {
@@ -218,7 +218,7 @@ fn prepare(table: &Table) -> Plans {
     let accounts = table.ext.sibling("wallet_accounts");
     let hot = table.ext.sibling("wallet_hot_credits");
     let lock = |mode: &str| {
-        WritePlan::prepare_latest(
+        Plan::prepare_latest(
             &format!("SELECT {ACCOUNT_COLUMNS} FROM {accounts} WHERE id = ANY ($1) ORDER BY id FOR {mode}"),
             &[UUIDARRAYOID],
         )
@@ -228,39 +228,39 @@ fn prepare(table: &Table) -> Plans {
         lock_shared: lock("KEY SHARE"),
         lock_exclusive_free: lock("NO KEY UPDATE SKIP LOCKED"),
         lock_shared_free: lock("KEY SHARE SKIP LOCKED"),
-        fold: WritePlan::prepare_latest(
+        fold: Plan::prepare_latest(
             &format!("DELETE FROM {hot} WHERE account_id = $1 RETURNING id, transfer_id, amount, created_at"),
             &[UUIDOID],
         ),
-        hold_accounts: WritePlan::prepare_latest(
+        hold_accounts: Plan::prepare_latest(
             &format!("SELECT debit_account_id, credit_account_id FROM {transfers} WHERE id = $1"),
             &[UUIDOID],
         ),
-        lock_hold: WritePlan::prepare_latest(
+        lock_hold: Plan::prepare_latest(
             &format!(
                 "SELECT amount, status, expires_at, transaction_id, debit_account_id, credit_account_id \
                  FROM {transfers} WHERE id = $1 FOR UPDATE"
             ),
             &[UUIDOID],
         ),
-        resolve_hold: WritePlan::prepare_latest(
+        resolve_hold: Plan::prepare_latest(
             &format!("UPDATE {transfers} SET status = $2, resolved_at = $3 WHERE id = $1"),
             &[UUIDOID, TEXTOID, TIMESTAMPTZOID],
         ),
-        due_holds: WritePlan::prepare_latest(
+        due_holds: Plan::prepare_latest(
             &format!(
                 "SELECT id, debit_account_id, credit_account_id FROM {transfers} \
                  WHERE status = '{PENDING}' AND expires_at <= $1 ORDER BY expires_at LIMIT {EXPIRE_PER_RUN}"
             ),
             &[TIMESTAMPTZOID],
         ),
-        hot_accounts: WritePlan::prepare_latest(&format!("SELECT DISTINCT account_id FROM {hot}"), &[]),
-        hot_flags: WritePlan::prepare_latest(
+        hot_accounts: Plan::prepare_latest(&format!("SELECT DISTINCT account_id FROM {hot}"), &[]),
+        hot_flags: Plan::prepare_latest(
             &format!("SELECT id, hot FROM {accounts} WHERE id = ANY ($1)"),
             &[UUIDARRAYOID],
         ),
         // Read by Postgres's own jsonb and type input functions: numbers exactly as written.
-        parse_batch: WritePlan::prepare_latest(
+        parse_batch: Plan::prepare_latest(
             "SELECT t.n - 1, jsonb_typeof(t.e), \
                     (SELECT string_agg(k, ', ' ORDER BY k) FROM jsonb_object_keys(x.o) k \
                       WHERE k NOT IN ('debit_account_id', 'credit_account_id', 'amount', 'idempotency_key', \

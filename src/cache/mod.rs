@@ -16,7 +16,7 @@ use crate::gucs;
 use crate::postgres::catalog::ExtTable;
 use crate::postgres::datum::{timestamptz, RawJsonb, RawTextArray};
 use crate::postgres::identity::as_owner;
-use crate::postgres::plan::{prepared, PlanSlot, WritePlan};
+use crate::postgres::plan::{prepared, Plan, PlanSlot};
 use crate::postgres::relation::{self, Column, TableSpec};
 use crate::postgres::{backend, inval, shmem, snapshot};
 use crate::postgres::{caller_has_role, caller_is_service};
@@ -363,8 +363,8 @@ struct WritePlans {
     table: ExtTable,
     /// Prepared on first use: a database not yet updated to 0.3.0 has no visibility columns, and
     /// only the legacy set_cache (its own declaration) writes there.
-    upsert: OnceCell<WritePlan>,
-    legacy_upsert: OnceCell<WritePlan>,
+    upsert: OnceCell<Plan>,
+    legacy_upsert: OnceCell<Plan>,
     delete: OwnedPreparedStatement,
     invalidate: OwnedPreparedStatement,
     sweep: OwnedPreparedStatement,
@@ -417,10 +417,10 @@ fn prepare_writes(client: &SpiClient<'_>, table: &ExtTable) -> pgrx::spi::SpiRes
 
 impl WritePlans {
     // Only unindexed columns change on conflict: the update is HOT when the page has room.
-    fn upsert(&self) -> &WritePlan {
+    fn upsert(&self) -> &Plan {
         use pg_sys::{JSONBOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID, UUIDOID};
         self.upsert.get_or_init(|| {
-            WritePlan::prepare(
+            Plan::prepare(
                 &format!(
                     "INSERT INTO {} AS c (key, value, cache_type, tags, expires_at, created_at, updated_at, visibility, owner_user_id) \
                      VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8) \
@@ -435,10 +435,10 @@ impl WritePlans {
     }
 
     /// The upsert of 0.2.0's table (no visibility columns: every entry is service-only there).
-    fn legacy_upsert(&self) -> &WritePlan {
+    fn legacy_upsert(&self) -> &Plan {
         use pg_sys::{JSONBOID, TEXTARRAYOID, TEXTOID, TIMESTAMPTZOID};
         self.legacy_upsert.get_or_init(|| {
-            WritePlan::prepare(
+            Plan::prepare(
                 &format!(
                     "INSERT INTO {} AS c (key, value, cache_type, tags, expires_at, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $6) \

@@ -31,7 +31,7 @@ use crate::ids::new_v7;
 use crate::postgres::backend;
 use crate::postgres::catalog::ExtTable;
 use crate::postgres::datum::RawJsonb;
-use crate::postgres::plan::{prepared, PlanSlot, WritePlan};
+use crate::postgres::plan::{prepared, Plan, PlanSlot};
 use crate::postgres::points::{self, Tid};
 use crate::postgres::relation::{self, Column, TableSpec};
 use geodesy::{geodesic, geodesic_lower_bound, search_boxes, sphere, MAX_RADIUS};
@@ -164,9 +164,9 @@ fn check_positive(param: &'static str, value: Option<f64>, max: f64) -> Result<f
 /// The statements of a search, planned once per backend (again after the table changed), run
 /// on the calling statement's snapshot as the native read is.
 struct SearchPlans {
-    candidates: WritePlan,
-    candidates_of_type: WritePlan,
-    details: WritePlan,
+    candidates: Plan,
+    candidates_of_type: Plan,
+    details: Plan,
 }
 
 thread_local! {
@@ -221,12 +221,12 @@ fn prepare_search(locations: &ExtTable) -> SearchPlans {
     );
     let box_args = [FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID];
     SearchPlans {
-        candidates: WritePlan::prepare_read(&candidates, &box_args),
-        candidates_of_type: WritePlan::prepare_read(
+        candidates: Plan::prepare_read(&candidates, &box_args),
+        candidates_of_type: Plan::prepare_read(
             &format!("{candidates} AND location_type OPERATOR(pg_catalog.=) $5"),
             &[FLOAT8OID, FLOAT8OID, FLOAT8OID, FLOAT8OID, TEXTOID],
         ),
-        details: WritePlan::prepare_read(
+        details: Plan::prepare_read(
             &format!(
                 "SELECT id::pg_catalog.uuid, user_id::pg_catalog.uuid, location_type::pg_catalog.text, address::pg_catalog.text, \
                         place_name::pg_catalog.text, city::pg_catalog.text, country::pg_catalog.text FROM {t} \

@@ -20,7 +20,9 @@ use pgrx::prelude::*;
 use std::ffi::CString;
 use std::ptr::NonNull;
 
-pub struct WritePlan {
+/// A kept plan and the snapshot it runs on: the calling statement's for a write (`prepare`) or
+/// a read (`prepare_read`), one taken when it starts (`prepare_latest`).
+pub struct Plan {
     plan: NonNull<pg_sys::_SPI_plan>,
     /// Runs on a snapshot of its own (see the module comment), not the calling statement's.
     latest: bool,
@@ -29,23 +31,23 @@ pub struct WritePlan {
     read_only: bool,
 }
 
-impl WritePlan {
+impl Plan {
     /// Plans `query` (parameters typed `types`) and keeps the plan for the backend's life; it
     /// runs on the calling statement's snapshot.
-    pub fn prepare(query: &str, types: &[pg_sys::Oid]) -> WritePlan {
-        WritePlan { plan: Self::plan(query, types), latest: false, read_only: false }
+    pub fn prepare(query: &str, types: &[pg_sys::Oid]) -> Plan {
+        Plan { plan: Self::plan(query, types), latest: false, read_only: false }
     }
 
     /// As `prepare`, for a SELECT that reads what the calling statement sees (what a native read
     /// on the statement's snapshot reads).
-    pub fn prepare_read(query: &str, types: &[pg_sys::Oid]) -> WritePlan {
-        WritePlan { plan: Self::plan(query, types), latest: false, read_only: true }
+    pub fn prepare_read(query: &str, types: &[pg_sys::Oid]) -> Plan {
+        Plan { plan: Self::plan(query, types), latest: false, read_only: true }
     }
 
     /// As `prepare`, for a plan that runs on a snapshot taken when it starts (the transaction's
     /// in REPEATABLE READ and SERIALIZABLE, as any statement).
-    pub fn prepare_latest(query: &str, types: &[pg_sys::Oid]) -> WritePlan {
-        WritePlan { plan: Self::plan(query, types), latest: true, read_only: false }
+    pub fn prepare_latest(query: &str, types: &[pg_sys::Oid]) -> Plan {
+        Plan { plan: Self::plan(query, types), latest: true, read_only: false }
     }
 
     fn plan(query: &str, types: &[pg_sys::Oid]) -> NonNull<pg_sys::_SPI_plan> {
@@ -111,10 +113,8 @@ impl WritePlan {
             // InvalidSnapshot: SPI takes one per statement (GetTransactionSnapshot).
             let snapshot = if self.latest {
                 std::ptr::null_mut()
-            } else if pg_sys::ActiveSnapshotSet() {
-                pg_sys::GetActiveSnapshot()
             } else {
-                pg_sys::GetTransactionSnapshot()
+                pg_sys::ffi::pg_guard_ffi_boundary(|| super::snapshot::statement())
             };
             let rc = pg_sys::SPI_execute_snapshot(
                 self.plan.as_ptr(),
@@ -217,7 +217,7 @@ impl ResultRow {
     }
 }
 
-impl Drop for WritePlan {
+impl Drop for Plan {
     fn drop(&mut self) {
         // SAFETY: the plan was kept by `prepare` and is freed once, here.
         unsafe { pg_sys::SPI_freeplan(self.plan.as_ptr()) };

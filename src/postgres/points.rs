@@ -14,8 +14,8 @@
 //! `point_ops` on the expression (dropped, invalid, or built after the snapshot over broken HOT
 //! chains), or the text column compared has a nondeterministic collation.
 
-use super::relation::{self, Row, Table, TableSpec};
-use super::{datum, unguarded};
+use super::relation::{self, IndexUse, Row, Table, TableSpec};
+use super::{datum, snapshot, unguarded};
 use pgrx::pg_sys;
 use pgrx::pg_sys::ffi::pg_guard_ffi_boundary as guarded;
 use std::rc::Rc;
@@ -53,7 +53,7 @@ impl PointScan {
         only: Option<(usize, &str)>,
         mut read: impl FnMut(&Row, Tid),
     ) {
-        let last = (0..columns).map(|c| i32::from(self.table.attnum(c))).max().unwrap_or(1);
+        let last = self.table.last_attnum(columns);
         // SAFETY: the relations are open and locked, the slot made for the heap, the snapshot
         // registered; the box is palloc'd in the statement's memory and outlives the scan. The
         // slot is cleared by the next row and dropped by `with_scan`; the scan is ended here.
@@ -120,7 +120,7 @@ impl PointScan {
     /// The row at `tid` as the snapshot sees it (None if it does not), all the spec's columns
     /// readable.
     pub fn fetch<R>(&mut self, tid: Tid, read: impl FnOnce(&Row) -> R) -> Option<R> {
-        let last = (0..self.table.columns()).map(|c| i32::from(self.table.attnum(c))).max().unwrap_or(1);
+        let last = self.table.last_attnum(self.table.columns());
         // SAFETY: the heap is a heap table (checked in `with_scan`), so the slot is a buffer heap
         // tuple slot; heap_fetch pins the buffer of a visible version, and the slot keeps that
         // pin until it is cleared.
@@ -164,11 +164,7 @@ pub fn with_scan<R>(
         };
         // The statement's snapshot, as the statement's scan would use.
         let (snapshot, slot) = guarded(|| {
-            let snapshot = unguarded::RegisterSnapshot(if unguarded::ActiveSnapshotSet() {
-                unguarded::GetActiveSnapshot()
-            } else {
-                unguarded::GetTransactionSnapshot()
-            });
+            let snapshot = unguarded::RegisterSnapshot(snapshot::statement());
             let slot = relation::usable_by_snapshot(index, snapshot)
                 .then(|| unguarded::table_slot_create(heap, std::ptr::null_mut()));
             (snapshot, slot)
@@ -218,7 +214,7 @@ unsafe fn usable(
         {
             return None;
         }
-        if let Some((oid, strategy)) = table.point_index.get() {
+        if let Some((oid, strategy)) = table.remembered(IndexUse::Points) {
             // Its definition cannot change under its OID; whether it is still there, still of
             // this table and valid can (a concurrent DROP INDEX CONCURRENTLY marks it invalid).
             let index = guarded(|| unguarded::try_relation_open(oid, pg_sys::AccessShareLock as i32));
@@ -228,29 +224,18 @@ unsafe fn usable(
                 }
                 pg_sys::index_close(index, pg_sys::NoLock as i32);
             }
-            table.point_index.set(None);
+            table.remember(IndexUse::Points, None);
         }
         let (lng, lat) = (table.attnum(lng), table.attnum(lat));
         let (mut typid, mut typmod, mut collation) = (pg_sys::InvalidOid, 0, pg_sys::InvalidOid);
         pg_sys::get_atttypetypmodcoll((*heap).rd_id, table.attnum(text), &mut typid, &mut typmod, &mut collation);
-        if !(collation == pg_sys::DEFAULT_COLLATION_OID
-            || collation == pg_sys::C_COLLATION_OID
-            || pg_sys::get_collation_isdeterministic(collation))
-        {
+        if !guarded(|| relation::deterministic(collation)) {
             return None;
         }
-        let list = pg_sys::RelationGetIndexList(heap);
-        let oids: Vec<pg_sys::Oid> = if list.is_null() {
-            Vec::new()
-        } else {
-            let oids = (0..(*list).length as usize).map(|i| (*(*list).elements.add(i)).oid_value).collect();
-            pg_sys::list_free(list);
-            oids
-        };
-        for oid in oids {
+        for oid in relation::index_oids(heap) {
             let index = pg_sys::index_open(oid, pg_sys::AccessShareLock as i32);
             if let Some(strategy) = fits(heap, index, lng, lat) {
-                table.point_index.set(Some((oid, strategy)));
+                table.remember(IndexUse::Points, Some((oid, strategy)));
                 return Some((index, strategy));
             }
             pg_sys::index_close(index, pg_sys::NoLock as i32);
@@ -273,13 +258,7 @@ unsafe fn included(index: pg_sys::Relation, attnum: i16) -> Option<i32> {
 /// Whether `index` is a valid index of `heap`.
 unsafe fn of_heap(heap: pg_sys::Relation, index: pg_sys::Relation) -> bool {
     // SAFETY: open relations.
-    unsafe {
-        let form = (*index).rd_index;
-        (*(*index).rd_rel).relkind == pg_sys::RELKIND_INDEX as std::ffi::c_char
-            && !form.is_null()
-            && (*form).indrelid == (*heap).rd_id
-            && (*form).indisvalid
-    }
+    unsafe { relation::index_of(heap, index) && (*(*index).rd_index).indisvalid }
 }
 
 /// The strategy of `<@` when `index` is a valid GiST index of `heap` on exactly

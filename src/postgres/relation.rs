@@ -52,19 +52,40 @@ pub struct Table {
     pub ext: ExtTable,
     attnums: Vec<i16>,
     watched: Watched,
-    /// The key index the last lookup by (this attnum) used: tried first, and checked again
-    /// at every use (see `key_index`). Resolved with the table, so any DDL forgets it.
-    key_index: Cell<(i16, pg_sys::Oid)>,
+    /// The indexes this table's native reads last used, by use (and for a point scan, the
+    /// strategy of `<@` in it): tried first, checked again at every use (`key_index`,
+    /// `points`). Resolved with the table, so any DDL forgets them.
+    indexes: RefCell<Vec<(IndexUse, pg_sys::Oid, u16)>>,
     /// The role, privilege and roles generation (`inval::ROLES`) `require_privilege` last
     /// granted: GRANT and REVOKE on the table invalidate it (and so this resolution), a change
     /// of roles or memberships bumps the generation.
     allowed: Cell<(pg_sys::Oid, pg_sys::AclMode, u64)>,
-    /// The GiST index on a point and the strategy of `<@` in it that the last point scan used
-    /// (`points`): checked again at every use, forgotten with the table.
-    pub(super) point_index: Cell<Option<(pg_sys::Oid, u16)>>,
+}
+
+/// What a native read uses an index of a table for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum IndexUse {
+    /// Lookups by the key column of this attribute number.
+    Key(i16),
+    /// Scans for points in a box (`points`).
+    Points,
 }
 
 impl Table {
+    /// The index remembered for `what`, and its strategy.
+    pub(super) fn remembered(&self, what: IndexUse) -> Option<(pg_sys::Oid, u16)> {
+        self.indexes.borrow().iter().find(|(u, _, _)| *u == what).map(|&(_, oid, strategy)| (oid, strategy))
+    }
+
+    /// Remembers `index` for `what`, or forgets what was (None).
+    pub(super) fn remember(&self, what: IndexUse, index: Option<(pg_sys::Oid, u16)>) {
+        let mut indexes = self.indexes.borrow_mut();
+        indexes.retain(|(u, _, _)| *u != what);
+        if let Some((oid, strategy)) = index {
+            indexes.push((what, oid, strategy));
+        }
+    }
+
     /// Whether no invalidation of this table has arrived since it was resolved.
     pub fn is_current(&self) -> bool {
         self.watched.is_current()
@@ -79,9 +100,9 @@ impl Table {
         self.attnums.len()
     }
 
-    /// The last attribute a read of the spec's columns needs deformed.
-    fn last_attnum(&self) -> i32 {
-        i32::from(self.attnums.iter().copied().max().unwrap_or(1))
+    /// The last attribute a read of the spec's first `columns` columns needs deformed.
+    pub(super) fn last_attnum(&self, columns: usize) -> i32 {
+        i32::from(self.attnums[..columns].iter().copied().max().unwrap_or(1))
     }
 }
 
@@ -258,14 +279,7 @@ fn resolve(spec: &'static TableSpec) -> Table {
             attnum
         })
         .collect();
-    Table {
-        ext,
-        attnums,
-        watched,
-        key_index: Cell::new((0, pg_sys::Oid::INVALID)),
-        allowed: Cell::new((pg_sys::Oid::INVALID, 0, 0)),
-        point_index: Cell::new(None),
-    }
+    Table { ext, attnums, watched, indexes: RefCell::new(Vec::new()), allowed: Cell::new((pg_sys::Oid::INVALID, 0, 0)) }
 }
 
 fn type_name(oid: pg_sys::Oid) -> String {
@@ -513,7 +527,7 @@ pub fn lookup_by_text_key<R>(
     use pg_sys::{AccessShareLock, NoLock};
     let table = table(spec);
     let attnum = table.attnum(key_column);
-    let last = table.last_attnum();
+    let last = table.last_attnum(table.columns());
     let mut scankey: pg_sys::ScanKeyData = unsafe { std::mem::zeroed() };
     // SAFETY: relations are opened and locked before use; every resource is released before
     // returning (and by transaction abort on error); attribute values are only handed to `read`
@@ -523,30 +537,26 @@ pub fn lookup_by_text_key<R>(
     unsafe {
         // The common case in one guard: the table still as resolved, its remembered key index
         // still fitting, the statement's snapshot.
-        let (hinted, oid) = table.key_index.get();
-        let fast = (seen != Seen::Settled && hinted == attnum && oid != pg_sys::Oid::INVALID)
-            .then(|| {
-                guarded(|| {
-                    let heap = unguarded::try_table_open(table.ext.relid, AccessShareLock as i32);
-                    if heap.is_null() {
-                        return None;
+        let fast = table.remembered(IndexUse::Key(attnum)).filter(|_| seen != Seen::Settled).and_then(|(oid, _)| {
+            guarded(|| {
+                let heap = unguarded::try_table_open(table.ext.relid, AccessShareLock as i32);
+                if heap.is_null() {
+                    return None;
+                }
+                let index = if table.is_current() { remembered_index(heap, oid, attnum) } else { std::ptr::null_mut() };
+                if index.is_null() {
+                    if table.is_current() {
+                        // It no longer fits: the slow path asks the relcache, not it again.
+                        table.remember(IndexUse::Key(attnum), None);
                     }
-                    let index =
-                        if table.is_current() { remembered_index(heap, oid, attnum) } else { std::ptr::null_mut() };
-                    if index.is_null() {
-                        if table.is_current() {
-                            // It no longer fits: the slow path asks the relcache, not it again.
-                            table.key_index.set((0, pg_sys::Oid::INVALID));
-                        }
-                        unguarded::table_close(heap, NoLock as i32);
-                        return None;
-                    }
-                    let slot = begin_key_scan(heap, index, key, &mut scankey);
-                    let (snapshot, scan, found) = first_match(heap, index, &mut scankey, slot, seen, last);
-                    Some(Scan { heap, index, slot, snapshot, scan, found })
-                })
+                    unguarded::table_close(heap, NoLock as i32);
+                    return None;
+                }
+                let slot = begin_key_scan(heap, index, key, &mut scankey);
+                let (snapshot, scan, found) = first_match(heap, index, &mut scankey, slot, seen, last);
+                Some(Scan { heap, index, slot, snapshot, scan, found })
             })
-            .flatten();
+        });
         // Otherwise: opened as any change requires, the index asked of the relcache, and for
         // `Settled` a wait for writers of the key between the steps.
         let (table, open) = match fast {
@@ -566,7 +576,7 @@ pub fn lookup_by_text_key<R>(
                 if seen == Seen::Settled {
                     wait_for_key_writers(heap, index, &mut scankey, slot);
                 }
-                let last = table.last_attnum();
+                let last = table.last_attnum(table.columns());
                 let (snapshot, scan, found) = guarded(|| first_match(heap, index, &mut scankey, slot, seen, last));
                 (table, Scan { heap, index, slot, snapshot, scan, found })
             }
@@ -653,10 +663,10 @@ unsafe fn first_match(
 ) -> (pg_sys::Snapshot, pg_sys::IndexScanDesc, bool) {
     // SAFETY: both relations open and locked, the slot made for heap.
     unsafe {
-        let snapshot = unguarded::RegisterSnapshot(if seen != Seen::Statement || !unguarded::ActiveSnapshotSet() {
-            unguarded::GetTransactionSnapshot()
+        let snapshot = unguarded::RegisterSnapshot(if seen == Seen::Statement {
+            super::snapshot::statement()
         } else {
-            unguarded::GetActiveSnapshot()
+            unguarded::GetTransactionSnapshot()
         });
         if !usable_by_snapshot(index, snapshot) {
             return (snapshot, std::ptr::null_mut(), false);
@@ -743,8 +753,7 @@ pub fn heap_pages(spec: &'static TableSpec) -> u32 {
 unsafe fn key_index(table: &Table, heap: pg_sys::Relation, attnum: i16) -> pg_sys::Relation {
     // SAFETY: heap is open and locked; an index opened here is closed unless returned.
     unsafe {
-        let (hinted, oid) = table.key_index.get();
-        if hinted == attnum && oid != pg_sys::Oid::INVALID {
+        if let Some((oid, _)) = table.remembered(IndexUse::Key(attnum)) {
             let index = pg_sys::ffi::pg_guard_ffi_boundary(|| remembered_index(heap, oid, attnum));
             if !index.is_null() {
                 return index;
@@ -752,7 +761,7 @@ unsafe fn key_index(table: &Table, heap: pg_sys::Relation, attnum: i16) -> pg_sy
         }
         let index = unique_text_index(heap, attnum);
         if !index.is_null() {
-            table.key_index.set((attnum, (*index).rd_id));
+            table.remember(IndexUse::Key(attnum), Some(((*index).rd_id, 0)));
         }
         index
     }
@@ -768,10 +777,7 @@ unsafe fn remembered_index(heap: pg_sys::Relation, oid: pg_sys::Oid, attnum: i16
         if index.is_null() {
             return index;
         }
-        let of_heap = (*(*index).rd_rel).relkind == pg_sys::RELKIND_INDEX as std::ffi::c_char
-            && !(*index).rd_index.is_null()
-            && (*(*index).rd_index).indrelid == (*heap).rd_id;
-        if of_heap && fits_text_key(index, attnum) {
+        if index_of(heap, index) && fits_text_key(index, attnum) {
             return index;
         }
         unguarded::index_close(index, NoLock as i32);
@@ -798,11 +804,9 @@ unsafe fn fits_text_key(index: pg_sys::Relation, attnum: i16) -> bool {
             // Ordered as text's own `=` (texteq, which the scan key compares with) orders: a
             // custom operator class (case-insensitive, say) would find other keys, or none.
             && matches!(*(*index).rd_opfamily, pg_sys::TEXT_BTREE_FAM_OID | pg_sys::TEXT_PATTERN_BTREE_FAM_OID)
-            // Keys equal only byte for byte: under a nondeterministic collation ("abc" = "ABC")
-            // another key's row would answer. (Ours are "C"; a database's default collation is
-            // always deterministic; any other is asked of the syscache.)
-            && (matches!(*(*index).rd_indcollation, pg_sys::C_COLLATION_OID | pg_sys::DEFAULT_COLLATION_OID)
-                || unguarded::get_collation_isdeterministic(*(*index).rd_indcollation))
+            // Keys equal only byte for byte: under a nondeterministic collation another key's
+            // row would answer. (Ours are "C".)
+            && deterministic(*(*index).rd_indcollation)
             && unguarded::heap_attisnull(
                 (*index).rd_indextuple,
                 pg_sys::Anum_pg_index_indpred as i32,
@@ -819,18 +823,8 @@ unsafe fn unique_text_index(heap: pg_sys::Relation, attnum: i16) -> pg_sys::Rela
     // unless it is the one returned.
     unsafe {
         let pkey = primary_key(heap);
-        let mut candidates = vec![pkey];
-        let list = pg_sys::RelationGetIndexList(heap);
-        if !list.is_null() {
-            for i in 0..(*list).length {
-                let oid = (*(*list).elements.add(i as usize)).oid_value;
-                if oid != pkey {
-                    candidates.push(oid);
-                }
-            }
-            pg_sys::list_free(list);
-        }
-        for oid in candidates.into_iter().filter(|&o| o != pg_sys::Oid::INVALID) {
+        let others = index_oids(heap).into_iter().filter(|&o| o != pkey);
+        for oid in std::iter::once(pkey).chain(others).filter(|&o| o != pg_sys::Oid::INVALID) {
             let index = pg_sys::index_open(oid, AccessShareLock as i32);
             if pg_sys::ffi::pg_guard_ffi_boundary(|| fits_text_key(index, attnum)) {
                 return index;
@@ -839,6 +833,40 @@ unsafe fn unique_text_index(heap: pg_sys::Relation, attnum: i16) -> pg_sys::Rela
         }
         std::ptr::null_mut()
     }
+}
+
+/// The OIDs of `heap`'s indexes, as the relcache knows them now.
+pub(super) unsafe fn index_oids(heap: pg_sys::Relation) -> Vec<pg_sys::Oid> {
+    // SAFETY: an open relation; the list is a copy, freed here.
+    unsafe {
+        let list = pg_sys::RelationGetIndexList(heap);
+        if list.is_null() {
+            return Vec::new();
+        }
+        let oids = (0..(*list).length as usize).map(|i| (*(*list).elements.add(i)).oid_value).collect();
+        pg_sys::list_free(list);
+        oids
+    }
+}
+
+/// Whether `index` (open) is an index of `heap` (open): an OID remembered may since name
+/// another relation.
+pub(super) unsafe fn index_of(heap: pg_sys::Relation, index: pg_sys::Relation) -> bool {
+    // SAFETY: open relations; an index's rd_index is set.
+    unsafe {
+        (*(*index).rd_rel).relkind == pg_sys::RELKIND_INDEX as std::ffi::c_char
+            && !(*index).rd_index.is_null()
+            && (*(*index).rd_index).indrelid == (*heap).rd_id
+    }
+}
+
+/// Whether comparing values of `collation` byte for byte is comparing them as equal: not under
+/// a nondeterministic collation ("abc" = "ABC"). "C" and a database's default are always
+/// deterministic; any other is asked of the syscache. Unguarded call: run inside a guard.
+pub(super) unsafe fn deterministic(collation: pg_sys::Oid) -> bool {
+    // SAFETY: a syscache lookup, inside the caller's guard.
+    matches!(collation, pg_sys::C_COLLATION_OID | pg_sys::DEFAULT_COLLATION_OID)
+        || unsafe { unguarded::get_collation_isdeterministic(collation) }
 }
 
 /// The primary key the relcache knows for `heap` now (InvalidOid when there is none).

@@ -1,7 +1,20 @@
-//! Reading with a snapshot other than the statement's.
+//! The snapshots native reads use: the calling statement's, or one taken now.
 
 use super::unguarded;
 use pgrx::pg_sys;
+
+/// The calling statement's snapshot: the active one if a statement set one, else the
+/// transaction's (what a statement started now would take). Unguarded calls: run inside a guard.
+pub(super) unsafe fn statement() -> pg_sys::Snapshot {
+    // SAFETY: the caller's (inside a guard); both calls only read the snapshot state.
+    unsafe {
+        if unguarded::ActiveSnapshotSet() {
+            unguarded::GetActiveSnapshot()
+        } else {
+            unguarded::GetTransactionSnapshot()
+        }
+    }
+}
 
 /// Runs `f` with a snapshot of everything committed now as the active snapshot (what a new
 /// READ COMMITTED statement would see). On an error inside `f` the snapshot is popped by
