@@ -34,6 +34,7 @@ use crate::postgres::datum::RawJsonb;
 use crate::postgres::plan::{prepared, Plan, PlanSlot};
 use crate::postgres::points::{self, Tid};
 use crate::postgres::relation::{self, Column, TableSpec};
+use crate::postgres::srf;
 use geodesy::{geodesic, geodesic_lower_bound, search_boxes, sphere, MAX_RADIUS};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
@@ -427,7 +428,7 @@ fn find_nearby_locations(
     p_radius_meters: default!(Option<f64>, 1000),
     p_location_type: default!(Option<&str>, "NULL"),
     p_limit: default!(Option<i32>, 50),
-) -> TableIterator<
+) -> srf::TableIterator<
     'static,
     (
         name!(id, pgrx::Uuid),
@@ -462,7 +463,7 @@ fn find_nearby_locations(
         Some(rows) => rows,
         None => search_by_statements(lat, lng, radius, limit, p_location_type),
     };
-    TableIterator::new(rows)
+    srf::TableIterator::new(rows)
 }
 
 /// Stores a routing answer for `p_ttl_seconds`; returns its id.

@@ -21,6 +21,7 @@ pub mod points;
 pub mod relation;
 pub mod shmem;
 pub mod snapshot;
+pub mod srf;
 pub mod subxact;
 mod unguarded;
 pub mod wait;

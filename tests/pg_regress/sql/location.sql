@@ -60,6 +60,32 @@ SELECT place_name, round(distance_meters::numeric, 0) AS metres
 SELECT place_name, round(distance_meters::numeric, 0) AS metres
   FROM find_nearby_locations(1.9441, 30.0619 - 179, 20000000, 'current');
 
+-- The rows come back as one set (materialize mode), wherever a set may be used: in the target
+-- list (whole rows and a column), once per outer row (LATERAL, each centre its own rows), with
+-- ORDINALITY, in a scrollable cursor read backwards, in a PL/pgSQL loop, and empty.
+SELECT find_nearby_locations(0, 0, 120, 'pickup');
+SELECT (find_nearby_locations(0, 0, 120)).place_name;
+SELECT c.name, f.place_name
+  FROM (VALUES ('origin', 0.0, 0.0), ('antimeridian', 10.0, 179.9995), ('nowhere', -45.0, -45.0)) AS c(name, lat, lng)
+  LEFT JOIN LATERAL find_nearby_locations(c.lat, c.lng, 500, NULL, 2) f ON true
+ ORDER BY c.name, f.distance_meters, f.id;
+SELECT n, place_name FROM find_nearby_locations(0, 0, 200, 'pickup') WITH ORDINALITY AS f(id, u, t, la, lo, d, a, place_name, ci, co, n);
+BEGIN;
+DECLARE nearby SCROLL CURSOR FOR SELECT place_name FROM find_nearby_locations(0, 0, 200);
+FETCH LAST FROM nearby;
+FETCH BACKWARD 2 FROM nearby;
+FETCH ABSOLUTE 1 FROM nearby;
+COMMIT;
+DO $$
+DECLARE r record; names text := '';
+BEGIN
+  FOR r IN SELECT * FROM find_nearby_locations(0, 0, 200, 'pickup') LOOP
+    names := names || r.place_name || '; ';
+  END LOOP;
+  RAISE WARNING 'plpgsql loop: %', names;
+END $$;
+SELECT count(*) AS nothing_there FROM find_nearby_locations(-45, -45, 10);
+
 -- Plain INSERT, UPDATE and DELETE are seen by the next search (the index is an expression
 -- index on the columns themselves).
 INSERT INTO locations (id, location_type, latitude, longitude, place_name)

@@ -1,0 +1,82 @@
+//! Set-returning functions that hand Postgres all their rows in one call (materialize mode).
+//!
+//! pgrx's `TableIterator` returns one row per call (value-per-call): at each execution it makes
+//! a multi-call memory context, builds the result's tuple descriptor from the function's
+//! pg_proc row (a type lookup per column) and registers it in the record-type cache, and then
+//! goes through its call wrapper once more per row and once at the end. A nearby search over
+//! sparse data returns a row or two, so that was most of what the search cost above its index
+//! scan. Here the rows go into a tuplestore in the one call, with the descriptor the executor
+//! expects (`ReturnSetInfo.expectedDesc`), as Postgres's own `InitMaterializedSRF` does.
+
+use pgrx::callconv::{BoxRet, FcInfo};
+use pgrx::htup::IntoHeapTuple;
+use pgrx::pg_sys;
+use pgrx::pgrx_sql_entity_graph::metadata::{ArgumentError, Returns, ReturnsError, SqlMapping, SqlTranslatable};
+use pgrx::PgSqlErrorCode;
+use std::marker::PhantomData;
+
+/// The rows of a `RETURNS TABLE` function, returned in materialize mode. (Named as pgrx's type:
+/// pgrx's macro reads the column names, `name!(...)`, from a return type so named, and the SQL
+/// it generates is the same.)
+pub struct TableIterator<'a, Row> {
+    rows: Vec<Row>,
+    _lifetime: PhantomData<&'a ()>,
+}
+
+impl<Row> TableIterator<'_, Row> {
+    pub fn new(rows: impl IntoIterator<Item = Row>) -> Self {
+        TableIterator { rows: rows.into_iter().collect(), _lifetime: PhantomData }
+    }
+}
+
+// SAFETY: the SQL of pgrx's own TableIterator of the same rows: `RETURNS TABLE (...)`.
+unsafe impl<'a, Row> SqlTranslatable for TableIterator<'a, Row>
+where
+    pgrx::iter::TableIterator<'a, Row>: SqlTranslatable,
+{
+    fn argument_sql() -> Result<SqlMapping, ArgumentError> {
+        pgrx::iter::TableIterator::<'a, Row>::argument_sql()
+    }
+
+    fn return_sql() -> Result<Returns, ReturnsError> {
+        pgrx::iter::TableIterator::<'a, Row>::return_sql()
+    }
+}
+
+// SAFETY: returns NULL, with the rows in the ReturnSetInfo as materialize mode asks: a
+// tuplestore and a descriptor, both in the query's memory, and returnMode set.
+unsafe impl<Row: IntoHeapTuple> BoxRet for TableIterator<'_, Row> {
+    unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
+        // SAFETY: the fcinfo of this call; its resultinfo, when it is a ReturnSetInfo, is the
+        // executor's for this call, with its expression context (whose per-query memory
+        // outlives the scan of the result).
+        unsafe {
+            let rsinfo = (*fcinfo.as_mut_ptr()).resultinfo.cast::<pg_sys::ReturnSetInfo>();
+            let accepted = !rsinfo.is_null()
+                && (*rsinfo).type_ == pg_sys::NodeTag::T_ReturnSetInfo
+                && (*rsinfo).allowedModes & pg_sys::SetFunctionReturnMode::SFRM_Materialize as i32 != 0
+                && !(*rsinfo).expectedDesc.is_null();
+            if !accepted {
+                crate::error::raise(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    "set-valued function called in context that cannot accept a set",
+                );
+            }
+            let random = (*rsinfo).allowedModes & pg_sys::SetFunctionReturnMode::SFRM_Materialize_Random as i32 != 0;
+            let old = pg_sys::MemoryContextSwitchTo((*(*rsinfo).econtext).ecxt_per_query_memory);
+            let desc = pg_sys::CreateTupleDescCopy((*rsinfo).expectedDesc);
+            let store = pg_sys::tuplestore_begin_heap(random, false, pg_sys::work_mem);
+            pg_sys::MemoryContextSwitchTo(old);
+            for row in self.rows {
+                // Formed in the call's memory, copied into the store's.
+                let tuple = row.into_heap_tuple(desc);
+                pg_sys::tuplestore_puttuple(store, tuple);
+                pg_sys::heap_freetuple(tuple);
+            }
+            (*rsinfo).returnMode = pg_sys::SetFunctionReturnMode::SFRM_Materialize;
+            (*rsinfo).setResult = store;
+            (*rsinfo).setDesc = desc;
+            fcinfo.return_null()
+        }
+    }
+}
