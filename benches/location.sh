@@ -89,6 +89,29 @@ load "INSERT INTO locations (location_type, latitude, longitude)
       SELECT $types5, degrees(asin(2 * random() - 1)), 360 * random() - 180 FROM generate_series(1, 300000);"
 measure "globe 300k" "degrees(asin(:y / 1000000.0))" "(:x * 180 / 1000000.0)" pickup
 
+# What a search costs the server, without the round trip: one statement runs 2,000 searches (a
+# centre per row, as above), so its time over 2,000 is a search's share. On sparse data a
+# search's latency is mostly the round trip every call pays (`SELECT 1`, below), which moves
+# with the machine; this moves only with the work.
+server_us() {
+    echo "SELECT count(*) FROM generate_series(1, 2000) AS n, $1;" > "$tmp/server.sql"
+    local ms=() round
+    for round in 1 2 3; do ms+=("$(statement_ms "$tmp/server.sql" 3)"); done
+    awk -v ms="$(median "${ms[@]}")" 'BEGIN { printf "%.1f", ms * 1000 / 2000 }'
+}
+centre="degrees(asin(2 * random() - 1)) AS lat, 360 * random() - 180 + n * 0 AS lng"
+for radius in 1000 5000 25000; do
+    for filter in all one; do
+        if [ "$filter" = one ]; then t="'pickup'"; pg_t="AND location_type = 'pickup'"; else t=NULL; pg_t=""; fi
+        n=$(server_us "LATERAL (SELECT $centre) o, LATERAL find_nearby_locations(o.lat, o.lng, $radius, $t, 50) f")
+        p=$(server_us "LATERAL (SELECT $centre) o, LATERAL (SELECT id, ST_Distance(g, q.c) AS d
+              FROM postgis_locations, (SELECT ST_SetSRID(ST_MakePoint(o.lng, o.lat), 4326)::geography AS c) q
+             WHERE ST_DWithin(g, q.c, $radius) $pg_t ORDER BY d, id LIMIT 50) r")
+        result location "globe 300k, $((radius / 1000)) km, $filter types: server µs per search, native / PostGIS" "$n / $p" ""
+        result location "globe 300k, $((radius / 1000)) km, $filter types: server time, native / PostGIS" "$(ratio "$n" "$p")" ""
+    done
+done
+
 # The floor no call goes below: a bare SELECT 1, prepared, on the same connection kind. A ratio
 # goal whose PostGIS time times the goal is below it cannot be met by any function.
 echo "SELECT 1;" > "$tmp/select1.sql"
