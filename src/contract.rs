@@ -5,12 +5,13 @@
 #![forbid(unsafe_code)]
 
 use crate::error::Refusal;
+use crate::postgres::srf;
 use crate::{cache, coordination, gucs, location, money, wallets};
 use pgrx::prelude::*;
 
 /// One row per value of each list, and per limit (its number as text).
 #[pg_extern(immutable, parallel_safe, name = "_contract_values")]
-fn contract_values() -> TableIterator<'static, (name!(list, String), name!(value, String))> {
+fn contract_values() -> srf::TableIterator<'static, (name!(list, String), name!(value, String))> {
     let mut rows: Vec<(String, String)> = Vec::new();
     let mut list = |name: &str, values: &mut dyn Iterator<Item = String>| {
         rows.extend(values.map(|v| (name.to_owned(), v)));
@@ -40,7 +41,7 @@ fn contract_values() -> TableIterator<'static, (name!(list, String), name!(value
     ] {
         rows.push((name.to_owned(), n.to_string()));
     }
-    TableIterator::new(rows)
+    srf::TableIterator::new(rows)
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use crate::postgres::backend;
 use crate::postgres::datum::{timestamptz, RawJsonb, RowOf, TableRowType};
 use crate::postgres::plan::{prepared, Plan, PlanSlot};
 use crate::postgres::relation::{Column, Table, TableSpec};
-use crate::postgres::wait;
 use crate::postgres::writer::Writes;
+use crate::postgres::{srf, wait};
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
 use std::cell::RefCell;
@@ -581,7 +581,7 @@ fn ack_receipt(
 #[pg_extern(volatile, parallel_unsafe)]
 fn ack_receipts(
     p_receipts: Option<Vec<Option<String>>>,
-) -> TableIterator<'static, (name!(receipt, String), name!(outcome, String))> {
+) -> srf::TableIterator<'static, (name!(receipt, String), name!(outcome, String))> {
     let receipts = check_receipts(p_receipts).or_raise();
     let none_text = vec![None; receipts.len()];
     let none_json = vec![None; receipts.len()];
@@ -589,7 +589,7 @@ fn ack_receipts(
         &parse_all(&receipts.iter().cloned().map(Some).collect::<Vec<_>>()),
         &Action::Ack { providers: &none_text, results: &none_json },
     );
-    TableIterator::new(receipts.into_iter().zip(outcomes).map(|(r, o)| (r, o.name())))
+    srf::TableIterator::new(receipts.into_iter().zip(outcomes).map(|(r, o)| (r, o.name())))
 }
 
 /// Gives the item a claim handed out with `p_receipt` back: pending again after a backoff, or
@@ -606,11 +606,11 @@ fn nack_receipt(p_receipt: Option<&str>, p_error: default!(Option<&str>, "NULL")
 fn nack_receipts(
     p_receipts: Option<Vec<Option<String>>>,
     p_error: default!(Option<&str>, "NULL"),
-) -> TableIterator<'static, (name!(receipt, String), name!(outcome, String))> {
+) -> srf::TableIterator<'static, (name!(receipt, String), name!(outcome, String))> {
     let receipts = check_receipts(p_receipts).or_raise();
     let outcomes =
         act(&parse_all(&receipts.iter().cloned().map(Some).collect::<Vec<_>>()), &Action::GiveBack { error: p_error });
-    TableIterator::new(receipts.into_iter().zip(outcomes).map(|(r, o)| (r, o.name())))
+    srf::TableIterator::new(receipts.into_iter().zip(outcomes).map(|(r, o)| (r, o.name())))
 }
 
 /// Keeps the lease of the item a claim handed out with `p_receipt` for `p_seconds` from now (a

@@ -18,7 +18,7 @@ use crate::postgres::datum::{timestamptz, RawJsonb, RawTextArray};
 use crate::postgres::identity::as_owner;
 use crate::postgres::plan::{prepared, Plan, PlanSlot};
 use crate::postgres::relation::{self, Column, TableSpec};
-use crate::postgres::{backend, inval, shmem, snapshot};
+use crate::postgres::{backend, inval, shmem, snapshot, srf};
 use crate::postgres::{caller_has_role, caller_is_service};
 use crate::session::request_user_id;
 use crate::stats::{self, Kind};
@@ -340,12 +340,12 @@ fn _cache_entry_changed<'a>(
 /// The shared copies get_cache answers from (easymo preloaded): the server's slots, how many hold
 /// a copy, and the copies made and answers given from them since the server started.
 #[pg_extern(volatile, parallel_safe)]
-fn cache_shared_stats() -> TableIterator<
+fn cache_shared_stats() -> srf::TableIterator<
     'static,
     (name!(slots, i64), name!(copies, i64), name!(copies_made, i64), name!(answers_from_copies, i64)),
 > {
     let [slots, copies, made, answers] = shared::counts();
-    TableIterator::once((slots, copies, made, answers))
+    srf::TableIterator::once((slots, copies, made, answers))
 }
 
 /// Requests the shared memory of the copies; from _PG_init while preloading.
@@ -620,7 +620,7 @@ fn cleanup_expired_cache() -> i32 {
 /// read): shared memory or cache_stat_counters, plus this session's counts not yet handed on.
 #[pg_extern(stable, parallel_restricted)]
 fn cache_hit_counters(
-) -> TableIterator<'static, (name!(cache_type, Option<String>), name!(hits, i64), name!(misses, i64))> {
+) -> srf::TableIterator<'static, (name!(cache_type, Option<String>), name!(hits, i64), name!(misses, i64))> {
     let mut totals: HashMap<String, (i64, i64)> = HashMap::new();
     for (key, n) in stats::totals(&[Kind::CacheHit, Kind::CacheMiss]) {
         let name = stats::split_key(&key[1..]).swap_remove(0);
@@ -657,7 +657,7 @@ fn cache_hit_counters(
     let mut rows: Vec<_> =
         totals.into_iter().map(|(name, (h, m))| ((name != NO_ENTRY).then_some(name), h, m)).collect();
     rows.sort();
-    TableIterator::new(rows)
+    srf::TableIterator::new(rows)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::postgres::backend;
 use crate::postgres::datum::RawJsonb;
 use crate::postgres::identity::as_owner;
 use crate::postgres::relation::{self, TableSpec};
-use crate::postgres::{caller_is_service, in_subtransaction};
+use crate::postgres::{caller_is_service, in_subtransaction, srf};
 use crate::session::request_user_id;
 use crate::stats::{self, Kind};
 use pgrx::datum::DatumWithOid;
@@ -157,7 +157,7 @@ static EXPOSURE_COUNTERS: TableSpec = TableSpec { name: c"feature_flag_exposure_
 // (The row type must be spelled out here: pgrx reads the column names from the signature.)
 #[allow(clippy::type_complexity)]
 #[pg_extern(stable, parallel_restricted)]
-fn feature_flag_exposures() -> TableIterator<
+fn feature_flag_exposures() -> srf::TableIterator<
     'static,
     (
         name!(flag_key, Option<String>),
@@ -205,7 +205,7 @@ fn feature_flag_exposures() -> TableIterator<
         *totals.entry((flag, env, variant, on)).or_default() += n;
     }
     let blank = |s: String| (!s.is_empty()).then_some(s);
-    TableIterator::new(
+    srf::TableIterator::new(
         totals.into_iter().map(move |((flag, env, variant, on), n)| (blank(flag), env, blank(variant), on, n)),
     )
 }

@@ -1,6 +1,7 @@
 //! Set-returning functions that hand Postgres all their rows in one call (materialize mode).
 //!
-//! pgrx's `TableIterator` returns one row per call (value-per-call): at each execution it makes
+//! Every `RETURNS TABLE` function of easymo returns through here. pgrx's `TableIterator`
+//! returns one row per call (value-per-call): at each execution it makes
 //! a multi-call memory context, builds the result's tuple descriptor from the function's
 //! pg_proc row (a type lookup per column) and registers it in the record-type cache, and then
 //! goes through its call wrapper once more per row and once at the end. A nearby search over
@@ -26,6 +27,10 @@ pub struct TableIterator<'a, Row> {
 impl<Row> TableIterator<'_, Row> {
     pub fn new(rows: impl IntoIterator<Item = Row>) -> Self {
         TableIterator { rows: rows.into_iter().collect(), _lifetime: PhantomData }
+    }
+
+    pub fn once(row: Row) -> Self {
+        Self::new([row])
     }
 }
 
