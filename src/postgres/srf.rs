@@ -64,7 +64,7 @@ unsafe impl<Row: IntoHeapTuple> BoxRet for TableIterator<'_, Row> {
             if !accepted {
                 crate::error::raise(
                     PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
-                    "set-valued function called in context that cannot accept a set",
+                    "materialize mode required, but it is not allowed in this context",
                 );
             }
             let random = (*rsinfo).allowedModes & pg_sys::SetFunctionReturnMode::SFRM_Materialize_Random as i32 != 0;

@@ -679,8 +679,7 @@ unsafe fn ready(target: &mut Target) {
         if !triggers.is_null() && !(*target.rri).ri_TrigFunctions.is_null() {
             std::ptr::write_bytes((*target.rri).ri_TrigFunctions, 0, (*triggers).numtriggers as usize);
         }
-        (*target.estate).es_snapshot =
-            if pg_sys::ActiveSnapshotSet() { pg_sys::GetActiveSnapshot() } else { pg_sys::GetTransactionSnapshot() };
+        (*target.estate).es_snapshot = pg_sys::ffi::pg_guard_ffi_boundary(|| super::snapshot::statement());
         (*target.estate).es_output_cid = pg_sys::GetCurrentCommandId(true);
         for i in 0..(*target.rri).ri_NumIndices as usize {
             let info = *(*target.rri).ri_IndexRelationInfo.add(i);
