@@ -29,6 +29,14 @@ SQL
     bsql -c "VACUUM ANALYZE locations" -c "VACUUM ANALYZE postgis_locations"
 }
 
+# postgis_search LAT LNG RADIUS TYPE_FILTER: a search the PostGIS way, as a subquery of (id, d):
+# the points within RADIUS metres of the centre (SQL expressions), nearest first, LIMIT 50.
+postgis_search() {
+    printf '(SELECT id, ST_Distance(g, q.c) AS d
+  FROM postgis_locations, (SELECT ST_SetSRID(ST_MakePoint(%s, %s), 4326)::geography AS c) q
+ WHERE ST_DWithin(g, q.c, %s) %s ORDER BY d, id LIMIT 50)' "$2" "$1" "$3" "$4"
+}
+
 # measure LABEL CENTRE_LAT CENTRE_LNG ONE_TYPE: the six queries (3 radii x all/one type) at random
 # centres given as SQL expressions over the pgbench variables :c, :x and :y.
 measure() {
@@ -43,9 +51,7 @@ SELECT count(*) FROM find_nearby_locations($clat, $clng, $radius, $t, 50);
 SQL
             cat > "$tmp/postgis.sql" <<SQL
 $centre
-SELECT count(*) FROM (SELECT id, ST_Distance(g, c) AS d
-  FROM postgis_locations, (SELECT ST_SetSRID(ST_MakePoint($clng, $clat), 4326)::geography AS c) q
- WHERE ST_DWithin(g, c, $radius) $pg_t ORDER BY d, id LIMIT 50) r;
+SELECT count(*) FROM $(postgis_search "$clat" "$clng" "$radius" "$pg_t") r;
 SQL
             n=(); p=()
             for round in 1 2 3; do
@@ -104,9 +110,7 @@ for radius in 1000 5000 25000; do
     for filter in all one; do
         if [ "$filter" = one ]; then t="'pickup'"; pg_t="AND location_type = 'pickup'"; else t=NULL; pg_t=""; fi
         n=$(server_us "LATERAL (SELECT $centre) o, LATERAL find_nearby_locations(o.lat, o.lng, $radius, $t, 50) f")
-        p=$(server_us "LATERAL (SELECT $centre) o, LATERAL (SELECT id, ST_Distance(g, q.c) AS d
-              FROM postgis_locations, (SELECT ST_SetSRID(ST_MakePoint(o.lng, o.lat), 4326)::geography AS c) q
-             WHERE ST_DWithin(g, q.c, $radius) $pg_t ORDER BY d, id LIMIT 50) r")
+        p=$(server_us "LATERAL (SELECT $centre) o, LATERAL $(postgis_search o.lat o.lng "$radius" "$pg_t") r")
         result location "globe 300k, $((radius / 1000)) km, $filter types: server µs per search, native / PostGIS" "$n / $p" ""
         result location "globe 300k, $((radius / 1000)) km, $filter types: server time, native / PostGIS" "$(ratio "$n" "$p")" ""
     done

@@ -10,10 +10,9 @@
 //! expects (`ReturnSetInfo.expectedDesc`), as Postgres's own `InitMaterializedSRF` does.
 
 use pgrx::callconv::{BoxRet, FcInfo};
-use pgrx::htup::IntoHeapTuple;
 use pgrx::pg_sys;
 use pgrx::pgrx_sql_entity_graph::metadata::{ArgumentError, Returns, ReturnsError, SqlMapping, SqlTranslatable};
-use pgrx::PgSqlErrorCode;
+use pgrx::{IntoDatum, PgSqlErrorCode};
 use std::marker::PhantomData;
 
 /// The rows of a `RETURNS TABLE` function, returned in materialize mode. (Named as pgrx's type:
@@ -50,7 +49,7 @@ where
 
 // SAFETY: returns NULL, with the rows in the ReturnSetInfo as materialize mode asks: a
 // tuplestore and a descriptor, both in the query's memory, and returnMode set.
-unsafe impl<Row: IntoHeapTuple> BoxRet for TableIterator<'_, Row> {
+unsafe impl<Row: Columns> BoxRet for TableIterator<'_, Row> {
     unsafe fn box_into<'fcx>(self, fcinfo: &mut FcInfo<'fcx>) -> pgrx::datum::Datum<'fcx> {
         // SAFETY: the fcinfo of this call; its resultinfo, when it is a ReturnSetInfo, is the
         // executor's for this call, with its expression context (whose per-query memory
@@ -73,10 +72,7 @@ unsafe impl<Row: IntoHeapTuple> BoxRet for TableIterator<'_, Row> {
             let store = pg_sys::tuplestore_begin_heap(random, false, pg_sys::work_mem);
             pg_sys::MemoryContextSwitchTo(old);
             for row in self.rows {
-                // Formed in the call's memory, copied into the store's.
-                let tuple = row.into_heap_tuple(desc);
-                pg_sys::tuplestore_puttuple(store, tuple);
-                pg_sys::heap_freetuple(tuple);
+                row.put(store, desc);
             }
             (*rsinfo).returnMode = pg_sys::SetFunctionReturnMode::SFRM_Materialize;
             (*rsinfo).setResult = store;
@@ -85,3 +81,38 @@ unsafe impl<Row: IntoHeapTuple> BoxRet for TableIterator<'_, Row> {
         }
     }
 }
+
+/// A row as its columns' datums, put into a tuplestore, which forms the row once, in its own
+/// memory (pgrx's `IntoHeapTuple` forms a heap tuple that the store would copy).
+pub trait Columns {
+    /// # Safety
+    /// `store` is a live tuplestore and `desc` describes these columns, in this order.
+    unsafe fn put(self, store: *mut pg_sys::Tuplestorestate, desc: pg_sys::TupleDesc);
+}
+
+macro_rules! columns {
+    ($($C:ident),+) => {
+        impl<$($C: IntoDatum),+> Columns for ($($C,)+) {
+            unsafe fn put(self, store: *mut pg_sys::Tuplestorestate, desc: pg_sys::TupleDesc) {
+                #[allow(non_snake_case)]
+                let ($($C,)+) = self;
+                let datums = [$($C.into_datum(),)+];
+                let mut nulls = datums.map(|datum| datum.is_none());
+                let mut values = datums.map(|datum| datum.unwrap_or(pg_sys::Datum::from(0)));
+                // SAFETY: the caller's store and descriptor; one value and one flag per column.
+                unsafe { pg_sys::tuplestore_putvalues(store, desc, values.as_mut_ptr(), nulls.as_mut_ptr()) }
+            }
+        }
+    };
+}
+
+columns!(A);
+columns!(A, B);
+columns!(A, B, C);
+columns!(A, B, C, D);
+columns!(A, B, C, D, E);
+columns!(A, B, C, D, E, F);
+columns!(A, B, C, D, E, F, G);
+columns!(A, B, C, D, E, F, G, H);
+columns!(A, B, C, D, E, F, G, H, I);
+columns!(A, B, C, D, E, F, G, H, I, J);
