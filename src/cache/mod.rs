@@ -186,6 +186,14 @@ type Answer = Option<(String, Option<Option<RawJsonb>>)>;
 #[pg_extern(stable, parallel_restricted)]
 fn get_cache(p_key: Option<&str>) -> Option<RawJsonb> {
     let key = check_key(p_key).or_raise();
+    // The key's copy is in a random place of the region, a miss to memory: start loading it
+    // before the checks ahead (with the copies last described; if they changed since, the hint
+    // was only wasted).
+    DESCRIBED.with_borrow(|d| {
+        if let Some(Described { copies: Some(copies), .. }) = d {
+            copies.prefetch(key.as_bytes());
+        }
+    });
     let (table, copies) = shared_copies();
     let owner = table.ext.owner;
     if let Some(answer) = copies.as_ref().and_then(|c| answer_from_copy(c, key, owner)) {

@@ -48,6 +48,8 @@ const WAYS: usize = 4;
 const TAG_WORDS: usize = 2 * WAYS;
 const HASHES: usize = WAYS;
 const SLOT_WORDS: usize = 32;
+/// Words in a cache line (64 bytes).
+const LINE_WORDS: usize = 8;
 const BUCKET_WORDS: usize = TAG_WORDS + WAYS * SLOT_WORDS;
 // A slot's words.
 /// The table's form the copy was made under (0: empty).
@@ -157,6 +159,18 @@ impl Shared {
 
     fn bucket_of(&self, hash: u64) -> usize {
         (hash % bucket_count(self.region) as u64) as usize
+    }
+
+    /// Starts loading `key`'s bucket: its tags and the first two cache lines of each slot (the
+    /// meta words and the payload's start) at once, so that a hit waits for memory once, not
+    /// for the tags and then for a slot, and partly while the call does its checks.
+    pub fn prefetch(&self, key: &[u8]) {
+        let bucket = self.bucket(self.bucket_of(self.hash(key)));
+        shmem::prefetch(bucket.seq(0));
+        for way in 0..WAYS {
+            shmem::prefetch(&bucket.slot(way)[0]);
+            shmem::prefetch(&bucket.slot(way)[LINE_WORDS]);
+        }
     }
 
     /// The copy of `key`, if there is one made under this form.

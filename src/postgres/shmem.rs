@@ -160,3 +160,15 @@ pub fn cache_region() -> Option<&'static [AtomicU64]> {
     // long as the server; only ever accessed through atomics.
     (!ptr.is_null()).then(|| unsafe { std::slice::from_raw_parts(ptr, REGION_WORDS.load(Ordering::Relaxed)) })
 }
+
+/// Asks the CPU to start loading the cache line of `word` (a hint: nothing waits for it and
+/// nothing faults), so that a read of it a little later finds it near.
+pub fn prefetch(word: &AtomicU64) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing into the program and cannot fault; SSE is part of x86_64.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(std::ptr::from_ref(word).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = word;
+}
