@@ -3,13 +3,34 @@ BENCH_DB=easymo_bench
 
 bsql() { cpsql -q -d "$BENCH_DB" "$@"; }
 
-# pgbench_run FILE CLIENTS SECONDS [extra pgbench options]: prints the TPS.
+# pgbench_with CLIENTS PGBENCH_ARGS...: pgbench against the benchmark cluster. One client runs
+# on one CPU with its server process (new backends inherit the postmaster's affinity). On a
+# virtual machine, a client and a backend on two CPUs wake each other with an inter-processor
+# interrupt at every message: here a bare SELECT 1 took 70 µs that way and 14 µs on one CPU,
+# the 70 had been 22 on an earlier machine, and that wake-up, not the work, decided every
+# 1-client ratio. On one CPU, runs agree within about 1 %. More clients use every CPU.
+# BENCH_PIN=0: every run on every CPU.
+pgbench_with() {
+    local clients="$1"; shift
+    local pid rc=0
+    pid=$(head -1 "$CLUSTER_DIR/data/postmaster.pid")
+    if [ "${BENCH_PIN:-1}" = 1 ] && [ "$clients" -eq 1 ] && command -v taskset >/dev/null; then
+        taskset -p -c 0 "$pid" >/dev/null
+        taskset -c 0 "$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared -c 1 "$@" || rc=$?
+        # Backends started later (autovacuum's, the next runs') may use every CPU again.
+        taskset -p -c "0-$(( $(getconf _NPROCESSORS_ONLN) - 1 ))" "$pid" >/dev/null
+        return "$rc"
+    fi
+    "$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared \
+        -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" "$@"
+}
+
+# pgbench_tps FILE CLIENTS SECONDS [extra pgbench options]: prints the TPS.
 # A run that aborts (an error in the script) stops the benchmark with pgbench's own message.
 pgbench_tps() {
     local file="$1" clients="$2" seconds="$3"; shift 3
     local out
-    out=$("$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared \
-        -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$seconds" -f "$file" "$@" "$BENCH_DB" 2>&1) || true
+    out=$(pgbench_with "$clients" -T "$seconds" -f "$file" "$@" "$BENCH_DB" 2>&1) || true
     if grep -q 'error' <<<"$out" || ! grep -q '^tps = ' <<<"$out"; then
         printf '%s\n' "$out" | grep -m 5 -i 'error' >&2
         die "pgbench failed on $file"
@@ -19,8 +40,7 @@ pgbench_tps() {
 
 # statement_ms FILE RUNS: average latency in ms of a single statement run RUNS times in a row.
 statement_ms() {
-    "$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared \
-        -c 1 -t "$2" -f "$1" "$BENCH_DB" 2>&1 | awk '/^latency average = / {print $4}'
+    pgbench_with 1 -t "$2" -f "$1" "$BENCH_DB" 2>&1 | awk '/^latency average = / {print $4}'
 }
 
 # ratio A B: A / B with two decimals.
@@ -58,8 +78,7 @@ median() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {if (NR % 2) pri
 
 # latency_ms FILE SECONDS: average latency in ms, one client, prepared.
 latency_ms() {
-    "$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared \
-        -c 1 -T "$2" -f "$1" "$BENCH_DB" 2>&1 | awk '/^latency average = / {print $4}'
+    pgbench_with 1 -T "$2" -f "$1" "$BENCH_DB" 2>&1 | awk '/^latency average = / {print $4}'
 }
 
 # mixed_latencies CLIENTS SECONDS FILE...: one pgbench run in which every transaction runs one of
@@ -74,8 +93,7 @@ mixed_latencies() {
     local args=() f out logs
     logs=$(mktemp -d)
     for f in "$@"; do args+=(-f "$f@1"); done
-    out=$(cd "$logs" && "$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared \
-        -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$seconds" -l --log-prefix=tx "${args[@]}" "$BENCH_DB" 2>&1) || true
+    out=$(cd "$logs" && pgbench_with "$clients" -T "$seconds" -l --log-prefix=tx "${args[@]}" "$BENCH_DB" 2>&1) || true
     if grep -q 'error' <<<"$out" || [ "$(grep -c '^ - latency average = ' <<<"$out")" != "$#" ]; then
         printf '%s\n' "$out" | grep -m 5 -i 'error' >&2
         rm -rf "$logs"
