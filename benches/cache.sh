@@ -61,7 +61,7 @@ if command -v redis-server >/dev/null && command -v redis-benchmark >/dev/null; 
     sleep 0.5
     for clients in 1 8; do
         # -q still draws progress with carriage returns: keep the final lines only.
-        rps=$(redis-benchmark -h 127.0.0.1 -p "$redis_port" -c "$clients" -n 200000 -r 100000 -d 32 -t get,set -q 2>/dev/null \
+        rps=$(on_cpus "$clients" "$(cat "$tmp/redis.pid")" redis-benchmark -h 127.0.0.1 -p "$redis_port" -c "$clients" -n 200000 -r 100000 -d 32 -t get,set -q 2>/dev/null \
               | tr '\r' '\n' | awk '/requests per second/ {printf "%s %.0f ", $1, $2}')
         result cache "$clients client(s), redis-benchmark requests/s" "$rps" "(reference)"
     done

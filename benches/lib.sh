@@ -3,25 +3,38 @@ BENCH_DB=easymo_bench
 
 bsql() { cpsql -q -d "$BENCH_DB" "$@"; }
 
-# pgbench_with CLIENTS PGBENCH_ARGS...: pgbench against the benchmark cluster. One client runs
-# on one CPU with its server process (new backends inherit the postmaster's affinity). On a
-# virtual machine, a client and a backend on two CPUs wake each other with an inter-processor
-# interrupt at every message: here a bare SELECT 1 took 70 µs that way and 14 µs on one CPU,
-# the 70 had been 22 on an earlier machine, and that wake-up, not the work, decided every
-# 1-client ratio. On one CPU, runs agree within about 1 %. More clients use every CPU.
+# One client runs on one CPU with its server (a postmaster's new backends inherit its affinity).
+# On a virtual machine, a client and a backend on two CPUs wake each other with an
+# inter-processor interrupt at every message: here a bare SELECT 1 took 70 µs that way and 14 µs
+# on one CPU, the 70 had been 22 on an earlier machine, and that wake-up, not the work, decided
+# every 1-client ratio. On one CPU, runs agree within about 1 %. More clients use every CPU.
 # BENCH_PIN=0: every run on every CPU.
+
+# cpus_for CLIENTS: the CPUs a run of CLIENTS clients and its server use, as taskset takes them.
+cpus_for() {
+    if [ "${BENCH_PIN:-1}" = 1 ] && [ "$1" -eq 1 ]; then
+        echo 0
+    else
+        echo "0-$(( $(getconf _NPROCESSORS_ONLN) - 1 ))"
+    fi
+}
+
+# on_cpus CLIENTS SERVER_PID COMMAND...: runs COMMAND, and has the server's processes (and those
+# it starts meanwhile) run, on the CPUs for CLIENTS clients; the server gets every CPU back after.
+on_cpus() {
+    local cpus rc=0
+    cpus=$(cpus_for "$1")
+    taskset -a -p -c "$cpus" "$2" >/dev/null
+    taskset -c "$cpus" "${@:3}" || rc=$?
+    taskset -a -p -c "$(BENCH_PIN=0 cpus_for 1)" "$2" >/dev/null
+    return "$rc"
+}
+
+# pgbench_with CLIENTS PGBENCH_ARGS...: pgbench against the benchmark cluster, on cpus_for CLIENTS.
 pgbench_with() {
     local clients="$1"; shift
-    local pid rc=0
-    pid=$(head -1 "$CLUSTER_DIR/data/postmaster.pid")
-    if [ "${BENCH_PIN:-1}" = 1 ] && [ "$clients" -eq 1 ] && command -v taskset >/dev/null; then
-        taskset -p -c 0 "$pid" >/dev/null
-        taskset -c 0 "$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared -c 1 "$@" || rc=$?
-        # Backends started later (autovacuum's, the next runs') may use every CPU again.
-        taskset -p -c "0-$(( $(getconf _NPROCESSORS_ONLN) - 1 ))" "$pid" >/dev/null
-        return "$rc"
-    fi
-    "$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared \
+    on_cpus "$clients" "$(head -1 "$CLUSTER_DIR/data/postmaster.pid")" \
+        "$PG_BIN/pgbench" -n -h "$CLUSTER_SOCK" -p "$CLUSTER_PORT" -U postgres -M prepared \
         -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" "$@"
 }
 
