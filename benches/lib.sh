@@ -10,13 +10,12 @@ bsql() { cpsql -q -d "$BENCH_DB" "$@"; }
 # every 1-client ratio. On one CPU, runs agree within about 1 %. More clients use every CPU.
 # BENCH_PIN=0: every run on every CPU.
 
-# cpus_for CLIENTS: the CPUs a run of CLIENTS clients and its server use, as taskset takes them.
+# all_cpus: every CPU, as taskset takes them.
+all_cpus() { echo "0-$(( $(getconf _NPROCESSORS_ONLN) - 1 ))"; }
+
+# cpus_for CLIENTS: the CPUs a run of CLIENTS clients and its server use.
 cpus_for() {
-    if [ "${BENCH_PIN:-1}" = 1 ] && [ "$1" -eq 1 ]; then
-        echo 0
-    else
-        echo "0-$(( $(getconf _NPROCESSORS_ONLN) - 1 ))"
-    fi
+    if [ "${BENCH_PIN:-1}" = 1 ] && [ "$1" -eq 1 ]; then echo 0; else all_cpus; fi
 }
 
 # on_cpus CLIENTS SERVER_PID COMMAND...: runs COMMAND, and has the server's processes (and those
@@ -26,7 +25,7 @@ on_cpus() {
     cpus=$(cpus_for "$1")
     taskset -a -p -c "$cpus" "$2" >/dev/null
     taskset -c "$cpus" "${@:3}" || rc=$?
-    taskset -a -p -c "$(BENCH_PIN=0 cpus_for 1)" "$2" >/dev/null
+    taskset -a -p -c "$(all_cpus)" "$2" >/dev/null
     return "$rc"
 }
 
