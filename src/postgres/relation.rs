@@ -52,10 +52,9 @@ pub struct Table {
     pub ext: ExtTable,
     attnums: Vec<i16>,
     watched: Watched,
-    /// The indexes this table's native reads last used, by use (and for a point scan, the
-    /// strategy of `<@` in it): tried first, checked again at every use (`key_index`,
-    /// `points`). Resolved with the table, so any DDL forgets them.
-    indexes: RefCell<Vec<(IndexUse, pg_sys::Oid, u16)>>,
+    /// The indexes this table's native reads last used, by use: tried first, checked again at
+    /// every use (`key_index`, `points`). Resolved with the table, so any DDL forgets them.
+    indexes: RefCell<Vec<(IndexUse, pg_sys::Oid)>>,
     /// The role, privilege and roles generation (`inval::ROLES`) `require_privilege` last
     /// granted: GRANT and REVOKE on the table invalidate it (and so this resolution), a change
     /// of roles or memberships bumps the generation.
@@ -72,17 +71,17 @@ pub(super) enum IndexUse {
 }
 
 impl Table {
-    /// The index remembered for `what`, and its strategy.
-    pub(super) fn remembered(&self, what: IndexUse) -> Option<(pg_sys::Oid, u16)> {
-        self.indexes.borrow().iter().find(|(u, _, _)| *u == what).map(|&(_, oid, strategy)| (oid, strategy))
+    /// The index remembered for `what`.
+    pub(super) fn remembered(&self, what: IndexUse) -> Option<pg_sys::Oid> {
+        self.indexes.borrow().iter().find(|(u, _)| *u == what).map(|&(_, oid)| oid)
     }
 
     /// Remembers `index` for `what`, or forgets what was (None).
-    pub(super) fn remember(&self, what: IndexUse, index: Option<(pg_sys::Oid, u16)>) {
+    pub(super) fn remember(&self, what: IndexUse, index: Option<pg_sys::Oid>) {
         let mut indexes = self.indexes.borrow_mut();
-        indexes.retain(|(u, _, _)| *u != what);
-        if let Some((oid, strategy)) = index {
-            indexes.push((what, oid, strategy));
+        indexes.retain(|(u, _)| *u != what);
+        if let Some(oid) = index {
+            indexes.push((what, oid));
         }
     }
 
@@ -537,7 +536,7 @@ pub fn lookup_by_text_key<R>(
     unsafe {
         // The common case in one guard: the table still as resolved, its remembered key index
         // still fitting, the statement's snapshot.
-        let fast = table.remembered(IndexUse::Key(attnum)).filter(|_| seen != Seen::Settled).and_then(|(oid, _)| {
+        let fast = table.remembered(IndexUse::Key(attnum)).filter(|_| seen != Seen::Settled).and_then(|oid| {
             guarded(|| {
                 let heap = unguarded::try_table_open(table.ext.relid, AccessShareLock as i32);
                 if heap.is_null() {
@@ -753,7 +752,7 @@ pub fn heap_pages(spec: &'static TableSpec) -> u32 {
 unsafe fn key_index(table: &Table, heap: pg_sys::Relation, attnum: i16) -> pg_sys::Relation {
     // SAFETY: heap is open and locked; an index opened here is closed unless returned.
     unsafe {
-        if let Some((oid, _)) = table.remembered(IndexUse::Key(attnum)) {
+        if let Some(oid) = table.remembered(IndexUse::Key(attnum)) {
             let index = pg_sys::ffi::pg_guard_ffi_boundary(|| remembered_index(heap, oid, attnum));
             if !index.is_null() {
                 return index;
@@ -761,7 +760,7 @@ unsafe fn key_index(table: &Table, heap: pg_sys::Relation, attnum: i16) -> pg_sy
         }
         let index = unique_text_index(heap, attnum);
         if !index.is_null() {
-            table.remember(IndexUse::Key(attnum), Some(((*index).rd_id, 0)));
+            table.remember(IndexUse::Key(attnum), Some((*index).rd_id));
         }
         index
     }

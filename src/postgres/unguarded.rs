@@ -8,8 +8,8 @@
 //! leaves Postgres's error handler pointing into it.
 
 use pgrx::pg_sys::{
-    Datum, HeapTuple, IndexScanDesc, List, Oid, Relation, ScanDirection, ScanKey, Snapshot, TransactionId, TupleDesc,
-    TupleTableSlot, LOCKMODE,
+    BlockNumber, Buffer, Datum, HeapTuple, IndexScanDesc, IndexTuple, List, Oid, Relation, ScanDirection, ScanKey,
+    Snapshot, TransactionId, TupleDesc, TupleTableSlot, XLogRecPtr, LOCKMODE,
 };
 use std::ffi::{c_char, c_int};
 unsafe extern "C-unwind" {
@@ -50,7 +50,6 @@ unsafe extern "C-unwind" {
     ) -> IndexScanDesc;
     pub fn index_rescan(scan: IndexScanDesc, keys: ScanKey, nkeys: c_int, orderbys: ScanKey, norderbys: c_int);
     pub fn index_getnext_slot(scan: IndexScanDesc, direction: ScanDirection::Type, slot: *mut TupleTableSlot) -> bool;
-    pub fn index_getnext_tid(scan: IndexScanDesc, direction: ScanDirection::Type) -> pgrx::pg_sys::ItemPointer;
     pub fn index_fetch_heap(scan: IndexScanDesc, slot: *mut TupleTableSlot) -> bool;
     pub fn slot_getsomeattrs_int(slot: *mut TupleTableSlot, attnum: c_int);
     pub fn ExecDropSingleTupleTableSlot(slot: *mut TupleTableSlot);
@@ -63,6 +62,15 @@ unsafe extern "C-unwind" {
     pub fn TransactionIdPrecedes(id1: TransactionId, id2: TransactionId) -> bool;
     pub fn get_collation_isdeterministic(colloid: Oid) -> bool;
     pub fn XidInMVCCSnapshot(xid: TransactionId, snapshot: Snapshot) -> bool;
+    pub fn ReadBuffer(relation: Relation, block: BlockNumber) -> Buffer;
+    pub fn LockBuffer(buffer: Buffer, mode: c_int);
+    pub fn UnlockReleaseBuffer(buffer: Buffer);
+    pub fn BufferGetLSNAtomic(buffer: Buffer) -> XLogRecPtr;
+    pub fn gistcheckpage(relation: Relation, buffer: Buffer);
+    pub fn PredicateLockPage(relation: Relation, block: BlockNumber, snapshot: Snapshot);
+    pub fn nocache_index_getattr(tuple: IndexTuple, attnum: c_int, descriptor: TupleDesc) -> Datum;
+    #[cfg(any(feature = "pg15", feature = "pg16"))]
+    pub fn TestForOldSnapshot_impl(snapshot: Snapshot, relation: Relation);
 }
 
 /// One key, no ordering; 18 added an instrumentation argument (none here).
