@@ -21,6 +21,13 @@
 //! executor start, so on sparse data, where a box holds a point or none, two statements were most
 //! of a search: a 25 km search over 300k points spread over the globe went from 0.098 ms to
 //! 0.053 ms (`SELECT 1`: 0.023 ms; PostGIS: 0.46 ms).
+//!
+//! The native read walks the index's pages itself, testing each entry's box inline (through the
+//! index AM every entry cost a call of the operator class's consistent function through fmgr),
+//! and, as an index-only scan does, takes the id and coordinates from the entry's INCLUDE copies
+//! when the visibility map says its heap page is all visible; only the rows answered are read.
+//! One client on one CPU (`SELECT 1` 0.0136 ms), 300k points over the globe: a 1 m search
+//! 0.0317 → 0.0249 ms, a 25 km search 0.0389 → 0.0304 ms (PostGIS 0.205).
 
 #![forbid(unsafe_code)]
 
@@ -32,7 +39,7 @@ use crate::postgres::backend;
 use crate::postgres::catalog::ExtTable;
 use crate::postgres::datum::RawJsonb;
 use crate::postgres::plan::{prepared, Plan, PlanSlot};
-use crate::postgres::points::{self, Tid};
+use crate::postgres::points::{self, PointColumns, Tid};
 use crate::postgres::relation::{self, Column, TableSpec};
 use crate::postgres::srf;
 use geodesy::{geodesic, geodesic_lower_bound, search_boxes, sphere, MAX_RADIUS};
@@ -348,17 +355,11 @@ fn answer(hits: Vec<Hit>, mut details: impl FnMut(&Hit) -> Option<Details>) -> V
 /// The search read natively (`points`): None where that would not read what the statements
 /// read for the calling role (row-level security applies, and so on), and the statements run.
 fn search_natively(lat: f64, lng: f64, radius: f64, limit: usize, location_type: Option<&str>) -> Option<Vec<Found>> {
-    points::with_scan(&POINTS, P_LNG, P_LAT, P_TYPE, |scan| {
+    let columns = PointColumns { id: P_ID, lat: P_LAT, lng: P_LNG, kind: P_TYPE };
+    points::with_scan(&POINTS, columns, |scan| {
         let hits = expanding_search(lat, lng, radius, limit, location_type, |b, out| {
-            let only = location_type.map(|t| (P_TYPE, t));
-            scan.in_box((b.min_lng, b.min_lat), (b.max_lng, b.max_lat), P_TYPE + 1, only, |row, tid| {
-                if location_type.is_some_and(|t| !row.text_is(P_TYPE, t)) {
-                    return;
-                }
-                // (A NULL id, possible only in a table altered by hand, cannot be returned.)
-                if let (Some(id), Some(plat), Some(plng)) = (row.uuid(P_ID), row.float8(P_LAT), row.float8(P_LNG)) {
-                    out.push((*id.as_bytes(), plat, plng, Some(tid)));
-                }
+            scan.in_box((b.min_lng, b.min_lat), (b.max_lng, b.max_lat), location_type, |id, plat, plng, tid| {
+                out.push((id, plat, plng, Some(tid)));
             });
         });
         answer(hits, |h| {

@@ -26,34 +26,65 @@ use std::rc::Rc;
 const GIST_POINT_OPS: u32 = 1029;
 
 /// An open scan: the table and index, locked, a slot for the table's rows, the statement's
-/// snapshot (registered) and an index scan descriptor, used for its heap fetch only.
+/// snapshot (registered), the heap's index fetch state, and what to count in the index's
+/// statistics when it ends.
 pub struct PointScan {
     table: Rc<Table>,
     heap: pg_sys::Relation,
     index: pg_sys::Relation,
     slot: *mut pg_sys::TupleTableSlot,
     snapshot: pg_sys::Snapshot,
-    scan: pg_sys::IndexScanDesc,
+    heap_fetch: *mut pg_sys::IndexFetchTableData,
+    fetch_tuple: FetchTuple,
+    /// Whether entries marked dead are passed over: not in a transaction begun in recovery
+    /// (RelationGetIndexScan's rule).
+    skip_dead: bool,
+    columns: PointColumns,
+    /// Scans, entries returned, rows fetched: for pg_stat_user_indexes, as an index scan counts.
+    counts: (i64, i64, i64),
+}
+
+/// The heap AM's index_fetch_tuple.
+type FetchTuple = unsafe extern "C-unwind" fn(
+    *mut pg_sys::IndexFetchTableData,
+    pg_sys::ItemPointer,
+    pg_sys::Snapshot,
+    *mut pg_sys::TupleTableSlot,
+    *mut bool,
+    *mut bool,
+) -> bool;
+
+/// The columns of a table's spec a point scan reads, by position in the spec.
+#[derive(Clone, Copy)]
+pub struct PointColumns {
+    pub id: usize,
+    pub lat: usize,
+    pub lng: usize,
+    /// A text column `in_box` can ask for one value of (compared by bytes: its collation must
+    /// be deterministic).
+    pub kind: usize,
 }
 
 /// Where a row read by `in_box` lies, to read it again with `fetch`.
 pub type Tid = pg_sys::ItemPointerData;
 
 impl PointScan {
-    /// Calls `read` for each visible row whose point lies in the box (as `<@` decides, edges
-    /// included), with the spec's first `columns` columns readable. With `only`, a text column
-    /// and a value: entries whose copy of that column in the index (an INCLUDE column) is
-    /// another value are passed over before their row is read (the row of an entry can only
-    /// have the entry's value); `read` still sees every row the index does not tell about.
+    /// Calls `found` with the id, latitude, longitude and index entry of each visible row whose
+    /// point lies in the box (as `<@` decides, edges included), and, with `only`, whose type is
+    /// that one. Rows with a NULL id are passed over (possible only in a table altered by hand).
+    ///
+    /// Index-only where it can be, as an index-only scan is: an entry whose heap page the
+    /// visibility map says is visible to all gives its copies (INCLUDE columns) without the row
+    /// being read. Otherwise the row is read, and decides.
     pub fn in_box(
         &mut self,
         min: (f64, f64),
         max: (f64, f64),
-        columns: usize,
-        only: Option<(usize, &str)>,
-        mut read: impl FnMut(&Row, Tid),
+        only: Option<&str>,
+        mut found: impl FnMut([u8; 16], f64, f64, Tid),
     ) {
-        let last = self.table.last_attnum(columns);
+        let c = self.columns;
+        let last = self.table.last_attnum(1 + c.id.max(c.lat).max(c.lng).max(c.kind));
         let query = pg_sys::BOX {
             low: pg_sys::Point { x: min.0.min(max.0), y: min.1.min(max.1) },
             high: pg_sys::Point { x: min.0.max(max.0), y: min.1.max(max.1) },
@@ -61,71 +92,111 @@ impl PointScan {
         // SAFETY: the relations are open and locked, the slot made for the heap, the snapshot
         // registered, the scan begun on them by `with_scan` (which ends it). Pages are read
         // under their buffer's share lock (`gist_page`); the slot is cleared by the next row and
-        // dropped by `with_scan`.
+        // dropped by `with_scan`; the visibility map's page is released here.
         unsafe {
-            let (index, slot, scan) = (self.index, self.slot, self.scan);
-            let only = only.and_then(|(column, value)| Some((included(index, self.table.attnum(column))?, value)));
-            let walk = Walk { index, snapshot: self.snapshot, query, only, skip_dead: (*scan).ignore_killed_tuples };
+            let (heap, index, slot, snapshot) = (self.heap, self.index, self.slot, self.snapshot);
+            let copy = |column: usize| included(index, self.table.attnum(column));
+            let copies = match (copy(c.id), copy(c.lat), copy(c.lng)) {
+                (Some(id), Some(lat), Some(lng)) => Some((id, lat, lng)),
+                _ => None,
+            };
+            let only = only.map(|value| (copy(c.kind), value));
+            let walk = Walk { index, snapshot, query, only, copies, skip_dead: self.skip_dead };
             // The pages still to read, with the LSN of the parent when its downlink was read.
             let mut pages: Vec<(pg_sys::BlockNumber, pg_sys::XLogRecPtr)> = vec![(GIST_ROOT, 0)];
-            let mut tids = Vec::new();
+            let mut entries = Vec::new();
             let mut returned = 0;
+            let mut vm_buffer: pg_sys::Buffer = pg_sys::InvalidBuffer as pg_sys::Buffer;
             while let Some(page) = pages.pop() {
                 pgrx::check_for_interrupts!();
-                tids.clear();
-                if !guarded(|| walk.gist_page(page, &mut pages, &mut tids)) {
+                entries.clear();
+                if !guarded(|| walk.gist_page(page, &mut pages, &mut entries)) {
                     let name = std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr());
                     crate::error::raise(
                         pgrx::PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
                         format!("index \"{}\" contains a damaged item on page {}", name.to_string_lossy(), page.0),
                     );
                 }
-                returned += tids.len() as i64;
-                for &tid in &tids {
-                    // The steps of index_fetch_heap's callers: every visible version of a HOT
-                    // chain (one, under an MVCC snapshot).
-                    (*scan).xs_heaptid = tid;
-                    (*scan).xs_heap_continue = false;
-                    loop {
-                        let visible = guarded(|| {
-                            let visible = unguarded::index_fetch_heap(scan, slot);
+                returned += entries.len() as i64;
+                for entry in &entries {
+                    let block = block_of(&entry.tid);
+                    // As an index-only scan: a page all visible needs no row read, and takes the
+                    // predicate lock reading it would have.
+                    if let Some((id, lat, lng)) = entry.copies {
+                        let all_visible = guarded(|| {
+                            let visible = unguarded::visibilitymap_get_status(heap, block, &mut vm_buffer)
+                                & pg_sys::VISIBILITYMAP_ALL_VISIBLE as u8
+                                != 0;
                             if visible {
-                                unguarded::slot_getsomeattrs_int(slot, last);
+                                unguarded::PredicateLockPage(heap, block, snapshot);
                             }
                             visible
                         });
-                        if visible {
-                            read(&Row::of(slot, &self.table), (*slot).tts_tid);
+                        if all_visible {
+                            found(id, lat, lng, entry.tid);
+                            continue;
                         }
-                        if !(*scan).xs_heap_continue {
+                    }
+                    // Every visible version of the HOT chain (one, under an MVCC snapshot).
+                    let mut tid = entry.tid;
+                    let mut again = false;
+                    loop {
+                        if self.fetch_heap(&mut tid, &mut again, last) {
+                            let row = Row::of(slot, &self.table);
+                            if only.is_none_or(|(_, t)| row.text_is(c.kind, t)) {
+                                if let (Some(id), Some(lat), Some(lng)) =
+                                    (row.uuid(c.id), row.float8(c.lat), row.float8(c.lng))
+                                {
+                                    found(*id.as_bytes(), lat, lng, entry.tid);
+                                }
+                            }
+                        }
+                        if !again {
                             break;
                         }
                     }
                 }
             }
-            count_index_scan(index, returned);
+            if vm_buffer != pg_sys::InvalidBuffer as pg_sys::Buffer {
+                pg_sys::ReleaseBuffer(vm_buffer);
+            }
+            self.counts.0 += 1;
+            self.counts.1 += returned;
         }
     }
 
-    /// The row at `tid` as the snapshot sees it (None if it does not), all the spec's columns
-    /// readable.
+    /// index_fetch_heap without an index scan: the version of the HOT chain at `tid` the
+    /// snapshot sees into the slot, readable up to attribute `last`; `again` set when another
+    /// may be visible too (not under an MVCC snapshot), `tid` then where to go on from.
+    unsafe fn fetch_heap(&mut self, tid: &mut Tid, again: &mut bool, last: i32) -> bool {
+        // SAFETY: the caller's: the fetch state begun on the heap by `with_scan`, the slot its.
+        unsafe {
+            let (fetch_tuple, heap_fetch, snapshot, slot) =
+                (self.fetch_tuple, self.heap_fetch, self.snapshot, self.slot);
+            let found = guarded(|| {
+                let mut all_dead = false;
+                let found = fetch_tuple(heap_fetch, tid, snapshot, slot, again, &mut all_dead);
+                if found {
+                    unguarded::slot_getsomeattrs_int(slot, last);
+                }
+                found
+            });
+            self.counts.2 += i64::from(found);
+            found
+        }
+    }
+
+    /// The row an entry of `in_box` points to, as the snapshot sees it (None if it does not),
+    /// all the spec's columns readable: the visible version of its HOT chain, as an index scan
+    /// finds it.
     pub fn fetch<R>(&mut self, tid: Tid, read: impl FnOnce(&Row) -> R) -> Option<R> {
         let last = self.table.last_attnum(self.table.columns());
-        // SAFETY: the heap is a heap table (checked in `with_scan`), so the slot is a buffer heap
-        // tuple slot; heap_fetch pins the buffer of a visible version, and the slot keeps that
-        // pin until it is cleared.
+        // SAFETY: as in `in_box`; the slot keeps the buffer's pin until it is cleared.
         unsafe {
-            // As heapam's fetch_row_version: into the slot's own tuple header, the buffer's pin
-            // handed to the slot.
-            let bslot = self.slot.cast::<pg_sys::BufferHeapTupleTableSlot>();
-            let tuple = &raw mut (*bslot).base.tupdata;
-            (*tuple).t_self = tid;
-            let mut buffer: pg_sys::Buffer = 0;
-            if !pg_sys::heap_fetch(self.heap, self.snapshot, tuple, &mut buffer, false) {
+            let (mut tid, mut again) = (tid, false);
+            if !self.fetch_heap(&mut tid, &mut again, last) {
                 return None;
             }
-            pg_sys::ExecStorePinnedBufferHeapTuple(tuple, self.slot, buffer);
-            pg_sys::slot_getsomeattrs_int(self.slot, last);
             let r = read(&Row::of(self.slot, &self.table));
             pg_sys::ExecClearTuple(self.slot);
             Some(r)
@@ -145,15 +216,18 @@ struct Walk<'a> {
     index: pg_sys::Relation,
     snapshot: pg_sys::Snapshot,
     query: pg_sys::BOX,
-    /// An INCLUDE column's position in the entries, and the value its entries must have.
-    only: Option<(i32, &'a str)>,
+    /// With a kind asked for: the position of the entries' copy of it (an INCLUDE column), if
+    /// the index has one, and the value.
+    only: Option<(Option<i32>, &'a str)>,
+    /// The positions of the entries' copies of the id, latitude and longitude, if it has all.
+    copies: Option<(i32, i32, i32)>,
     /// Whether entries marked dead are passed over (not in a transaction begun in recovery, as
     /// the index AM decides).
     skip_dead: bool,
 }
 
 impl Walk<'_> {
-    /// Reads one page: its leaf entries in the box into `tids`, the children of its internal
+    /// Reads one page: its leaf entries in the box into `entries`, the children of its internal
     /// entries that may hold some onto `pages`, and its right sibling there too if it was split
     /// after its parent was read (its NSN is newer than the parent's LSN then, or the split's
     /// downlink is not in the parent yet). False when an item does not fit the page (damaged).
@@ -162,7 +236,7 @@ impl Walk<'_> {
         &self,
         (block, parent_lsn): (pg_sys::BlockNumber, pg_sys::XLogRecPtr),
         pages: &mut Vec<(pg_sys::BlockNumber, pg_sys::XLogRecPtr)>,
-        tids: &mut Vec<Tid>,
+        entries: &mut Vec<Entry>,
     ) -> bool {
         // SAFETY: the index is open and locked; the page is read under its buffer's share lock
         // and pin, after gistcheckpage checked its header and special space, and every item's
@@ -226,31 +300,58 @@ impl Walk<'_> {
                 }
                 if !leaf {
                     pages.push((block_of(&tid), page_lsn));
-                } else if self.only.is_none_or(|(attnum, value)| self.has_value(tuple, attnum, value)) {
-                    tids.push(tid);
+                    continue;
                 }
+                let kind = match self.only {
+                    None => Some(true),
+                    Some((Some(attnum), value)) => self.has_value(tuple, attnum, value),
+                    Some((None, _)) => None,
+                };
+                if kind == Some(false) {
+                    continue;
+                }
+                let copies = if kind == Some(true) { self.copies.and_then(|c| self.copies_of(tuple, c)) } else { None };
+                entries.push(Entry { tid, copies });
             }
             unguarded::UnlockReleaseBuffer(buffer);
             sound
         }
     }
 
-    /// Whether a leaf entry's INCLUDE column `attnum` may hold `value`: false only when the
-    /// entry tells it holds another (NULL, or other bytes); a compressed or external copy tells
-    /// nothing.
-    unsafe fn has_value(&self, tuple: *const pg_sys::IndexTupleData, attnum: i32, value: &str) -> bool {
+    /// Whether a leaf entry's INCLUDE column `attnum` holds `value`: None when its copy does not
+    /// tell (compressed or external); NULL is another value.
+    unsafe fn has_value(&self, tuple: *const pg_sys::IndexTupleData, attnum: i32, value: &str) -> Option<bool> {
         // SAFETY: a leaf entry of the index, on a page read under its lock; an attribute that is
         // not NULL is read by the index's descriptor, as index_getattr reads it.
         unsafe {
             if is_null(tuple, attnum) {
-                return false;
+                return Some(false);
             }
             let datum = unguarded::nocache_index_getattr(tuple.cast_mut(), attnum, (*self.index).rd_att);
             let v = datum.cast_mut_ptr::<pg_sys::varlena>();
             if pgrx::varlena::varatt_is_1b_e(v) || pgrx::varlena::varatt_is_4b_c(v) {
-                return true;
+                return None;
             }
-            pgrx::varlena::varlena_to_byte_slice(v) == value.as_bytes()
+            Some(pgrx::varlena::varlena_to_byte_slice(v) == value.as_bytes())
+        }
+    }
+
+    /// A leaf entry's copies of the id (uuid), latitude and longitude (float8); None if one is
+    /// NULL.
+    unsafe fn copies_of(
+        &self,
+        tuple: *const pg_sys::IndexTupleData,
+        (id, lat, lng): (i32, i32, i32),
+    ) -> Option<([u8; 16], f64, f64)> {
+        // SAFETY: as `has_value`; the types were checked when the table was resolved (float8 is
+        // passed by value, a uuid by reference to its 16 bytes).
+        unsafe {
+            if is_null(tuple, id) || is_null(tuple, lat) || is_null(tuple, lng) {
+                return None;
+            }
+            let attr = |attnum| unguarded::nocache_index_getattr(tuple.cast_mut(), attnum, (*self.index).rd_att);
+            let float = |attnum| f64::from_bits(attr(attnum).value() as u64);
+            Some((attr(id).cast_mut_ptr::<[u8; 16]>().read_unaligned(), float(lat), float(lng)))
         }
     }
 }
@@ -262,6 +363,13 @@ const GIST_TUPLE_INVALID: u16 = 0xfffe;
 /// fuzzy one), the same for an internal entry's box and a leaf's point (a box with low = high).
 fn overlaps(key: &pg_sys::BOX, query: &pg_sys::BOX) -> bool {
     key.high.x >= query.low.x && key.low.x <= query.high.x && key.high.y >= query.low.y && key.low.y <= query.high.y
+}
+
+/// A leaf entry in the box: where its row lies, and its copies of the row's id, latitude and
+/// longitude when the index has them and, with a kind asked for, tells the row is of it.
+struct Entry {
+    tid: Tid,
+    copies: Option<([u8; 16], f64, f64)>,
 }
 
 /// The key of an entry of `len` bytes (a BOX, the storage type of `point_ops`, first and aligned
@@ -329,9 +437,9 @@ unsafe fn test_for_old_snapshot(
     }
 }
 
-/// What index_getnext_tid counts for the index (pg_stat_user_indexes: idx_scan, idx_tup_read):
-/// one scan, `returned` entries.
-unsafe fn count_index_scan(index: pg_sys::Relation, returned: i64) {
+/// What an index scan counts for its index (pg_stat_user_indexes: idx_scan, idx_tup_read,
+/// idx_tup_fetch): scans, entries returned, rows fetched.
+unsafe fn count_index_scans(index: pg_sys::Relation, (scans, returned, fetched): (i64, i64, i64)) {
     // SAFETY: an open relation; pgstat_info is the backend's pending entry for it.
     unsafe {
         if (*index).pgstat_info.is_null() {
@@ -345,14 +453,20 @@ unsafe fn count_index_scan(index: pg_sys::Relation, returned: i64) {
             return;
         }
         #[cfg(feature = "pg15")]
+        let counts = &mut (*info).t_counts;
+        #[cfg(feature = "pg15")]
         {
-            (*info).t_counts.t_numscans += 1;
-            (*info).t_counts.t_tuples_returned += returned;
+            counts.t_numscans += scans;
+            counts.t_tuples_returned += returned;
+            counts.t_tuples_fetched += fetched;
         }
         #[cfg(not(feature = "pg15"))]
+        let counts = &mut (*info).counts;
+        #[cfg(not(feature = "pg15"))]
         {
-            (*info).counts.numscans += 1;
-            (*info).counts.tuples_returned += returned;
+            counts.numscans += scans;
+            counts.tuples_returned += returned;
+            counts.tuples_fetched += fetched;
         }
     }
 }
@@ -361,18 +475,12 @@ unsafe fn count_index_scan(index: pg_sys::Relation, returned: i64) {
 /// the spec's columns), or answers None where such a read would not be what a statement of the
 /// calling role reads (see the module's comment). `text` is a text column `f` compares by bytes:
 /// its collation must be deterministic.
-pub fn with_scan<R>(
-    spec: &'static TableSpec,
-    lng: usize,
-    lat: usize,
-    text: usize,
-    f: impl FnOnce(&mut PointScan) -> R,
-) -> Option<R> {
+pub fn with_scan<R>(spec: &'static TableSpec, columns: PointColumns, f: impl FnOnce(&mut PointScan) -> R) -> Option<R> {
     let (table, heap) = relation::open_current(spec, pg_sys::AccessShareLock, "read");
     // SAFETY: the heap is open and locked (the lock kept to the end of the transaction, as a
     // statement's); what is opened here is closed before returning, and by abort on error.
     unsafe {
-        let Some(index) = usable(&table, heap, lng, lat, text) else {
+        let Some(index) = usable(&table, heap, columns.lng, columns.lat, columns.kind) else {
             pg_sys::table_close(heap, pg_sys::NoLock as i32);
             return None;
         };
@@ -383,25 +491,47 @@ pub fn with_scan<R>(
                 .then(|| unguarded::table_slot_create(heap, std::ptr::null_mut()));
             (snapshot, slot)
         });
-        let close = |slot: Option<(*mut pg_sys::TupleTableSlot, pg_sys::IndexScanDesc)>| {
+        let close = || {
             guarded(|| {
-                if let Some((slot, scan)) = slot {
-                    unguarded::index_endscan(scan);
-                    unguarded::ExecDropSingleTupleTableSlot(slot);
-                }
                 unguarded::UnregisterSnapshot(snapshot);
                 unguarded::index_close(index, pg_sys::NoLock as i32);
                 unguarded::table_close(heap, pg_sys::NoLock as i32);
             })
         };
         let Some(slot) = slot else {
-            close(None);
+            close();
             return None;
         };
-        let scan = guarded(|| unguarded::begin_index_scan(heap, index, snapshot));
-        let mut points = PointScan { table, heap, index, slot, snapshot, scan };
+        // The heap AM's index fetch, as an index scan begins it (the table is a heap table).
+        let am = &*(*heap).rd_tableam;
+        let (Some(begin), Some(end), Some(fetch_tuple)) =
+            (am.index_fetch_begin, am.index_fetch_end, am.index_fetch_tuple)
+        else {
+            guarded(|| unguarded::ExecDropSingleTupleTableSlot(slot));
+            close();
+            return None;
+        };
+        let heap_fetch = guarded(|| begin(heap));
+        let skip_dead = !pg_sys::TransactionStartedDuringRecovery();
+        let mut points = PointScan {
+            table,
+            heap,
+            index,
+            slot,
+            snapshot,
+            heap_fetch,
+            fetch_tuple,
+            skip_dead,
+            columns,
+            counts: (0, 0, 0),
+        };
         let r = f(&mut points);
-        close(Some((slot, scan)));
+        count_index_scans(index, points.counts);
+        guarded(|| {
+            end(heap_fetch);
+            unguarded::ExecDropSingleTupleTableSlot(slot);
+        });
+        close();
         Some(r)
     }
 }

@@ -50,7 +50,6 @@ unsafe extern "C-unwind" {
     ) -> IndexScanDesc;
     pub fn index_rescan(scan: IndexScanDesc, keys: ScanKey, nkeys: c_int, orderbys: ScanKey, norderbys: c_int);
     pub fn index_getnext_slot(scan: IndexScanDesc, direction: ScanDirection::Type, slot: *mut TupleTableSlot) -> bool;
-    pub fn index_fetch_heap(scan: IndexScanDesc, slot: *mut TupleTableSlot) -> bool;
     pub fn slot_getsomeattrs_int(slot: *mut TupleTableSlot, attnum: c_int);
     pub fn ExecDropSingleTupleTableSlot(slot: *mut TupleTableSlot);
     pub fn index_endscan(scan: IndexScanDesc);
@@ -68,6 +67,7 @@ unsafe extern "C-unwind" {
     pub fn BufferGetLSNAtomic(buffer: Buffer) -> XLogRecPtr;
     pub fn gistcheckpage(relation: Relation, buffer: Buffer);
     pub fn PredicateLockPage(relation: Relation, block: BlockNumber, snapshot: Snapshot);
+    pub fn visibilitymap_get_status(relation: Relation, block: BlockNumber, vm_buffer: *mut Buffer) -> u8;
     pub fn nocache_index_getattr(tuple: IndexTuple, attnum: c_int, descriptor: TupleDesc) -> Datum;
     #[cfg(any(feature = "pg15", feature = "pg16"))]
     pub fn TestForOldSnapshot_impl(snapshot: Snapshot, relation: Relation);
