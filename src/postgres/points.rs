@@ -101,7 +101,7 @@ impl PointScan {
                 _ => None,
             };
             let only = only.map(|value| (copy(c.kind), value));
-            let walk = Walk { index, snapshot, query, only, copies, skip_dead: self.skip_dead };
+            let walk = Walk { heap, index, snapshot, query, only, copies, skip_dead: self.skip_dead };
             // The pages still to read, with the LSN of the parent when its downlink was read.
             let mut pages: Vec<(pg_sys::BlockNumber, pg_sys::XLogRecPtr)> = vec![(GIST_ROOT, 0)];
             let mut entries = Vec::new();
@@ -110,32 +110,17 @@ impl PointScan {
             while let Some(page) = pages.pop() {
                 pgrx::check_for_interrupts!();
                 entries.clear();
-                if !guarded(|| walk.gist_page(page, &mut pages, &mut entries)) {
+                if !guarded(|| walk.gist_page(page, &mut pages, &mut entries, &mut returned, &mut vm_buffer)) {
                     let name = std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr());
                     crate::error::raise(
                         pgrx::PgSqlErrorCode::ERRCODE_INDEX_CORRUPTED,
                         format!("index \"{}\" contains a damaged item on page {}", name.to_string_lossy(), page.0),
                     );
                 }
-                returned += entries.len() as i64;
                 for entry in &entries {
-                    let block = block_of(&entry.tid);
-                    // As an index-only scan: a page all visible needs no row read, and takes the
-                    // predicate lock reading it would have.
                     if let Some((id, lat, lng)) = entry.copies {
-                        let all_visible = guarded(|| {
-                            let visible = unguarded::visibilitymap_get_status(heap, block, &mut vm_buffer)
-                                & pg_sys::VISIBILITYMAP_ALL_VISIBLE as u8
-                                != 0;
-                            if visible {
-                                unguarded::PredicateLockPage(heap, block, snapshot);
-                            }
-                            visible
-                        });
-                        if all_visible {
-                            found(id, lat, lng, entry.tid);
-                            continue;
-                        }
+                        found(id, lat, lng, entry.tid);
+                        continue;
                     }
                     // Every visible version of the HOT chain (one, under an MVCC snapshot).
                     let mut tid = entry.tid;
@@ -213,6 +198,7 @@ const GIST_ROOT: pg_sys::BlockNumber = 0;
 /// reads a root, an internal and a leaf page, some 400 entries on 300k points, whatever its
 /// radius, and that was about 9 µs of a 37 µs search (perf, one CPU).
 struct Walk<'a> {
+    heap: pg_sys::Relation,
     index: pg_sys::Relation,
     snapshot: pg_sys::Snapshot,
     query: pg_sys::BOX,
@@ -227,7 +213,8 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// Reads one page: its leaf entries in the box into `entries`, the children of its internal
+    /// Reads one page: its leaf entries in the box into `entries` (counted in `matched_entries`,
+    /// of any kind), the children of its internal
     /// entries that may hold some onto `pages`, and its right sibling there too if it was split
     /// after its parent was read (its NSN is newer than the parent's LSN then, or the split's
     /// downlink is not in the parent yet). False when an item does not fit the page (damaged).
@@ -237,6 +224,8 @@ impl Walk<'_> {
         (block, parent_lsn): (pg_sys::BlockNumber, pg_sys::XLogRecPtr),
         pages: &mut Vec<(pg_sys::BlockNumber, pg_sys::XLogRecPtr)>,
         entries: &mut Vec<Entry>,
+        matched_entries: &mut i64,
+        vm_buffer: &mut pg_sys::Buffer,
     ) -> bool {
         // SAFETY: the index is open and locked; the page is read under its buffer's share lock
         // and pin, after gistcheckpage checked its header and special space, and every item's
@@ -278,7 +267,15 @@ impl Walk<'_> {
                     pg_sys::LP_DEAD if !self.skip_dead && len > 0 => {}
                     _ => continue,
                 }
-                if off < linp || off + len > end || len < std::mem::size_of::<pg_sys::IndexTupleData>() {
+                // (Entries are MAXALIGNed, and their header tells their length.)
+                if off < linp
+                    || off + len > end
+                    || off % 8 != 0
+                    || len < std::mem::size_of::<pg_sys::IndexTupleData>()
+                    || usize::from((*page.add(off).cast::<pg_sys::IndexTupleData>()).t_info)
+                        & pg_sys::INDEX_SIZE_MASK as usize
+                        != len
+                {
                     sound = false;
                     break;
                 }
@@ -302,15 +299,33 @@ impl Walk<'_> {
                     pages.push((block_of(&tid), page_lsn));
                     continue;
                 }
+                *matched_entries += 1;
                 let kind = match self.only {
                     None => Some(true),
-                    Some((Some(attnum), value)) => self.has_value(tuple, attnum, value),
+                    Some((Some(attnum), value)) => self.has_value(tuple, len, attnum, value),
                     Some((None, _)) => None,
                 };
                 if kind == Some(false) {
                     continue;
                 }
-                let copies = if kind == Some(true) { self.copies.and_then(|c| self.copies_of(tuple, c)) } else { None };
+                let copies =
+                    if kind == Some(true) { self.copies.and_then(|c| self.copies_of(tuple, len, c)) } else { None };
+                // As an index-only scan: a row on a heap page all visible needs no read, and takes
+                // the predicate lock reading it would have. Asked while this page is locked: VACUUM
+                // removes an entry (under an exclusive lock on its page) before it can remove the
+                // row and mark the heap page all visible, so a row seen all visible here is not a
+                // row deleted since (checked after the lock, it could be: Postgres's own GiST
+                // index-only scan has that race).
+                let copies = copies.filter(|_| {
+                    let block = block_of(&tid);
+                    let visible = unguarded::visibilitymap_get_status(self.heap, block, vm_buffer)
+                        & pg_sys::VISIBILITYMAP_ALL_VISIBLE as u8
+                        != 0;
+                    if visible {
+                        unguarded::PredicateLockPage(self.heap, block, self.snapshot);
+                    }
+                    visible
+                });
                 entries.push(Entry { tid, copies });
             }
             unguarded::UnlockReleaseBuffer(buffer);
@@ -318,18 +333,35 @@ impl Walk<'_> {
         }
     }
 
-    /// Whether a leaf entry's INCLUDE column `attnum` holds `value`: None when its copy does not
-    /// tell (compressed or external); NULL is another value.
-    unsafe fn has_value(&self, tuple: *const pg_sys::IndexTupleData, attnum: i32, value: &str) -> Option<bool> {
-        // SAFETY: a leaf entry of the index, on a page read under its lock; an attribute that is
-        // not NULL is read by the index's descriptor, as index_getattr reads it.
+    /// Whether a leaf entry of `len` bytes, its INCLUDE column `attnum` holds `value`: None when
+    /// its copy does not tell (compressed, external, or not within the entry); NULL is another
+    /// value.
+    unsafe fn has_value(
+        &self,
+        tuple: *const pg_sys::IndexTupleData,
+        len: usize,
+        attnum: i32,
+        value: &str,
+    ) -> Option<bool> {
+        // SAFETY: a leaf entry of the index, `len` bytes on a page read under its lock; an
+        // attribute that is not NULL is found by the index's descriptor, as index_getattr finds
+        // it, and read only once its header and its length lie within the entry.
         unsafe {
             if is_null(tuple, attnum) {
                 return Some(false);
             }
-            let datum = unguarded::nocache_index_getattr(tuple.cast_mut(), attnum, (*self.index).rd_att);
-            let v = datum.cast_mut_ptr::<pg_sys::varlena>();
+            let v = unguarded::nocache_index_getattr(tuple.cast_mut(), attnum, (*self.index).rd_att)
+                .cast_mut_ptr::<pg_sys::varlena>();
+            let (start, end) = (tuple as usize, tuple as usize + len);
+            if (v as usize) < start || (v as usize) >= end {
+                return None;
+            }
             if pgrx::varlena::varatt_is_1b_e(v) || pgrx::varlena::varatt_is_4b_c(v) {
+                return None;
+            }
+            let header = if pgrx::varlena::varatt_is_1b(v) { 1 } else { 4 };
+            let size = pgrx::varlena::varsize_any(v);
+            if size < header || v as usize + header > end || v as usize + size > end {
                 return None;
             }
             Some(pgrx::varlena::varlena_to_byte_slice(v) == value.as_bytes())
@@ -341,6 +373,7 @@ impl Walk<'_> {
     unsafe fn copies_of(
         &self,
         tuple: *const pg_sys::IndexTupleData,
+        len: usize,
         (id, lat, lng): (i32, i32, i32),
     ) -> Option<([u8; 16], f64, f64)> {
         // SAFETY: as `has_value`; the types were checked when the table was resolved (float8 is
@@ -351,7 +384,11 @@ impl Walk<'_> {
             }
             let attr = |attnum| unguarded::nocache_index_getattr(tuple.cast_mut(), attnum, (*self.index).rd_att);
             let float = |attnum| f64::from_bits(attr(attnum).value() as u64);
-            Some((attr(id).cast_mut_ptr::<[u8; 16]>().read_unaligned(), float(lat), float(lng)))
+            let uuid = attr(id).cast_mut_ptr::<[u8; 16]>();
+            if (uuid as usize) < tuple as usize || uuid as usize + 16 > tuple as usize + len {
+                return None;
+            }
+            Some((uuid.read_unaligned(), float(lat), float(lng)))
         }
     }
 }
@@ -366,7 +403,8 @@ fn overlaps(key: &pg_sys::BOX, query: &pg_sys::BOX) -> bool {
 }
 
 /// A leaf entry in the box: where its row lies, and its copies of the row's id, latitude and
-/// longitude when the index has them and, with a kind asked for, tells the row is of it.
+/// longitude when the index has them, tells the row is of the kind asked for, and the row's
+/// heap page is all visible (so they are the row's).
 struct Entry {
     tid: Tid,
     copies: Option<([u8; 16], f64, f64)>,
@@ -382,8 +420,8 @@ unsafe fn entry_box(tuple: *const pg_sys::IndexTupleData, len: usize) -> Option<
             if is_null(tuple, 1) {
                 return Some(None);
             }
-            // The NULL bitmap (IndexAttributeBitMapData, 4 bytes) after the header, MAXALIGNed.
-            (header + 4).next_multiple_of(8)
+            // The NULL bitmap after the header, MAXALIGNed (IndexInfoFindDataOffset).
+            (header + std::mem::size_of::<pg_sys::IndexAttributeBitMapData>()).next_multiple_of(8)
         } else {
             header
         };
