@@ -509,10 +509,9 @@ unsafe fn count_index_scans(index: pg_sys::Relation, (scans, returned, fetched):
     }
 }
 
-/// Runs `f` with a scan of `spec`'s table by its GiST index on `point(lng, lat)` (positions in
-/// the spec's columns), or answers None where such a read would not be what a statement of the
-/// calling role reads (see the module's comment). `text` is a text column `f` compares by bytes:
-/// its collation must be deterministic.
+/// Runs `f` with a scan of `spec`'s table by its GiST index on `point(lng, lat)` (`columns`),
+/// or answers None where such a read would not be what a statement of the calling role reads
+/// (see the module's comment).
 pub fn with_scan<R>(spec: &'static TableSpec, columns: PointColumns, f: impl FnOnce(&mut PointScan) -> R) -> Option<R> {
     let (table, heap) = relation::open_current(spec, pg_sys::AccessShareLock, "read");
     // SAFETY: the heap is open and locked (the lock kept to the end of the transaction, as a
