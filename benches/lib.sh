@@ -94,27 +94,54 @@ latency_ms() {
 }
 
 # mixed_latencies CLIENTS SECONDS FILE...: one pgbench run in which every transaction runs one of
-# the files, chosen at random with equal weights; prints each file's average latency per
+# the files, chosen at random with equal weights; prints each file's average time per
 # transaction in ms, one line per file in the order given. The sides share the run's every
 # moment, so a change in the machine's speed (the same script's CPU per transaction moved by
-# 1.6x between two runs here) weighs on both alike, which separate runs cannot promise. The
-# averages come from pgbench's per-transaction log (microseconds): its summary prints them to
-# the microsecond only, 2.5 % of a 40-microsecond call.
+# 1.6x between two runs here) weighs on both alike, which separate runs cannot promise.
+# A transaction's time is from the end of its client's previous transaction to its own end
+# (pgbench's per-transaction log, in microseconds): all a client and its server spend on it.
+# pgbench's own "latency" starts later, and how much later depends on the script: a script
+# that begins with \set starts its clock before the meta-command, one that begins with a query
+# after the client's work between transactions, so a bare `SELECT 1` measured 2.5 µs faster
+# than the same query after a `\set` (3 µs to 0.1 µs of the cycle, one CPU). At one client the
+# log's own cost (log_cost_ms) is taken off, so the figures are those of a run without the log.
 mixed_latencies() {
     local clients="$1" seconds="$2"; shift 2
-    local args=() f out logs
+    local args=() f out logs cost=0
     logs=$(mktemp -d)
     for f in "$@"; do args+=(-f "$f@1"); done
+    [ "$clients" -ne 1 ] || cost="$LOG_COST_MS"
     out=$(cd "$logs" && pgbench_with "$clients" -T "$seconds" -l --log-prefix=tx "${args[@]}" "$BENCH_DB" 2>&1) || true
     if grep -q 'error' <<<"$out" || [ "$(grep -c '^ - latency average = ' <<<"$out")" != "$#" ]; then
         printf '%s\n' "$out" | grep -m 5 -i 'error' >&2
         rm -rf "$logs"
         die "pgbench failed on $*"
     fi
-    # Log lines: client, transaction, latency in microseconds, script number (from 0), ...
-    cat "$logs"/tx.* | awk -v n="$#" '{ sum[$4] += $3; count[$4]++ }
-        END { for (i = 0; i < n; i++) printf "%.4f\n", sum[i] / count[i] / 1000 }'
+    # Log lines: client, transaction, latency (µs), script number (from 0), end time (s, µs);
+    # each client's lines in order. A client's first transaction has no previous end: skipped.
+    cat "$logs"/tx.* | awk -v n="$#" -v cost="$cost" '{ t = $5 * 1000000 + $6
+            if ($1 in last) { sum[$4] += t - last[$1]; count[$4]++ }
+            last[$1] = t }
+        END { for (i = 0; i < n; i++) printf "%.4f\n", sum[i] / count[i] / 1000 - cost }'
     rm -rf "$logs"
+}
+
+# log_cost_ms: what pgbench's per-transaction log adds to a transaction, in ms: a bare SELECT 1
+# at one client with and without the log, in alternating runs, medians (about 0.001 ms here).
+# benches/run.sh measures it once, as LOG_COST_MS.
+log_cost_ms() {
+    local dir with=() without=() r
+    dir=$(mktemp -d)
+    echo "SELECT 1;" > "$dir/select1.sql"
+    for ((r = 1; r <= 5; r++)); do
+        without+=("$(pgbench_tps "$dir/select1.sql" 1 2)")
+        with+=("$(cd "$dir" && pgbench_tps "$dir/select1.sql" 1 2 -l --log-prefix=tx)")
+        rm -f "$dir"/tx.*
+    done
+    # shellcheck disable=SC2068 # the TPS values, one word each
+    awk -v a="$(median ${with[@]})" -v b="$(median ${without[@]})" \
+        'BEGIN { c = 1000 / a - 1000 / b; printf "%.4f\n", c > 0 ? c : 0 }'
+    rm -rf "$dir"
 }
 
 # mixed_medians CLIENTS SECONDS RUNS BEFORE FILE...: RUNS runs of mixed_latencies (RUNS odd);

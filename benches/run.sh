@@ -23,6 +23,8 @@ cpsql -q -d easymo_bench -c "CREATE EXTENSION easymo"
 export BENCH_RESULTS="$ROOT/target/bench-results.txt"
 : > "$BENCH_RESULTS"
 source benches/lib.sh
+LOG_COST_MS=$(log_cost_ms)
+result setup "pgbench's per-transaction log, ms a transaction (taken off 1-client figures)" "$LOG_COST_MS" ""
 benches=("$@")
 [ "${#benches[@]}" -gt 0 ] || benches=(flags money wallets notifications location cache queues)
 for b in "${benches[@]}"; do
