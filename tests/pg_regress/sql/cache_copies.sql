@@ -146,3 +146,18 @@ SELECT count(set_cache('many:' || g, jsonb_build_object('g', g), 600)) FROM gene
 SELECT count(*) FILTER (WHERE (get_cache('many:' || g) ->> 'g')::int = g) AS right_first FROM generate_series(1, 2000) g;
 SELECT count(*) FILTER (WHERE (get_cache('many:' || g) ->> 'g')::int = g) AS right_again FROM generate_series(1, 2000) g;
 SELECT copies >= 1000 AS copied FROM cache_shared_stats();
+
+-- Filled to 40 % of the slots, nearly every entry has a copy: a key whose first bucket is full
+-- is copied to its second (with one bucket per key, 2 % had none at this fill). A change drops
+-- a copy in either bucket.
+SELECT (slots * 0.4)::int AS n FROM cache_shared_stats() \gset
+TRUNCATE cache_entries;
+SELECT count(set_cache('fill:' || g, jsonb_build_object('g', g), 600)) = :n AS filled FROM generate_series(1, :n) g;
+SELECT count(get_cache('fill:' || g)) = :n AS read FROM generate_series(1, :n) g;
+SELECT answers_from_copies AS before FROM cache_shared_stats() \gset
+SELECT count(*) FILTER (WHERE (get_cache('fill:' || g) ->> 'g')::int = g) = :n AS right FROM generate_series(1, :n) g;
+SELECT answers_from_copies - :before >= 0.995 * :n AS nearly_all_from_copies FROM cache_shared_stats();
+UPDATE cache_entries SET value = jsonb_build_object('g', -1) WHERE key LIKE 'fill:%';
+SELECT count(*) FILTER (WHERE (get_cache('fill:' || g) ->> 'g')::int = -1) = :n AS all_changed FROM generate_series(1, :n) g;
+DELETE FROM cache_entries WHERE key LIKE 'fill:%';
+SELECT count(get_cache('fill:' || g)) AS none_left FROM generate_series(1, :n) g;
