@@ -591,9 +591,10 @@ pub fn sweep_expired(first: u32, pages: u32) -> i64 {
     let plans = write_plans();
     let now = timestamptz(now());
     // The first item pointer of a page: (page, 0) sorts before every tuple on it.
-    let tid = |page: u32| pg_sys::ItemPointerData {
-        ip_blkid: pg_sys::BlockIdData { bi_hi: (page >> 16) as u16, bi_lo: page as u16 },
-        ip_posid: 0,
+    let tid = |page: u32| {
+        let mut tid = pg_sys::ItemPointerData::default();
+        pgrx::itemptr::item_pointer_set_all(&mut tid, page, 0);
+        tid
     };
     Spi::connect_mut(|client| {
         let mut deleted = 0;

@@ -444,7 +444,7 @@ unsafe fn is_null(tuple: *const pg_sys::IndexTupleData, attnum: i32) -> bool {
 }
 
 fn block_of(tid: &Tid) -> pg_sys::BlockNumber {
-    (u32::from(tid.ip_blkid.bi_hi) << 16) | u32::from(tid.ip_blkid.bi_lo)
+    pgrx::itemptr::item_pointer_get_both(*tid).0
 }
 
 fn lsn(l: &pg_sys::PageXLogRecPtr) -> pg_sys::XLogRecPtr {
