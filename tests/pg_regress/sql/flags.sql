@@ -71,6 +71,11 @@ INSERT INTO feature_flags (key, name, enabled, rollout_strategy) VALUES
   ('everyone', 'e', true, 'all'), ('nobody', 'n', true, 'none'), ('switched_off', 's', false, 'all');
 SELECT is_feature_enabled('everyone') AS all_, is_feature_enabled('nobody') AS none_,
        is_feature_enabled('switched_off') AS disabled, is_feature_enabled('no_such_flag') AS unknown;
+-- Keys taken in turn within one statement (and the same key in runs) answer as each does alone.
+SELECT count(*) FILTER (WHERE is_feature_enabled(k) IS DISTINCT FROM (k = 'everyone')) AS wrong,
+       count(*) FILTER (WHERE k = 'everyone') AS everyone
+  FROM (SELECT (ARRAY['everyone', 'nobody', 'no_such_flag', 'switched_off', 'everyone'])[1 + g % 5 - (g / 100) % 2 * (g % 5)] AS k
+          FROM generate_series(1, 1000) g) s;
 
 -- user_list.
 INSERT INTO feature_flags (key, name, enabled, rollout_strategy, target_users) VALUES
