@@ -138,7 +138,7 @@ pub fn init() {
         GucRegistry::define_int_guc(
             c"easymo.cache_shared_memory",
             c"Shared memory for copies of cache entries that get_cache answers from without reading cache_entries; 0: none.",
-            c"In 256-byte slots, 4 to a bucket, each key in the first of its two buckets with room; an entry whose key, cache type and value take over 216 bytes is not copied. Copies are exact: any change to an entry drops its copy, and get_cache checks each copy against the caller's snapshot and rights. A change needs a restart. Exists only when easymo is in shared_preload_libraries.",
+            c"In 256-byte slots, 4 to a bucket, each key copied into one of its two buckets (the first with room); an entry whose key, cache type and value take over 216 bytes is not copied. Copies are exact: any change to an entry drops its copy, and get_cache checks each copy against the caller's snapshot and rights. A change needs a restart. Exists only when easymo is in shared_preload_libraries.",
             &CACHE_SHARED_MEMORY,
             0,
             64 * 1024,

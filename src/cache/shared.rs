@@ -25,7 +25,8 @@
 //!   standby's changes come from WAL, without triggers).
 //!
 //! Layout: a header of counters (a cache line each), then buckets of 4 slots; a key's copy is in
-//! the first of its two buckets that has room (`buckets_of`). A bucket starts with one
+//! one of its two buckets (`buckets_of`): where it already was, else the first with room, else
+//! in place of another copy in either. A bucket starts with one
 //! cache line of tags (the 4 slots' sequences and key hashes), so a lookup touches that line and
 //! then only the words of the slot it wants (perf: the first load of a bucket, a miss to memory,
 //! was 60 % of a hit's own time when each slot held its own tags). A slot is a seqlock: readers
