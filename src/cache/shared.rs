@@ -297,9 +297,8 @@ impl Shared {
     /// trigger).
     pub fn drop_key(&self, key: &[u8]) {
         let hash = self.hash(key);
-        let [first, second] = self.buckets_of(hash);
-        let both = [first, second];
-        for &index in &both[..if first == second { 1 } else { 2 }] {
+        let both = self.buckets_of(hash);
+        for &index in &both[..if both[0] == both[1] { 1 } else { 2 }] {
             let bucket = self.bucket(index);
             for way in 0..WAYS {
                 let seq = bucket.take(way);

@@ -69,7 +69,8 @@ pub struct FlagSet {
 
 impl FlagSet {
     /// The flag that applies to `key` in `env`: the environment's own row, else the `all` row.
-    /// One hash lookup finds both the flag and where its evaluation is counted.
+    /// One comparison (the key looked up last) or one hash lookup finds both the flag and where
+    /// its evaluation is counted.
     pub fn lookup(&self, key: &str, env: Environment) -> Lookup<'_> {
         let i = env_index(env);
         let found = match self.keys.get(self.last.get()) {
