@@ -44,6 +44,23 @@ extension_sql_file!(
     name = "money",
     requires = ["bootstrap", money::create_transaction, money::check_currency_code]
 );
+// is_feature_enabled and get_cache are called without pgrx's wrapper (src/postgres/fcall.rs),
+// so they are declared here as pgrx would declare them.
+extension_sql!(
+    r#"
+CREATE FUNCTION "is_feature_enabled"(
+	"p_flag_key" TEXT,
+	"p_user_id" uuid DEFAULT NULL,
+	"p_environment" TEXT DEFAULT 'production',
+	"p_context" jsonb DEFAULT '{}'
+) RETURNS bool
+VOLATILE PARALLEL RESTRICTED
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'is_feature_enabled_wrapper';
+"#,
+    name = "is_feature_enabled",
+    requires = ["bootstrap"]
+);
 extension_sql_file!(
     "../sql/coordination.sql",
     name = "coordination",
@@ -51,7 +68,7 @@ extension_sql_file!(
         "bootstrap",
         coordination::check_flag_rules,
         coordination::cache::_feature_flags_changed,
-        coordination::is_feature_enabled,
+        "is_feature_enabled",
         coordination::get_feature_variant,
         coordination::feature_flag_exposures
     ]
@@ -79,12 +96,24 @@ extension_sql_file!(
         queues::extend_receipt
     ]
 );
+extension_sql!(
+    r#"
+CREATE FUNCTION "get_cache"(
+	"p_key" TEXT
+) RETURNS jsonb
+STABLE PARALLEL RESTRICTED
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'get_cache_wrapper';
+"#,
+    name = "get_cache",
+    requires = ["bootstrap"]
+);
 extension_sql_file!(
     "../sql/cache.sql",
     name = "cache",
     requires = [
         "bootstrap",
-        cache::get_cache,
+        "get_cache",
         cache::set_cache_entry,
         cache::delete_cache,
         cache::invalidate_cache_by_tag,

@@ -25,6 +25,7 @@ use crate::postgres::{backend, bgworker, shmem};
 use pgrx::prelude::*;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -53,8 +54,9 @@ pub fn split_key(key: &[u8]) -> Vec<String> {
     key.split(|b| *b == 0).map(|p| String::from_utf8_lossy(p).into_owned()).collect()
 }
 
-/// Pending counts, by encoded key (kind byte, then the NUL-separated parts).
-pub type Counts = HashMap<Vec<u8>, u64>;
+/// Pending counts, by encoded key (kind byte, then the NUL-separated parts). Hashed with xxh3:
+/// every cache read adds one, and std's SipHash cost more than the rest of the addition.
+pub type Counts = HashMap<Vec<u8>, u64, Xxh3DefaultBuilder>;
 
 /// A source of counts kept elsewhere (the flag cache counts on its flags): moves them into
 /// `into` when a flush or a reader needs them.
@@ -305,7 +307,7 @@ pub fn store_batch(bytes: &[u8]) {
 mod tests {
     #[test]
     fn batch_round_trip() {
-        let mut counts = super::Counts::new();
+        let mut counts = super::Counts::default();
         counts.insert(vec![1, b'a'], 3);
         counts.insert(vec![3, b'f', 0, b'p', 0], u64::MAX);
         let mut back = super::decode_batch(&super::encode_batch(&counts));

@@ -18,7 +18,7 @@ use crate::postgres::datum::{timestamptz, RawJsonb, RawTextArray};
 use crate::postgres::identity::as_owner;
 use crate::postgres::plan::{prepared, Plan, PlanSlot};
 use crate::postgres::relation::{self, Column, TableSpec};
-use crate::postgres::{backend, inval, shmem, snapshot, srf};
+use crate::postgres::{backend, fcall, inval, shmem, snapshot, srf};
 use crate::postgres::{caller_has_role, caller_is_service};
 use crate::session::request_user_id;
 use crate::stats::{self, Kind};
@@ -182,10 +182,10 @@ pub const NO_ENTRY: &str = "";
 type Answer = Option<(String, Option<Option<RawJsonb>>)>;
 
 /// The value cached under `p_key`, or NULL when there is none, it has expired, or the caller
-/// may not read it.
-#[pg_extern(stable, parallel_restricted)]
-fn get_cache(p_key: Option<&str>) -> Option<RawJsonb> {
-    let key = check_key(p_key).or_raise();
+/// may not read it. Called by Postgres through src/postgres/fcall.rs (its argument read straight
+/// from the call: a hit is measured against a bare SELECT 1), declared in src/lib.rs.
+pub fn get_cache(args: &fcall::Args) -> Option<RawJsonb> {
+    let key = check_key(args.text(0, "p_key")).or_raise();
     // The key's copy is in a random place of the region, a miss to memory: start loading it
     // before the checks ahead (with the copies last described; if they changed since, the hint
     // was only wasted).

@@ -10,6 +10,7 @@ use crate::error::{raise, required, ContractError, OrRaise};
 use crate::gucs;
 use crate::postgres::backend;
 use crate::postgres::datum::RawJsonb;
+use crate::postgres::fcall;
 use crate::postgres::identity::as_owner;
 use crate::postgres::relation::{self, TableSpec};
 use crate::postgres::{caller_is_service, in_subtransaction, srf};
@@ -74,14 +75,14 @@ fn evaluated_user(call: &Call, flags: &cache::FlagSet) -> Option<[u8; 16]> {
 
 /// Whether the flag `p_flag_key` is on for `p_user_id` in `p_environment` (see the contract,
 /// "Coordination"). Unknown and disabled flags are off. Volatile: it may write the evaluation
-/// log (easymo.flag_evaluation_log), where a write is allowed.
-#[pg_extern(volatile, parallel_restricted)]
-fn is_feature_enabled(
-    p_flag_key: Option<&str>,
-    p_user_id: default!(Option<pgrx::Uuid>, "NULL"),
-    p_environment: default!(Option<&str>, "'production'"),
-    p_context: default!(Option<RawJsonb>, "'{}'"),
-) -> bool {
+/// log (easymo.flag_evaluation_log), where a write is allowed. Called by Postgres through
+/// src/postgres/fcall.rs (arguments read straight from the call: this is the call measured
+/// against a bare SELECT 1), declared here.
+pub fn is_feature_enabled(args: &fcall::Args) -> bool {
+    let p_flag_key = args.text(0, "p_flag_key");
+    let p_user_id = args.uuid(1);
+    let p_environment = args.text(2, "p_environment");
+    let p_context = args.jsonb(3);
     let mut call = check_call(p_flag_key, p_user_id, p_environment).or_raise();
     if let Some(ctx) = &p_context {
         ctx.check_object("p_context").or_raise();

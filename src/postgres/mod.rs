@@ -13,6 +13,7 @@ pub mod bgworker;
 pub mod catalog;
 pub mod datum;
 pub mod extension;
+pub mod fcall;
 pub mod identity;
 pub mod inval;
 pub mod partition;
