@@ -70,34 +70,68 @@ const SHARED_INTERVAL_US: i64 = 1_000_000;
 
 #[derive(Default)]
 struct Local {
-    pending: Counts,
-    scratch: Vec<u8>,
+    pending: Pending,
     last_flush: pg_sys::TimestampTz,
     exit_hook: bool,
     drains: Vec<Drain>,
+}
+
+/// Pending counts, and the key counted last with its count apart: a run of one key (a service's
+/// cache hits of one type) costs a comparison, not a hash and a lookup each (perf, 8 clients:
+/// the hash and the lookup were a tenth of what a cache hit costs in easymo's code).
+#[derive(Default)]
+struct Pending {
+    counts: Counts,
+    last: Vec<u8>,
+    last_n: u64,
+    scratch: Vec<u8>,
+}
+
+impl Pending {
+    fn add<P: AsRef<[u8]>>(&mut self, kind: Kind, parts: &[P], n: u64) {
+        encode(&mut self.scratch, kind, parts);
+        if self.scratch != self.last {
+            self.settle();
+            std::mem::swap(&mut self.last, &mut self.scratch);
+        }
+        self.last_n += n;
+    }
+
+    /// Moves the last key's count into the map.
+    fn settle(&mut self) {
+        if self.last_n > 0 {
+            add_to(&mut self.counts, &self.last, self.last_n);
+            self.last_n = 0;
+        }
+    }
+
+    /// Every count, in the map.
+    fn take(&mut self) -> Counts {
+        self.settle();
+        std::mem::take(&mut self.counts)
+    }
 }
 
 thread_local! {
     static LOCAL: RefCell<Local> = RefCell::new(Local::default());
 }
 
-fn encode(buf: &mut Vec<u8>, kind: Kind, parts: &[&str]) {
+fn encode<P: AsRef<[u8]>>(buf: &mut Vec<u8>, kind: Kind, parts: &[P]) {
     buf.clear();
     buf.push(kind as u8);
     for (i, p) in parts.iter().enumerate() {
         if i > 0 {
             buf.push(0);
         }
-        buf.extend_from_slice(p.as_bytes());
+        buf.extend_from_slice(p.as_ref());
     }
 }
 
-fn add_to(pending: &mut Counts, scratch: &mut Vec<u8>, kind: Kind, parts: &[&str], n: u64) {
-    encode(scratch, kind, parts);
-    match pending.get_mut(scratch.as_slice()) {
+fn add_to(counts: &mut Counts, key: &[u8], n: u64) {
+    match counts.get_mut(key) {
         Some(c) => *c += n,
         None => {
-            pending.insert(scratch.clone(), n);
+            counts.insert(key.to_vec(), n);
         }
     }
 }
@@ -107,12 +141,10 @@ pub fn register_drain(drain: Drain) {
     LOCAL.with_borrow_mut(|l| l.drains.push(drain));
 }
 
-/// Counts `n` events of `kind` under `parts`, and hands the backend's counts on when that is due.
-pub fn add(kind: Kind, parts: &[&str], n: u64) {
-    LOCAL.with_borrow_mut(|l| {
-        let Local { pending, scratch, .. } = l;
-        add_to(pending, scratch, kind, parts, n);
-    });
+/// Counts `n` events of `kind` under `parts` (texts, as str or bytes), and hands the backend's
+/// counts on when that is due.
+pub fn add<P: AsRef<[u8]>>(kind: Kind, parts: &[P], n: u64) {
+    LOCAL.with_borrow_mut(|l| l.pending.add(kind, parts, n));
     tick();
 }
 
@@ -141,10 +173,13 @@ pub fn tick() {
 
 /// Takes this backend's counts, those kept by the drains included.
 fn take_local() -> Counts {
-    let (mut pending, drains) = LOCAL.with_borrow_mut(|l| (std::mem::take(&mut l.pending), l.drains.clone()));
+    let (mut pending, drains) = LOCAL.with_borrow_mut(|l| (l.pending.take(), l.drains.clone()));
     let mut scratch = Vec::new();
     for drain in drains {
-        drain(&mut |kind, parts, n| add_to(&mut pending, &mut scratch, kind, parts, n));
+        drain(&mut |kind, parts, n| {
+            encode(&mut scratch, kind, parts);
+            add_to(&mut pending, &scratch, n);
+        });
     }
     pending
 }
@@ -153,7 +188,7 @@ fn take_local() -> Counts {
 fn give_back(counts: Counts) {
     LOCAL.with_borrow_mut(|l| {
         for (k, n) in counts {
-            *l.pending.entry(k).or_default() += n;
+            *l.pending.counts.entry(k).or_default() += n;
         }
     });
 }
@@ -315,6 +350,29 @@ mod tests {
         let mut want: Vec<_> = counts.into_iter().collect();
         want.sort();
         assert_eq!(back, want);
+    }
+
+    #[test]
+    fn pending_counts_runs_and_switches() {
+        use super::Kind::{CacheHit, CacheMiss};
+        let mut pending = super::Pending::default();
+        for (kind, part, n) in [
+            (CacheHit, "a", 1),
+            (CacheHit, "a", 2),
+            (CacheMiss, "a", 1),
+            (CacheHit, "a", 1),
+            (CacheHit, "b", 5),
+            (CacheHit, "a", 1),
+        ] {
+            pending.add(kind, &[part], n);
+        }
+        pending.add(CacheMiss, &[b"a".as_slice()], 3);
+        let counts = pending.take();
+        assert_eq!(counts.len(), 3);
+        assert_eq!(counts[&[1, b'a'][..]], 5);
+        assert_eq!(counts[&[2, b'a'][..]], 4);
+        assert_eq!(counts[&[1, b'b'][..]], 5);
+        assert!(pending.take().is_empty());
     }
 }
 

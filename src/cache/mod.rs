@@ -222,7 +222,8 @@ fn answer_from_copy(copies: &Shared, key: &str, owner: pg_sys::Oid) -> Option<Op
     if snapshot::sees_committed(copy.xmin()) != Some(true) {
         return None;
     }
-    let cache_type = std::str::from_utf8(copy.cache_type()).ok()?;
+    // (Counted as bytes: written from a text, and never read as one here.)
+    let cache_type = copy.cache_type();
     copies.answered();
     if !may_read(Visibility::from_code(copy.visibility()), copy.owner().map(pgrx::Uuid::from_bytes), owner) {
         stats::add(Kind::CacheMiss, &[NO_ENTRY], 1);
@@ -315,12 +316,14 @@ fn shared_copies() -> (Rc<relation::Table>, Option<Shared>) {
     // Changes to the table committed by other sessions (DDL, the trigger disabled) are seen
     // before a copy is trusted: with nothing queued, one unlocked flag test.
     inval::accept_invalidation_messages();
-    let table = relation::table(&ENTRIES);
+    // The table described last, while no invalidation has come since (then it is the one
+    // relation::table would find).
     if let Some(known) =
-        DESCRIBED.with_borrow(|d| d.as_ref().filter(|d| Rc::ptr_eq(&d.table, &table)).map(|d| d.copies))
+        DESCRIBED.with_borrow(|d| d.as_ref().filter(|d| d.table.is_current()).map(|d| (Rc::clone(&d.table), d.copies)))
     {
-        return (table, known);
+        return known;
     }
+    let table = relation::table(&ENTRIES);
     let form = relation::form(&ENTRIES, COPIES_TRIGGER, COPIES_TRIGGER_TYPE);
     let copies = form.and_then(|f| Shared::new(u32::from(table.ext.relid), Some(&f)));
     // Opening the table may have resolved it again: remember the form with what is current.
