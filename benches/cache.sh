@@ -32,8 +32,8 @@ q "$hot" "SELECT plpgsql_set_cache('k:' || :k, $value, 3600);" set_over_plpgsql
 echo "SELECT 1;" > "$tmp/select1.sql"
 q "$hot" "SELECT to_jsonb('k:' || :k);" call_floor
 # compare_latencies (benches/lib.sh): at 1 client every side in the same pgbench runs, at 8 in
-# alternating runs of their own; five 4-second runs (nine for the wire floor at 8), medians. TPS as the clients make them at
-# that latency.
+# alternating runs of their own; five 4-second runs (nine for the wire floor at 8), medians.
+# TPS as the clients make them at that latency.
 for clients in 1 8; do
     # The wire floor: a hit against a bare SELECT 1; and the floor of any call of this shape, a
     # built-in function of the same argument (to_jsonb(text): the parameter, the concatenation,
