@@ -44,8 +44,8 @@ extension_sql_file!(
     name = "money",
     requires = ["bootstrap", money::create_transaction, money::check_currency_code]
 );
-// is_feature_enabled and get_cache are called without pgrx's wrapper (src/postgres/fcall.rs),
-// so they are declared here as pgrx would declare them.
+// is_feature_enabled, get_cache and set_cache are called without pgrx's wrapper
+// (src/postgres/fcall.rs), so they are declared here as pgrx would declare them.
 extension_sql!(
     r#"
 CREATE FUNCTION "is_feature_enabled"(
@@ -108,13 +108,31 @@ AS 'MODULE_PATHNAME', 'get_cache_wrapper';
     name = "get_cache",
     requires = ["bootstrap"]
 );
+extension_sql!(
+    r#"
+CREATE FUNCTION "set_cache"(
+	"p_key" TEXT,
+	"p_value" jsonb,
+	"p_ttl_seconds" INT DEFAULT 3600,
+	"p_cache_type" TEXT DEFAULT 'general',
+	"p_tags" text[] DEFAULT '{}',
+	"p_visibility" TEXT DEFAULT 'service',
+	"p_owner_user_id" uuid DEFAULT NULL
+) RETURNS timestamp with time zone
+VOLATILE PARALLEL UNSAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'set_cache_entry_wrapper';
+"#,
+    name = "set_cache",
+    requires = ["bootstrap"]
+);
 extension_sql_file!(
     "../sql/cache.sql",
     name = "cache",
     requires = [
         "bootstrap",
         "get_cache",
-        cache::set_cache_entry,
+        "set_cache",
         cache::delete_cache,
         cache::invalidate_cache_by_tag,
         cache::cleanup_expired_cache,

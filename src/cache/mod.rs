@@ -58,7 +58,9 @@ fn check_ttl(ttl: Option<i32>) -> Result<i32, ContractError> {
 
 fn check_cache_type(kind: Option<&str>) -> Result<&str, ContractError> {
     let kind = required(kind, "p_cache_type")?;
-    let chars = kind.chars().count();
+    // (Characters are counted only when the bytes are too many: no more bytes, no more
+    // characters.)
+    let chars = if kind.len() <= MAX_CACHE_TYPE_CHARS { kind.len().min(1) } else { kind.chars().count() };
     if chars == 0 || chars > MAX_CACHE_TYPE_CHARS {
         return Err(ContractError::invalid(
             "p_cache_type",
@@ -474,23 +476,26 @@ fn write_plans() -> Rc<WritePlans> {
     })
 }
 
-/// Stores `p_value` under `p_key` for `p_ttl_seconds`, replacing value, TTL, type, tags and
-/// visibility; returns the expiry. `p_visibility`: service (service_role only, the default),
-/// authenticated (every authenticated caller), owner (the user `p_owner_user_id` too).
-#[pg_extern(volatile, parallel_unsafe, name = "set_cache")]
-fn set_cache_entry(
-    p_key: Option<&str>,
-    p_value: Option<RawJsonb>,
-    p_ttl_seconds: default!(Option<i32>, 3600),
-    p_cache_type: default!(Option<&str>, "'general'"),
-    p_tags: default!(Option<RawTextArray>, "'{}'"),
-    p_visibility: default!(Option<&str>, "'service'"),
-    p_owner_user_id: default!(Option<pgrx::Uuid>, "NULL"),
-) -> TimestampWithTimeZone {
-    store(p_key, p_value, p_ttl_seconds, p_cache_type, p_tags, Some((p_visibility, p_owner_user_id)))
+/// set_cache(p_key, p_value, p_ttl_seconds, p_cache_type, p_tags, p_visibility,
+/// p_owner_user_id): stores `p_value` under `p_key` for `p_ttl_seconds`, replacing value, TTL,
+/// type, tags and visibility; returns the expiry. `p_visibility`: service (service_role only,
+/// the default), authenticated (every authenticated caller), owner (the user `p_owner_user_id`
+/// too). Called by Postgres through src/postgres/fcall.rs (arguments read straight from the
+/// call: a write is measured against the bare upsert), declared in src/lib.rs.
+pub fn set_cache_entry(args: &fcall::Args) -> pg_sys::TimestampTz {
+    let visibility = Some((args.text(5, "p_visibility"), args.uuid(6)));
+    store(
+        args.text(0, "p_key"),
+        args.jsonb(1),
+        args.int4(2),
+        args.text(3, "p_cache_type"),
+        args.text_array(4),
+        visibility,
+    )
 }
 
-/// set_cache's work; `visibility` None writes 0.2.0's table (see legacy_upsert).
+/// set_cache's work; `visibility` None writes 0.2.0's table (see legacy_upsert). Returns the
+/// expiry.
 fn store(
     p_key: Option<&str>,
     p_value: Option<RawJsonb>,
@@ -498,7 +503,7 @@ fn store(
     p_cache_type: Option<&str>,
     p_tags: Option<RawTextArray>,
     visibility: Option<(Option<&str>, Option<pgrx::Uuid>)>,
-) -> TimestampWithTimeZone {
+) -> pg_sys::TimestampTz {
     let check = || -> Result<_, ContractError> {
         let checked = (
             check_key(p_key)?,
@@ -524,18 +529,13 @@ fn store(
         Some(t) => t.as_arg(),
         None => Vec::<String>::new().into(),
     };
-    let mut args =
-        vec![key.into(), value.as_arg(), kind.into(), tags, timestamptz(expires_at).into(), timestamptz(now).into()];
+    let [a, b, c, d, e, f] =
+        [key.into(), value.as_arg(), kind.into(), tags, timestamptz(expires_at).into(), timestamptz(now).into()];
     match visibility {
-        Some((name, owner)) => {
-            args.extend([name.into(), owner.into()]);
-            plans.upsert().execute(&args);
-        }
-        None => {
-            plans.legacy_upsert().execute(&args);
-        }
-    }
-    timestamptz(expires_at)
+        Some((name, owner)) => plans.upsert().execute(&[a, b, c, d, e, f, name.into(), owner.into()]),
+        None => plans.legacy_upsert().execute(&[a, b, c, d, e, f]),
+    };
+    expires_at
 }
 
 /// set_cache as easymo 0.2.0 declared it (five arguments), kept under its C symbol: a database
@@ -549,7 +549,7 @@ fn set_cache(
     p_cache_type: Option<&str>,
     p_tags: Option<RawTextArray>,
 ) -> TimestampWithTimeZone {
-    store(p_key, p_value, p_ttl_seconds, p_cache_type, p_tags, None)
+    timestamptz(store(p_key, p_value, p_ttl_seconds, p_cache_type, p_tags, None))
 }
 
 /// Deletes `p_key`; true when it held a value that had not expired.

@@ -327,6 +327,14 @@ pub struct RawTextArray(pg_sys::Datum);
 datum_argument!(RawTextArray, "text[]");
 
 impl RawTextArray {
+    /// Wraps a text[] datum.
+    ///
+    /// # Safety
+    /// `datum` must be a valid, non-null text[] that lives as long as the wrapper is used.
+    pub unsafe fn from_datum_unchecked(datum: pg_sys::Datum) -> Self {
+        RawTextArray(datum)
+    }
+
     /// Whether the array has no element (read from its header).
     pub fn is_empty(&self) -> bool {
         // SAFETY: a non-null array datum, detoasted to its full header.

@@ -9,7 +9,7 @@
 //! same symbol pgrx would give them (`<name>_wrapper`), so upgrading needs no change.
 
 use crate::error::{ContractError, OrRaise};
-use crate::postgres::datum::{packed, RawJsonb};
+use crate::postgres::datum::{packed, RawJsonb, RawTextArray};
 use pgrx::pg_sys;
 
 /// The arguments of one call.
@@ -43,6 +43,19 @@ impl Args<'_> {
         let datum = self.datum(index)?;
         // SAFETY: a non-null uuid argument points to its 16 bytes (pass by reference).
         Some(pgrx::Uuid::from_bytes(unsafe { datum.cast_mut_ptr::<[u8; 16]>().read() }))
+    }
+
+    /// An integer argument.
+    pub fn int4(&self, index: usize) -> Option<i32> {
+        // A by-value int4: the low 32 bits of the datum.
+        self.datum(index).map(|d| d.value() as i32)
+    }
+
+    /// A text[] argument, as the datum itself.
+    pub fn text_array(&self, index: usize) -> Option<RawTextArray> {
+        let datum = self.datum(index)?;
+        // SAFETY: a non-null text[] argument of the call, alive until the call returns.
+        Some(unsafe { RawTextArray::from_datum_unchecked(datum) })
     }
 
     /// A jsonb argument, as the datum itself.
@@ -97,6 +110,20 @@ unsafe fn call_jsonb(fcinfo: pg_sys::FunctionCallInfo, body: fn(&Args) -> Option
     }
 }
 
+/// Runs `body` for the call `fcinfo` inside pgrx's guard and returns its timestamptz.
+///
+/// # Safety
+/// As `call_bool`.
+unsafe fn call_timestamptz(fcinfo: pg_sys::FunctionCallInfo, body: fn(&Args) -> pg_sys::TimestampTz) -> pg_sys::Datum {
+    // SAFETY: as in call_bool.
+    unsafe {
+        pg_sys::submodules::panic::pgrx_extern_c_guard(|| {
+            let call = &*fcinfo;
+            pg_sys::Datum::from(body(&Args { args: call.args.as_slice(usize::try_from(call.nargs).unwrap_or(0)) }))
+        })
+    }
+}
+
 /// fmgr's version-1 record (`PG_FUNCTION_INFO_V1`).
 static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
 
@@ -127,4 +154,19 @@ pub extern "C" fn pg_finfo_get_cache_wrapper() -> &'static pg_sys::Pg_finfo_reco
 pub unsafe extern "C-unwind" fn get_cache_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     // SAFETY: Postgres's call of the function declared with this argument.
     unsafe { call_jsonb(fcinfo, crate::cache::get_cache) }
+}
+
+/// set_cache(text, jsonb, integer, text, text[], text, uuid) RETURNS timestamptz
+/// (src/cache/mod.rs; declared in src/lib.rs).
+#[unsafe(no_mangle)]
+pub extern "C" fn pg_finfo_set_cache_entry_wrapper() -> &'static pg_sys::Pg_finfo_record {
+    &V1
+}
+
+/// # Safety
+/// Called by Postgres only, as declared in src/lib.rs.
+#[unsafe(no_mangle)]
+pub unsafe extern "C-unwind" fn set_cache_entry_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: Postgres's call of the function declared with these arguments.
+    unsafe { call_timestamptz(fcinfo, crate::cache::set_cache_entry) }
 }
