@@ -2,7 +2,9 @@
 //! tables and indexes through the relcache (so DDL, REINDEX CONCURRENTLY, VACUUM FULL or
 //! TRUNCATE from another session are seen at the next call), reading rows with their NULL flags,
 //! switching to the table owner for one statement and back, running a step in a
-//! subtransaction, who the caller is, and handing a function's rows back as one set.
+//! subtransaction, who the caller is, handing a function's rows back as one set, and the entry
+//! points of the calls measured against a bare `SELECT 1`, which read their arguments without
+//! pgrx's wrapper (`fcall`).
 //!
 //! Every function here that can be misused with a wrong datum or pointer is `unsafe`; the safe
 //! ones check what they rely on and raise a clear error (SQLSTATE 55000 for a table that is
