@@ -77,49 +77,45 @@ fn utf8_database() -> bool {
     })
 }
 
-/// Runs `body` for the call `fcinfo` inside pgrx's guard and returns its boolean.
+/// What a function of this module returns, as the call's result: a datum, or None for NULL.
+pub trait Returned {
+    fn into_result(self) -> Option<pg_sys::Datum>;
+}
+
+impl Returned for bool {
+    fn into_result(self) -> Option<pg_sys::Datum> {
+        Some(pg_sys::Datum::from(self))
+    }
+}
+
+impl Returned for pg_sys::TimestampTz {
+    fn into_result(self) -> Option<pg_sys::Datum> {
+        Some(pg_sys::Datum::from(self))
+    }
+}
+
+impl Returned for Option<RawJsonb> {
+    fn into_result(self) -> Option<pg_sys::Datum> {
+        self.map(|r| r.datum())
+    }
+}
+
+/// Runs `body` for the call `fcinfo` inside pgrx's guard and returns its result.
 ///
 /// # Safety
 /// `fcinfo` must be the call Postgres made to a function declared with the argument types the
-/// body reads.
-unsafe fn call_bool(fcinfo: pg_sys::FunctionCallInfo, body: fn(&Args) -> bool) -> pg_sys::Datum {
+/// body reads and the result type it returns.
+unsafe fn call<R: Returned>(fcinfo: pg_sys::FunctionCallInfo, body: fn(&Args) -> R) -> pg_sys::Datum {
     // SAFETY: the caller's; the guard turns a Postgres error or a panic in `body` into an
-    // error report for Postgres, after Rust's frames are gone.
-    unsafe {
-        pg_sys::submodules::panic::pgrx_extern_c_guard(|| {
-            let call = &*fcinfo;
-            let args = Args { args: call.args.as_slice(usize::try_from(call.nargs).unwrap_or(0)) };
-            pg_sys::Datum::from(body(&args))
-        })
-    }
-}
-
-/// Runs `body` for the call `fcinfo` inside pgrx's guard and returns its jsonb, or NULL.
-///
-/// # Safety
-/// As `call_bool`.
-unsafe fn call_jsonb(fcinfo: pg_sys::FunctionCallInfo, body: fn(&Args) -> Option<RawJsonb>) -> pg_sys::Datum {
-    // SAFETY: as in call_bool; `isnull` is the call's result flag, which Postgres reads after.
+    // error report for Postgres, after Rust's frames are gone; `isnull` is the call's result
+    // flag, which Postgres reads after.
     unsafe {
         pg_sys::submodules::panic::pgrx_extern_c_guard(|| {
             let call = &mut *fcinfo;
-            let result = body(&Args { args: call.args.as_slice(usize::try_from(call.nargs).unwrap_or(0)) });
+            let result =
+                body(&Args { args: call.args.as_slice(usize::try_from(call.nargs).unwrap_or(0)) }).into_result();
             call.isnull = result.is_none();
-            result.map_or(pg_sys::Datum::from(0), |r| r.datum())
-        })
-    }
-}
-
-/// Runs `body` for the call `fcinfo` inside pgrx's guard and returns its timestamptz.
-///
-/// # Safety
-/// As `call_bool`.
-unsafe fn call_timestamptz(fcinfo: pg_sys::FunctionCallInfo, body: fn(&Args) -> pg_sys::TimestampTz) -> pg_sys::Datum {
-    // SAFETY: as in call_bool.
-    unsafe {
-        pg_sys::submodules::panic::pgrx_extern_c_guard(|| {
-            let call = &*fcinfo;
-            pg_sys::Datum::from(body(&Args { args: call.args.as_slice(usize::try_from(call.nargs).unwrap_or(0)) }))
+            result.unwrap_or(pg_sys::Datum::from(0))
         })
     }
 }
@@ -139,7 +135,7 @@ pub extern "C" fn pg_finfo_is_feature_enabled_wrapper() -> &'static pg_sys::Pg_f
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn is_feature_enabled_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     // SAFETY: Postgres's call of the function declared with these arguments.
-    unsafe { call_bool(fcinfo, crate::coordination::is_feature_enabled) }
+    unsafe { call(fcinfo, crate::coordination::is_feature_enabled) }
 }
 
 /// get_cache(text) RETURNS jsonb (src/cache/mod.rs; declared in src/lib.rs).
@@ -153,7 +149,7 @@ pub extern "C" fn pg_finfo_get_cache_wrapper() -> &'static pg_sys::Pg_finfo_reco
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn get_cache_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     // SAFETY: Postgres's call of the function declared with this argument.
-    unsafe { call_jsonb(fcinfo, crate::cache::get_cache) }
+    unsafe { call(fcinfo, crate::cache::get_cache) }
 }
 
 /// set_cache(text, jsonb, integer, text, text[], text, uuid) RETURNS timestamptz
@@ -168,5 +164,5 @@ pub extern "C" fn pg_finfo_set_cache_entry_wrapper() -> &'static pg_sys::Pg_finf
 #[unsafe(no_mangle)]
 pub unsafe extern "C-unwind" fn set_cache_entry_wrapper(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
     // SAFETY: Postgres's call of the function declared with these arguments.
-    unsafe { call_timestamptz(fcinfo, crate::cache::set_cache_entry) }
+    unsafe { call(fcinfo, crate::cache::set_cache_entry) }
 }
