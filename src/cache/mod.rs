@@ -58,9 +58,9 @@ fn check_ttl(ttl: Option<i32>) -> Result<i32, ContractError> {
 
 fn check_cache_type(kind: Option<&str>) -> Result<&str, ContractError> {
     let kind = required(kind, "p_cache_type")?;
-    // (Characters are counted only when the bytes are too many: no more bytes, no more
-    // characters.)
-    let chars = if kind.len() <= MAX_CACHE_TYPE_CHARS { kind.len().min(1) } else { kind.chars().count() };
+    // Characters are counted only when the bytes are too many: a text has no more characters
+    // than bytes, so within the limit its byte count stands in.
+    let chars = if kind.len() <= MAX_CACHE_TYPE_CHARS { kind.len() } else { kind.chars().count() };
     if chars == 0 || chars > MAX_CACHE_TYPE_CHARS {
         return Err(ContractError::invalid(
             "p_cache_type",
@@ -685,6 +685,11 @@ mod tests {
         assert_eq!(check_key(None).unwrap_err().sqlstate(), pgrx::PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED);
         assert!(check_ttl(Some(0)).is_err() && check_ttl(Some(MAX_TTL_SECONDS + 1)).is_err());
         assert!(check_ttl(Some(MAX_TTL_SECONDS)).is_ok());
+        // Characters, not bytes: 64 two-byte characters pass, 65 do not.
+        assert!(check_cache_type(Some(&"é".repeat(64))).is_ok());
+        assert!(check_cache_type(Some(&"é".repeat(65))).unwrap_err().to_string().contains("got 65"));
+        assert!(check_cache_type(Some(&"a".repeat(64))).is_ok());
+        assert!(check_cache_type(Some("")).unwrap_err().to_string().contains("got 0"));
         // (check_tags reads array datums: it is tested through SQL, tests/pg_regress/sql/cache.sql.)
     }
 }

@@ -77,7 +77,7 @@ fn evaluated_user(call: &Call, flags: &cache::FlagSet) -> Option<[u8; 16]> {
 /// "Coordination"). Unknown and disabled flags are off. Volatile: it may write the evaluation
 /// log (easymo.flag_evaluation_log), where a write is allowed. Called by Postgres through
 /// src/postgres/fcall.rs (arguments read straight from the call: this is the call measured
-/// against a bare SELECT 1), declared here.
+/// against a bare SELECT 1), declared in src/lib.rs.
 pub fn is_feature_enabled(args: &fcall::Args) -> bool {
     let p_flag_key = args.text(0, "p_flag_key");
     let p_user_id = args.uuid(1);

@@ -5,8 +5,8 @@
 //! cost over `SELECT 1` (perf, one client). The body still runs inside pgrx's guard, so a
 //! Postgres error or a Rust panic inside it is reported as from any pgrx function.
 //!
-//! The SQL declarations are written out where the function lives (extension_sql!), with the
-//! same symbol pgrx would give them (`<name>_wrapper`), so upgrading needs no change.
+//! Their SQL declarations are written out in src/lib.rs (extension_sql!) as pgrx wrote them,
+//! with the same symbols (`<name>_wrapper`), so upgrading needs no change.
 
 use crate::error::{ContractError, OrRaise};
 use crate::postgres::datum::{packed, RawJsonb, RawTextArray};
