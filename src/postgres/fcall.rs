@@ -8,9 +8,9 @@
 //! Their SQL declarations are written out in src/lib.rs (extension_sql!) as pgrx wrote them,
 //! with the same symbols (`<name>_wrapper`), so upgrading needs no change.
 
-use crate::error::{ContractError, OrRaise};
+use crate::error::raise;
 use crate::postgres::datum::{packed, RawJsonb, RawTextArray};
-use pgrx::pg_sys;
+use pgrx::{pg_sys, PgSqlErrorCode};
 
 /// The arguments of one call.
 pub struct Args<'a> {
@@ -24,8 +24,9 @@ impl Args<'_> {
         self.args.get(index).filter(|a| !a.isnull).map(|a| a.value)
     }
 
-    /// A text argument (`name` for the error when it is not UTF-8, in a database of another
-    /// encoding; in a UTF-8 database Postgres has checked it, as pgrx relies on too).
+    /// A text argument; 22021 naming `name` if it is not UTF-8 (possible only in a database of
+    /// another encoding, as for a text column read natively; in a UTF-8 database Postgres has
+    /// checked it, as pgrx relies on too).
     pub fn text(&self, index: usize, name: &'static str) -> Option<&str> {
         let datum = self.datum(index)?;
         // SAFETY: a non-null text argument of the call, alive until the call returns; `packed`
@@ -35,7 +36,10 @@ impl Args<'_> {
             // SAFETY: text in a UTF-8 database is valid UTF-8 (Postgres checks it on input).
             return Some(unsafe { std::str::from_utf8_unchecked(bytes) });
         }
-        Some(std::str::from_utf8(bytes).map_err(|_| ContractError::invalid(name, "is not valid UTF-8")).or_raise())
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Some(text),
+            Err(e) => raise(PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE, format!("{name}: is not UTF-8: {e}")),
+        }
     }
 
     /// A uuid argument.
