@@ -32,7 +32,7 @@ q "$hot" "SELECT plpgsql_set_cache('k:' || :k, $value, 3600);" set_over_plpgsql
 echo "SELECT 1;" > "$tmp/select1.sql"
 q "$hot" "SELECT to_jsonb('k:' || :k);" call_floor
 # compare_latencies (benches/lib.sh): at 1 client every side in the same pgbench runs, at 8 in
-# alternating runs of their own; five 4-second runs (nine for the wire floor at 8), medians.
+# alternating runs of their own; five 4-second runs (floor_rounds for the wire floor), medians.
 # TPS as the clients make them at that latency.
 for clients in 1 8; do
     # The wire floor: a hit against a bare SELECT 1; and the floor of any call of this shape, a
@@ -40,9 +40,7 @@ for clients in 1 8; do
     # a function call and a jsonb to send), which no function can beat.
     # Each ratio's two sides in runs of their own (a third script in the run evicts what the
     # others keep in the caches).
-    # At 8 clients separate runs of the same script move by a few per cent from one run to the
-    # next (the virtual machine's speed, not the code): nine rounds there, the median.
-    rounds=5; [ "$clients" -eq 1 ] || rounds=9
+    rounds=$(floor_rounds "$clients")
     { read -r n; read -r s; } < <(compare_latencies "$clients" 4 "$rounds" "" "$tmp/get_hit_native.sql" "$tmp/select1.sql")
     { read -r c; read -r s2; } < <(compare_latencies "$clients" 4 "$rounds" "" "$tmp/call_floor.sql" "$tmp/select1.sql")
     result cache "$clients client(s), get hit / SELECT 1 / to_jsonb(key) TPS" "$(tps_of "$clients" "$n")/$(tps_of "$clients" "$s")/$(tps_of "$clients" "$c")" ""

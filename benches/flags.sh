@@ -30,13 +30,13 @@ result flags "1M users: native / floor (time)" "$(ratio "$native" "$floor")" "<=
 result flags "1M users: plpgsql / native (speed-up)" "$(ratio "$plpgsql" "$native")" ">= 20"
 
 # 2. One evaluation per transaction, prepared, against SELECT 1 (compare_latencies: at 1 client
-#    in the same pgbench runs, at 8 in alternating runs of their own; five 6-second runs, medians;
-#    nine at 8 clients, where separate runs of the same script move by a few per cent).
+#    in the same pgbench runs, at 8 in alternating runs of their own; 6-second runs, medians of
+#    floor_rounds).
 #    The goal's two sides run without the plpgsql call beside them: at one client, a third,
 #    heavier script in the same run evicts the caches the next transaction uses, and made
 #    native's cost over SELECT 1 look 0.2 µs larger than with the two sides alone.
 for clients in 1 8; do
-    rounds=5; [ "$clients" -eq 1 ] || rounds=9
+    rounds=$(floor_rounds "$clients")
     { read -r s1; read -r n1; } < <(compare_latencies "$clients" 6 "$rounds" "" "$tmp/select1.sql" "$tmp/one_native.sql")
     { read -r p1; read -r _; } < <(compare_latencies "$clients" 6 3 "" "$tmp/one_plpgsql.sql" "$tmp/select1.sql")
     result flags "pgbench $clients client(s): SELECT 1 / native / plpgsql TPS" "$(tps_of "$clients" "$s1")/$(tps_of "$clients" "$n1")/$(tps_of "$clients" "$p1")" ""

@@ -164,6 +164,11 @@ mixed_medians() {
     done
 }
 
+# floor_rounds CLIENTS: how many rounds a comparison against the wire floor (SELECT 1) takes:
+# five at one client; nine at more, where separate runs of the same script move by a few per
+# cent from one run to the next (the virtual machine's speed, not the code).
+floor_rounds() { if [ "$1" -eq 1 ]; then echo 5; else echo 9; fi; }
+
 # tps_of CLIENTS LATENCY_MS: the transactions per second CLIENTS clients make at that latency.
 tps_of() { awk -v c="$1" -v l="$2" 'BEGIN { printf "%.0f", c * 1000 / l }'; }
 
