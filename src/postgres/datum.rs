@@ -75,7 +75,7 @@ impl RawNumeric {
     /// The value's bytes (after the varlena header): equal bytes, equal values.
     fn bytes(&self) -> &[u8] {
         // SAFETY: a non-null numeric datum, alive as long as the wrapper.
-        unsafe { pgrx::varlena::varlena_to_byte_slice(packed(self.0)) }
+        unsafe { bytes(self.0) }
     }
 
     /// The value, for arithmetic (a copy).
@@ -113,9 +113,7 @@ impl StoredNumeric {
         // SAFETY: the caller's.
         unsafe {
             match given {
-                Some(g) if pgrx::varlena::varlena_to_byte_slice(packed(datum)) == g.bytes() => {
-                    StoredNumeric::SameAsGiven
-                }
+                Some(g) if bytes(datum) == g.bytes() => StoredNumeric::SameAsGiven,
                 _ => StoredNumeric::Text(numeric_text(datum)),
             }
         }
@@ -177,6 +175,17 @@ pub unsafe fn packed(datum: pg_sys::Datum) -> *const pg_sys::varlena {
             ptr
         }
     }
+}
+
+/// A varlena datum's bytes after its header, read in place when `packed` allows (the form of
+/// every text, numeric and jsonb read here).
+///
+/// # Safety
+/// `datum` must be a valid, non-null varlena datum that outlives the slice (a detoasted copy
+/// lives in the current memory context).
+pub unsafe fn bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
+    // SAFETY: the caller's.
+    unsafe { pgrx::varlena::varlena_to_byte_slice(packed(datum)) }
 }
 
 /// The jsonb container header flags (utils/jsonb.h). A scalar is stored as a one-element array
@@ -247,7 +256,7 @@ impl RawJsonb {
     /// The value's bytes after the varlena header: equal bytes, the same jsonb.
     pub fn bytes(&self) -> &[u8] {
         // SAFETY: a non-null jsonb datum, alive as long as the wrapper.
-        unsafe { pgrx::varlena::varlena_to_byte_slice(packed(self.0)) }
+        unsafe { bytes(self.0) }
     }
 
     /// A jsonb made of bytes that `bytes` returned (palloc'd in the current memory context).

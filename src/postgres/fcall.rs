@@ -9,7 +9,7 @@
 //! with the same symbols (`<name>_wrapper`), so upgrading needs no change.
 
 use crate::error::raise;
-use crate::postgres::datum::{packed, RawJsonb, RawTextArray};
+use crate::postgres::datum::{bytes, RawJsonb, RawTextArray};
 use pgrx::{pg_sys, PgSqlErrorCode};
 
 /// The arguments of one call.
@@ -31,7 +31,7 @@ impl Args<'_> {
         let datum = self.datum(index)?;
         // SAFETY: a non-null text argument of the call, alive until the call returns; `packed`
         // detoasts into the current memory context when it must.
-        let bytes = unsafe { pgrx::varlena::varlena_to_byte_slice(packed(datum)) };
+        let bytes = unsafe { bytes(datum) };
         if utf8_database() {
             // SAFETY: text in a UTF-8 database is valid UTF-8 (Postgres checks it on input).
             return Some(unsafe { std::str::from_utf8_unchecked(bytes) });

@@ -395,7 +395,7 @@ impl Row<'_> {
     /// encoding), never a silently altered string.
     pub fn text(&self, column: usize) -> Option<String> {
         // SAFETY: the column's type was checked to be text when the table was resolved.
-        let bytes = self.datum(column).map(|d| unsafe { pgrx::varlena::varlena_to_byte_slice(datum::packed(d)) })?;
+        let bytes = self.datum(column).map(|d| unsafe { datum::bytes(d) })?;
         match std::str::from_utf8(bytes) {
             Ok(text) => Some(text.to_owned()),
             Err(e) => raise(
@@ -408,8 +408,7 @@ impl Row<'_> {
     /// Whether a text column's value is `s`, byte for byte (no copy).
     pub fn text_is(&self, column: usize, s: &str) -> bool {
         // SAFETY: the column's type was checked to be text when the table was resolved.
-        self.datum(column)
-            .is_some_and(|d| unsafe { pgrx::varlena::varlena_to_byte_slice(datum::packed(d)) } == s.as_bytes())
+        self.datum(column).is_some_and(|d| unsafe { datum::bytes(d) } == s.as_bytes())
     }
 
     pub fn float8(&self, column: usize) -> Option<f64> {
