@@ -38,9 +38,11 @@ result flags "1M users: plpgsql / native (speed-up)" "$(ratio "$plpgsql" "$nativ
 for clients in 1 8; do
     rounds=$(floor_rounds "$clients")
     { read -r s1; read -r n1; } < <(compare_latencies "$clients" 6 "$rounds" "" "$tmp/select1.sql" "$tmp/one_native.sql")
+    spread=$(run_spread 1 2)
     { read -r p1; read -r _; } < <(compare_latencies "$clients" 6 3 "" "$tmp/one_plpgsql.sql" "$tmp/select1.sql")
     result flags "pgbench $clients client(s): SELECT 1 / native / plpgsql TPS" "$(tps_of "$clients" "$s1")/$(tps_of "$clients" "$n1")/$(tps_of "$clients" "$p1")" ""
     result flags "pgbench $clients client(s): native TPS / SELECT 1 TPS" "$(ratio "$s1" "$n1")" ">= 0.98"
+    result flags "pgbench $clients client(s): the same, one run's (lowest-highest)" "$spread" "(spread)"
 done
 
 # 3. The per-evaluation cost does not grow with the number of flags defined (1, 100, 10,000),

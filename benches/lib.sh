@@ -72,18 +72,34 @@ result() {
 # left).
 alternate_tps() {
     local clients="$1" seconds="$2" rounds="$3" before="$4"; shift 4
-    local files=("$@") tps=() r k i
+    local files=("$@") tps=() r k i line
+    : > "$RUNS_FILE"
     for ((r = 1; r <= rounds; r++)); do
+        line=()
         for ((k = 0; k < ${#files[@]}; k++)); do
             if ((r % 2)); then i=$k; else i=$((${#files[@]} - 1 - k)); fi
             [ -z "$before" ] || eval "$before"
-            tps[i]+="$(pgbench_tps "${files[i]}" "$clients" "$seconds") "
+            line[i]=$(pgbench_tps "${files[i]}" "$clients" "$seconds")
+            tps[i]+="${line[i]} "
         done
+        printf '%s\n' "${line[*]}" | awk -v c="$clients" '{ for (i = 1; i <= NF; i++) printf "%.6f%s", c * 1000 / $i, (i < NF ? " " : "\n") }' >> "$RUNS_FILE"
     done
     for ((i = 0; i < ${#files[@]}; i++)); do
         # shellcheck disable=SC2086 # the TPS values, one word each
         median ${tps[i]}
     done
+}
+
+# RUNS_FILE: each run (a mixed run, or a round of alternating runs) of the last
+# compare_latencies call, one line a run: every file's latency in ms, in the files' order.
+RUNS_FILE="$(dirname "$BENCH_RESULTS")/bench-runs.txt"
+
+# run_spread I J: the lowest and highest ratio of file I's latency to file J's (from 1, as given
+# to compare_latencies) over the runs of the last compare_latencies call, as "min-max": how far
+# one run's ratio may stray from the median's (with more clients than cores, a few per cent).
+run_spread() {
+    awk -v i="$1" -v j="$2" '{ r = $i / $j; if (NR == 1 || r < lo) lo = r; if (NR == 1 || r > hi) hi = r }
+        END { printf "%.3f-%.3f", lo, hi }' "$RUNS_FILE"
 }
 
 # median V1 V2 ...: the middle value (for alternating rounds that even out machine noise).
@@ -152,11 +168,13 @@ log_cost_ms() {
 # file's median latency in ms, one line per file in the order given.
 mixed_medians() {
     local clients="$1" seconds="$2" runs="$3" before="$4"; shift 4
-    local lat=() r i line
+    local lat=() r i line run
+    : > "$RUNS_FILE"
     for ((r = 1; r <= runs; r++)); do
         [ -z "$before" ] || eval "$before"
-        i=0
-        while read -r line; do lat[i]+="$line "; i=$((i + 1)); done < <(mixed_latencies "$clients" "$seconds" "$@")
+        i=0 run=()
+        while read -r line; do lat[i]+="$line " run[i]=$line; i=$((i + 1)); done < <(mixed_latencies "$clients" "$seconds" "$@")
+        printf '%s\n' "${run[*]}" >> "$RUNS_FILE"
     done
     for ((i = 0; i < $#; i++)); do
         # shellcheck disable=SC2086 # the latencies, one word each
