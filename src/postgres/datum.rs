@@ -188,6 +188,18 @@ pub unsafe fn bytes<'a>(datum: pg_sys::Datum) -> &'a [u8] {
     unsafe { pgrx::varlena::varlena_to_byte_slice(packed(datum)) }
 }
 
+/// Text bytes as a str; 22021 naming `what` when they are not UTF-8 (possible only in a database
+/// of another encoding): never a silently altered string.
+pub fn utf8(bytes: &[u8], what: impl FnOnce() -> String) -> &str {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => crate::error::raise(
+            PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
+            format!("{} is not UTF-8: {e}", what()),
+        ),
+    }
+}
+
 /// The jsonb container header flags (utils/jsonb.h). A scalar is stored as a one-element array
 /// with JB_FSCALAR set as well.
 const JB_FSCALAR: u32 = 0x1000_0000;

@@ -8,9 +8,8 @@
 //! Their SQL declarations are written out in src/lib.rs (extension_sql!) as pgrx wrote them,
 //! with the same symbols (`<name>_wrapper`), so upgrading needs no change.
 
-use crate::error::raise;
-use crate::postgres::datum::{bytes, RawJsonb, RawTextArray};
-use pgrx::{pg_sys, PgSqlErrorCode};
+use crate::postgres::datum::{bytes, utf8, RawJsonb, RawTextArray};
+use pgrx::pg_sys;
 
 /// The arguments of one call.
 pub struct Args<'a> {
@@ -36,10 +35,7 @@ impl Args<'_> {
             // SAFETY: text in a UTF-8 database is valid UTF-8 (Postgres checks it on input).
             return Some(unsafe { std::str::from_utf8_unchecked(bytes) });
         }
-        match std::str::from_utf8(bytes) {
-            Ok(text) => Some(text),
-            Err(e) => raise(PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE, format!("{name}: is not UTF-8: {e}")),
-        }
+        Some(utf8(bytes, || format!("{name}:")))
     }
 
     /// A uuid argument.

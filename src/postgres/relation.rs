@@ -396,13 +396,7 @@ impl Row<'_> {
     pub fn text(&self, column: usize) -> Option<String> {
         // SAFETY: the column's type was checked to be text when the table was resolved.
         let bytes = self.datum(column).map(|d| unsafe { datum::bytes(d) })?;
-        match std::str::from_utf8(bytes) {
-            Ok(text) => Some(text.to_owned()),
-            Err(e) => raise(
-                PgSqlErrorCode::ERRCODE_CHARACTER_NOT_IN_REPERTOIRE,
-                format!("a text value of easymo table {} is not UTF-8: {e}", self.table.ext.qualified),
-            ),
-        }
+        Some(datum::utf8(bytes, || format!("a text value of easymo table {}", self.table.ext.qualified)).to_owned())
     }
 
     /// Whether a text column's value is `s`, byte for byte (no copy).
