@@ -220,7 +220,10 @@ pub fn get_cache(args: &fcall::Args) -> Option<RawJsonb> {
 /// The answer of `key`'s copy in shared memory (counted as a read of the table is), when it has
 /// one the statement's snapshot sees.
 fn answer_from_copy(copies: &Shared, key: &str, owner: pg_sys::Oid) -> Option<Option<RawJsonb>> {
-    let copy = copies.copy(key.as_bytes())?;
+    let mut copy = shared::Copy::empty();
+    if !copies.copy(key.as_bytes(), &mut copy) {
+        return None;
+    }
     if snapshot::sees_committed(copy.xmin()) != Some(true) {
         return None;
     }

@@ -14,6 +14,7 @@ mod unguarded {
         pub fn GetCurrentTimestamp() -> TimestampTz;
         pub fn GetUserId() -> Oid;
         pub fn GetCurrentTransactionStartTimestamp() -> TimestampTz;
+        pub fn RecoveryInProgress() -> bool;
     }
 }
 
@@ -60,8 +61,9 @@ pub fn can_write() -> bool {
 
 /// Whether the server is a standby (in recovery).
 pub fn in_recovery() -> bool {
-    // SAFETY: reads shared state.
-    unsafe { pg_sys::RecoveryInProgress() }
+    // SAFETY: reads shared state; never raises an error (since 15 it no longer sets up WAL
+    // access on its first false).
+    unsafe { unguarded::RecoveryInProgress() }
 }
 
 /// Whether a parallel query is running (in this backend as leader or worker).
