@@ -188,8 +188,8 @@ impl Shared {
 
     /// Reads the copy of `key` into `copy`, if there is one made under this form (its first
     /// bucket is looked at first: most copies are there); false when there is none. Read into
-    /// the caller's `Copy`, not returned: moving the 256 bytes out was a tenth of a hit's own time
-    /// (perf, one client).
+    /// the caller's `Copy` rather than returned, so its 256 bytes are not moved through the
+    /// callers' frames.
     pub fn copy(&self, key: &[u8], copy: &mut Copy) -> bool {
         let hash = self.hash(key);
         let [first, second] = self.buckets_of(hash);
